@@ -1,0 +1,93 @@
+// Operations of the `attn` dialect.
+#ifndef ATTN_OPS_TD
+#define ATTN_OPS_TD
+
+include "attn/compiler/AttnDialect.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/InferIntRangeInterface.td"
+
+def Attn_KernelOp : Attn_Op<"kernel", [IsolatedFromAbove, Symbol]> {
+  let summary = "one attention kernel (an `attention NAME { ... }` block)";
+  let description = [{
+    `tensors` lists the inputs in ABI order (q, k, v, then aux tensors in
+    declaration order), each a dictionary {name, type, dims} where dims holds
+    a string (a size name) or an i64 (a literal) per dimension. `params` lists
+    the run-time scalars as {name, type[, default]}. The `score` region yields
+    the score (the compute float type), the `mask` region an i1; both have
+    four i32 block arguments (b, h, i, j). `normalize` is one of softmax,
+    sigmoid, relu, none, hardmax, topk; `ties` (hardmax) and `topk` qualify it.
+    Analysis passes add attributes (e.g. `strategy`).
+  }];
+  let arguments = (ins
+    SymbolNameAttr:$sym_name,
+    ArrayAttr:$tensors,
+    ArrayAttr:$params,
+    TypeAttr:$compute_type,
+    StrAttr:$normalize,
+    OptionalAttr<StrAttr>:$ties,
+    OptionalAttr<I64Attr>:$topk,
+    UnitAttr:$output_lse
+  );
+  let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask);
+  let assemblyFormat = "$sym_name attr-dict-with-keyword `score` $score `mask` $mask";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The dictionary of the named tensor, or null.
+    ::mlir::DictionaryAttr getTensor(::llvm::StringRef name);
+    /// The dictionary of the named param, or null.
+    ::mlir::DictionaryAttr getParam(::llvm::StringRef name);
+    /// Whether `name` is a size (a dimension name of some tensor).
+    bool isSizeName(::llvm::StringRef name);
+  }];
+}
+
+def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, HasParent<"KernelOp">]> {
+  let summary = "yields the value of a score or mask region";
+  let arguments = (ins AnyType:$value);
+  let assemblyFormat = "$value attr-dict `:` type($value)";
+}
+
+def Attn_DotOp : Attn_Op<"dot", [Pure]> {
+  let summary = "q[b, h, i, :] . k[b, h / (H / Hk), j, :] for the region's (b, h, i, j)";
+  let results = (outs AnyFloat:$result);
+  let assemblyFormat = "attr-dict `:` type($result)";
+}
+
+def Attn_SqnormOp : Attn_Op<"sqnorm", [Pure]> {
+  let summary = "squared L2 norm of the current query (`q`) or key (`k`) head vector";
+  let arguments = (ins StrAttr:$of);
+  let results = (outs AnyFloat:$result);
+  let assemblyFormat = "$of attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def Attn_SizeOp : Attn_Op<"size", [Pure, DeclareOpInterfaceMethods<InferIntRangeInterface, ["inferResultRanges"]>]> {
+  let summary = "a size bound at run time from the tensor shapes (always >= 1)";
+  let arguments = (ins StrAttr:$name);
+  let results = (outs I32:$result);
+  let assemblyFormat = "$name attr-dict";
+  let hasVerifier = 1;
+}
+
+def Attn_ParamOp : Attn_Op<"param", [Pure]> {
+  let summary = "a run-time scalar argument";
+  let arguments = (ins StrAttr:$name);
+  let results = (outs AnyType:$result);
+  let assemblyFormat = "$name attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def Attn_LoadOp : Attn_Op<"load", [Pure]> {
+  let summary = "reads an auxiliary tensor; indices are range-checked at run time";
+  let description = [{
+    Float tensors read as the kernel's compute type whatever their storage
+    type; integer and bool tensors as their own type (i32, i64, i1).
+  }];
+  let arguments = (ins StrAttr:$tensor, Variadic<AnySignlessInteger>:$indices);
+  let results = (outs AnyType:$result);
+  let assemblyFormat = "$tensor `[` $indices `]` attr-dict `:` functional-type($indices, $result)";
+  let hasVerifier = 1;
+}
+
+#endif // ATTN_OPS_TD

@@ -1,0 +1,77 @@
+// AttnToHalide: the algorithm of an `attn.kernel` as a Halide pipeline.
+//
+// The algorithm (what is computed) is built here, once per kernel; the
+// schedule (how: tiling, vectorization, parallelism) is applied by a target
+// in targets/ (e.g. attn::cpu::schedule). The Funcs below are the stages a
+// schedule may place; see docs/design.md for the loop structure.
+//
+// This header includes no MLIR: the translation takes the kernel op through
+// an opaque pointer so that only AttnToHalide.cpp sees both MLIR and Halide.
+#pragma once
+
+#include "Halide.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mlir {
+class Operation;
+}
+
+namespace attn {
+
+/// An auxiliary-tensor read whose indices the runtime must range-check.
+struct IndexCheck {
+  std::string tensor;
+  int dim = 0; // dimension of the tensor in declaration order (0 = outermost)
+};
+
+struct AttentionAlgorithm {
+  std::string name;
+  std::string normalize; // softmax, sigmoid, relu, none, hardmax, topk
+  std::string strategy;  // dense, masked
+  bool outputLse = false;
+  Halide::Type computeType;
+  int tileQ = 64;  // queries per tile (i)
+  int tileK = 128; // keys per block (j)
+
+  // Inputs in ABI order: q, k, v, aux tensors, then params.
+  std::vector<Halide::ImageParam> tensors;
+  std::vector<Halide::Param<>> params;
+
+  // Pure vars. Head-vector elements d (q/k) and dv (v/out); ii, jj index a
+  // tile, qt and kb the tile; h, b head and batch.
+  Halide::Var d{"d"}, dv{"dv"}, ii{"ii"}, jj{"jj"}, qt{"qt"}, kb{"kb"}, h{"h"}, b{"b"};
+  Halide::Var i{"i"};
+  Halide::RVar rd, rj, rk; // reductions over d, over jj, over key blocks
+
+  // Stages, in dependency order.
+  Halide::Func qT;    // (ii, d, qt, h, b): the query tile, transposed, compute type
+  Halide::Func kf;    // (d, j, hk, b): keys in compute type (wraps the input)
+  Halide::Func vf;    // (dv, j, hk, b): values in compute type
+  Halide::Func dotAcc; // (ii, jj, qt, kb, h, b): q.k, reduction over rd
+  Halide::Func score; // (ii, jj, qt, kb, h, b): masked score (-inf when out)
+  Halide::Func blockMax;  // (ii, qt, kb, h, b) softmax only
+  Halide::Func weight;    // (ii, jj, qt, kb, h, b): exp(s - blockMax) or w(s)
+  Halide::Func blockSum;  // (ii, qt, kb, h, b) softmax only
+  Halide::Func pvAcc; // (dv, ii, qt, kb, h, b): sum_jj weight * v, reduction over rj
+  Halide::Func acc;   // (dv, ii, qt, h, b): {O, m, l} (softmax) or O, update over rk
+  Halide::Func out;   // (dv, i, h, b), q's element type
+  Halide::Func lse;   // (i, h, b), f32; defined when outputLse
+  std::vector<Halide::Func> extra; // qnorm / knorm etc: compute_root helpers
+
+  /// Index-range check pipeline (min/max of every aux index), or empty.
+  Halide::Func indexBounds; // (c, e) -> e = 0: min, 1: max of check c
+  std::vector<IndexCheck> indexChecks;
+
+  std::vector<Halide::Argument> arguments() const;
+  std::vector<Halide::Func> outputs() const;
+};
+
+/// Builds the algorithm of `kernelOp` (an attn::KernelOp, after the default
+/// pipeline). Halide may throw Halide::Error; an unsupported construct throws
+/// Halide::CompileError. Never call it from inside an MLIR callback.
+AttentionAlgorithm buildAlgorithm(mlir::Operation *kernelOp);
+
+} // namespace attn

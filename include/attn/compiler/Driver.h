@@ -1,0 +1,65 @@
+// The compiler driver: `.attn` source -> any stage of the pipeline, as text
+// (`attnc emit`), as a static library + header (`attnc compile`, AOT) or as
+// a shared object the runtime loads (JIT). No MLIR or Halide types here.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace attn {
+
+enum class Stage { Ast, Mlir, MlirOpt, Halide, Stmt };
+
+/// Parses "ast", "mlir", "mlir-opt", "halide", "stmt".
+bool parseStage(const std::string &text, Stage &stage);
+
+struct SourceFile {
+  std::string fileName;
+  std::string text;
+};
+
+/// What the runtime must know about a compiled kernel beyond its signature.
+struct KernelManifest {
+  std::string name;
+  std::string target;   // the Halide target string it was compiled for
+  std::string strategy; // attn-select-strategy's choice
+  bool hasIndexCheck = false;
+  struct Check {
+    std::string tensor;
+    int dim = 0;
+  };
+  std::vector<Check> indexChecks; // in the order of NAME_check_indices' rows
+  std::string toJson() const;
+  static bool fromJson(const std::string &json, KernelManifest &out);
+};
+
+struct CompileOptions {
+  std::string kernel; // may be empty when the file has one kernel
+  std::string target = "host";
+};
+
+/// Diagnostics (clang-style for source errors, `attnc: error: ...` for the
+/// rest) are appended to `err`; functions return false on error.
+bool emitStage(const SourceFile &src, Stage stage, const CompileOptions &opts,
+               std::string &out, std::string &err);
+
+/// Writes DIR/NAME.a and DIR/NAME.h. The library holds NAME(q, k, v, aux...,
+/// params..., out[, lse]) and, when the kernel reads aux tensors,
+/// NAME_check_indices(..., bounds) returning the min/max of every index.
+bool compileStaticLibrary(const SourceFile &src, const CompileOptions &opts,
+                          const std::string &dir, KernelManifest &manifest, std::string &err);
+
+/// Writes a shared object at `soPath` exporting NAME_argv (and
+/// NAME_check_indices_argv), for the JIT runtime.
+bool compileSharedObject(const SourceFile &src, const CompileOptions &opts,
+                         const std::string &soPath, KernelManifest &manifest, std::string &err);
+
+/// The Halide target string a spec resolves to ("host" -> this machine's
+/// features). A GPU target falls back to the host CPU with a warning
+/// appended to `warnings` (no GPU schedule in this version).
+std::string resolveTarget(const std::string &spec, std::string &warnings);
+
+/// attnc's version string (part of the compile cache key).
+const char *version();
+
+} // namespace attn

@@ -1,0 +1,214 @@
+// The abstract syntax tree of `.attn` files (LANGUAGE.md §1-§5).
+//
+// The parser builds it with source locations; Sema (Sema.h) resolves names,
+// assigns types and fills in defaults, after which every consumer (MLIRGen,
+// the float64 reference evaluator, `attnc emit --stage ast`) can rely on the
+// invariants documented on each field. No MLIR dependency.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace attn::dsl {
+
+/// 1-based line and column of a character in the source text.
+struct SourceLoc {
+  int line = 0;
+  int col = 0;
+};
+
+/// [begin, end) in the source text; `end` is one past the last character.
+struct SourceRange {
+  SourceLoc begin;
+  SourceLoc end;
+};
+
+/// Element types of tensors and params (LANGUAGE.md §2).
+enum class ElemType { F32, F16, BF16, F64, I32, I64, Bool };
+
+const char *toString(ElemType t); // "f32", "bf16", ...
+bool isFloat(ElemType t);
+
+/// Types of expressions after Sema. Arithmetic in a kernel is done in the
+/// kernel's compute float type (F32, or F64 when q is f64); f16/bf16 values
+/// read from aux tensors are widened to it. Integers are I32 unless an I64
+/// value takes part (then I64).
+enum class ScalarType { Unknown, Bool, I32, I64, F32, F64 };
+
+const char *toString(ScalarType t);
+
+/// One dimension of a tensor declaration: a size name or an integer literal.
+struct Dim {
+  std::string name; // empty for a literal
+  int64_t value = 0; // the literal, when name is empty
+  SourceRange range;
+  bool isLiteral() const { return name.empty(); }
+};
+
+enum class TensorRole { Q, K, V, Aux };
+
+struct TensorDecl {
+  std::string name;
+  TensorRole role = TensorRole::Aux;
+  ElemType type = ElemType::F32;
+  std::vector<Dim> dims;
+  SourceRange range;     // the name
+  SourceRange typeRange; // the element type
+};
+
+/// A literal value (param defaults).
+struct Literal {
+  enum class Kind { Int, Float, Bool } kind = Kind::Int;
+  int64_t i = 0;
+  double f = 0;
+  bool b = false;
+};
+
+struct ParamDecl {
+  std::string name;
+  ElemType type = ElemType::I32;
+  /// After Sema the literal's kind matches `type` (an integer default of a
+  /// float param becomes a Float literal).
+  std::optional<Literal> defaultValue;
+  SourceRange range;        // the name
+  SourceRange typeRange;    // the element type
+  SourceRange defaultRange; // the default literal, sign included
+};
+
+enum class UnaryOp { Neg, Not };
+enum class BinaryOp { Or, And, Eq, Ne, Lt, Le, Gt, Ge, Add, Sub, Mul, Div, Mod };
+
+const char *toString(UnaryOp op);  // "-", "!"
+const char *toString(BinaryOp op); // "||", "&&", "==", ...
+
+/// Built-in functions (LANGUAGE.md §3). Resolved by Sema from Call names.
+enum class Builtin {
+  None,
+  // head-vector built-ins: no arguments after Sema (the q/k args are checked
+  // and dropped).
+  Dot,     // dot(q, k)
+  SqnormQ, // sqnorm(q)
+  SqnormK, // sqnorm(k)
+  // scalar functions, 1 argument
+  Exp, Exp2, Log, Log2, Sqrt, Rsqrt, Tanh, Sigmoid, Abs, Floor, Ceil,
+  // 2 arguments
+  Min, Max, Pow,
+  // 3 arguments
+  Clamp,  // clamp(x, lo, hi)
+  Select, // select(cond, a, b)
+};
+
+const char *toString(Builtin b);
+
+/// What an identifier refers to, filled in by Sema.
+enum class IdentKind {
+  Unresolved,
+  IndexVar, // b, h, i, j (`name` tells which)
+  Size,     // a dimension name bound by a tensor declaration
+  Param,    // a `param`
+  Let,      // a `let`
+};
+
+enum class ExprKind {
+  IntLit,   // intValue
+  FloatLit, // floatValue
+  BoolLit,  // boolValue (`true` / `false`)
+  Inf,      // `inf`, positive infinity (a float)
+  Ident,    // name; ident says what it refers to after Sema
+  Unary,    // unaryOp, args[0]
+  Binary,   // binaryOp, args[0], args[1]
+  Call,     // name, args; builtin after Sema
+  Index,    // name[args...]: read of an aux tensor (name), args are indices
+  Cast,     // inserted by Sema only: args[0] converted to `type`
+};
+
+struct Expr {
+  ExprKind kind = ExprKind::IntLit;
+  SourceRange range;
+  /// Filled by Sema: the type of the value this node yields.
+  ScalarType type = ScalarType::Unknown;
+
+  int64_t intValue = 0;
+  double floatValue = 0;
+  bool boolValue = false;
+  std::string name;
+  UnaryOp unaryOp = UnaryOp::Neg;
+  BinaryOp binaryOp = BinaryOp::Add;
+  Builtin builtin = Builtin::None;
+  IdentKind ident = IdentKind::Unresolved;
+  std::vector<std::unique_ptr<Expr>> args;
+
+  std::unique_ptr<Expr> clone() const;
+};
+
+using ExprPtr = std::unique_ptr<Expr>;
+
+struct LetDecl {
+  std::string name;
+  ExprPtr value;
+  SourceRange range; // the name
+};
+
+enum class NormKind { Softmax, Sigmoid, Relu, None, Hardmax, TopK };
+enum class TieRule { Average, Latest, First };
+
+const char *toString(NormKind k);
+const char *toString(TieRule t);
+
+struct Normalize {
+  NormKind kind = NormKind::Softmax;
+  TieRule ties = TieRule::Average; // hardmax only
+  int64_t k = 0;                   // topk only, > 0
+  SourceRange range;
+};
+
+/// One `attention NAME { ... }` block.
+///
+/// After Sema: `q`, `k`, `v` are set and point into `tensors`; `score` and
+/// `mask` are always present (defaults synthesized: `dot(q, k) * rsqrt(D)`
+/// and `true`); every Expr has a type, every Ident is resolved, implicit
+/// conversions are explicit Cast nodes; `score` has the compute float type
+/// and `mask` has type Bool. Lets keep their own expressions (typed) and are
+/// referenced by Ident nodes with ident == Let.
+struct Kernel {
+  std::string name;
+  SourceRange range; // the name
+  std::vector<TensorDecl> tensors; // in declaration order, q/k/v included
+  std::vector<ParamDecl> params;
+  std::vector<LetDecl> lets; // in declaration order
+  ExprPtr score;             // nullptr before Sema when not written
+  ExprPtr mask;              // nullptr before Sema when not written
+  Normalize normalize;
+  bool outputLse = false;
+  SourceRange outputLseRange; // the `output lse` statement, when present
+
+  // Filled by Sema.
+  const TensorDecl *q = nullptr;
+  const TensorDecl *k = nullptr;
+  const TensorDecl *v = nullptr;
+  ScalarType computeType = ScalarType::F32;
+
+  const TensorDecl *findTensor(const std::string &name) const;
+  const ParamDecl *findParam(const std::string &name) const;
+  const LetDecl *findLet(const std::string &name) const;
+  /// Size names in order of first appearance in the tensor declarations.
+  std::vector<std::string> sizeNames() const;
+};
+
+struct Module {
+  std::string fileName;
+  std::vector<Kernel> kernels;
+
+  const Kernel *findKernel(const std::string &name) const;
+};
+
+/// Prints the AST in a stable, indented, human-readable form; used by
+/// `attnc emit --stage ast` and the lit tests of that stage.
+std::string printModule(const Module &module);
+/// Prints an expression in the surface syntax (fully parenthesised).
+std::string printExpr(const Expr &expr);
+
+} // namespace attn::dsl

@@ -1,0 +1,87 @@
+// The just-in-time API: compile a `.attn` source string to a callable
+// kernel, with a persistent on-disk cache, and run it on host tensors.
+//
+//   auto k = attn::JitKernel::compile({"causal.attn", text}, {});
+//   attn::runtime::HostTensor out;
+//   k->run({{"q", q}, {"k", k}, {"v", v}}, {}, out, nullptr);
+//
+// Compiled kernels are shared objects in the cache directory ($ATTNC_CACHE_DIR,
+// else $XDG_CACHE_HOME/attnc, else ~/.cache/attnc), keyed by attnc and Halide
+// versions, target, kernel name and source text; a second compile of the same
+// source loads the cached object without compiling.
+#pragma once
+
+#include "attn/compiler/Driver.h"
+#include "attn/dsl/AST.h"
+#include "attn/runtime/Bind.h"
+#include "attn/runtime/Tensor.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace attn {
+
+struct JitOptions {
+  std::string kernel;        // may be empty when the source has one kernel
+  std::string target = "host";
+  bool useCache = true;
+  std::string cacheDir;      // empty: the default cache directory
+};
+
+class JitKernel {
+public:
+  ~JitKernel();
+  JitKernel(const JitKernel &) = delete;
+  JitKernel &operator=(const JitKernel &) = delete;
+
+  /// Compiles (or loads from the cache). Diagnostics and warnings go to
+  /// `messages`; a null result means failure.
+  static std::unique_ptr<JitKernel> compile(const SourceFile &src, const JitOptions &opts,
+                                            std::string &messages);
+
+  const dsl::Kernel &kernel() const { return *kernel_; }
+  const KernelManifest &manifest() const { return manifest_; }
+  bool cacheHit() const { return cacheHit_; }
+  double compileSeconds() const { return compileSeconds_; }
+
+  /// A call with its arguments checked and its outputs allocated, ready to
+  /// run (repeatedly, for benchmarks).
+  struct Call {
+    runtime::Bindings bindings;
+    std::vector<void *> argv;
+    std::vector<std::shared_ptr<void>> storage; // buffers and scalars argv points to
+    runtime::HostTensor out, lse;
+  };
+
+  /// Checks every argument (names, dtypes, ranks, sizes, params) and every
+  /// aux-tensor index, allocates out (and lse when the kernel outputs it).
+  runtime::Status prepare(const std::map<std::string, runtime::HostTensor> &inputs,
+                          const std::map<std::string, std::string> &params, Call &call) const;
+  /// Runs a prepared call.
+  runtime::Status execute(Call &call) const;
+
+  /// prepare + execute; moves the results into out / lse (lse may be null).
+  runtime::Status run(const std::map<std::string, runtime::HostTensor> &inputs,
+                      const std::map<std::string, std::string> &params,
+                      runtime::HostTensor &out, runtime::HostTensor *lse) const;
+
+  /// The default cache directory.
+  static std::string defaultCacheDir();
+
+private:
+  JitKernel() = default;
+  runtime::Status checkIndices(Call &call) const;
+
+  std::unique_ptr<dsl::Module> module_;
+  const dsl::Kernel *kernel_ = nullptr;
+  KernelManifest manifest_;
+  void *handle_ = nullptr;
+  int (*entry_)(void **) = nullptr;
+  int (*check_)(void **) = nullptr;
+  bool cacheHit_ = false;
+  double compileSeconds_ = 0;
+};
+
+} // namespace attn

@@ -1,0 +1,639 @@
+// AttnToHalide: builds the Halide algorithm of an `attn.kernel` (see
+// AttnToHalide.h). The only translation unit where MLIR and Halide meet.
+//
+// Halide calls may throw; MLIR is built without exceptions, so ops are
+// visited with plain loops in this file (never from an MLIR callback such as
+// Operation::walk) and nothing here is called from MLIR code.
+#include "attn/compiler/AttnToHalide.h"
+
+#include "attn/compiler/Dialect.h"
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+
+using namespace Halide;
+using Halide::Internal::const_false;
+using Halide::Internal::const_true;
+using Halide::Internal::make_bool;
+using Halide::Internal::make_const;
+using mlir::Operation;
+using mlir::Value;
+
+namespace attn {
+
+namespace {
+
+[[noreturn]] void unsupported(Operation *op, const std::string &what) {
+  std::string loc;
+  llvm::raw_string_ostream os(loc);
+  op->getLoc().print(os);
+  throw CompileError("attnc: cannot lower " + what + " (" + os.str() + ")");
+}
+
+Type halideType(mlir::Type t) {
+  if (t.isF32()) return Float(32);
+  if (t.isF64()) return Float(64);
+  if (t.isF16()) return Float(16);
+  if (t.isBF16()) return BFloat(16);
+  if (t.isInteger(1)) return Bool();
+  if (t.isInteger(32)) return Int(32);
+  if (t.isInteger(64)) return Int(64);
+  return Handle();
+}
+
+Expr floorDiv(Expr a, Expr b) {
+  // Halide's integer division is Euclidean: floor for b > 0.
+  return select(b < 0, (-a) / (-b), a / b);
+}
+
+/// What a region needs from its surroundings to be evaluated at one point.
+struct PointEnv {
+  Expr b, h, i, j;
+  std::function<Expr()> dot, sqnormQ, sqnormK;
+};
+
+/// An integer interval [lo, hi] (Float(64) Exprs, ±inf for unknown) or, for
+/// an i1 value, whether it may be true and whether it may be false.
+struct Interval {
+  Expr lo, hi;
+  Expr mayTrue, mayFalse;
+};
+
+class Translator {
+public:
+  Translator(attn::KernelOp kernel, AttentionAlgorithm &alg) : kernel_(kernel), alg_(alg) {}
+
+  void declareInputs();
+  Expr size(const std::string &name) const { return sizes_.at(name); }
+  Expr evalPoint(mlir::Region &region, const PointEnv &env);
+  Interval evalInterval(mlir::Region &region, const std::map<unsigned, Interval> &args);
+  void collectIndexChecks(mlir::Region &region, std::vector<std::pair<IndexCheck, Operation *>> &out);
+  Expr indexExprFor(Operation *load, unsigned operand, const PointEnv &env);
+  unsigned argsUsedBy(Value v);
+
+  Halide::ImageParam &tensor(const std::string &name) { return alg_.tensors[tensorIndex_.at(name)]; }
+  int rank(const std::string &name) const { return ranks_.at(name); }
+
+private:
+  Expr evalOp(Operation *op, std::map<void *, Expr> &vals, const PointEnv &env);
+  Interval intervalOp(Operation *op, std::map<void *, Interval> &vals);
+
+  attn::KernelOp kernel_;
+  AttentionAlgorithm &alg_;
+  std::map<std::string, Expr> sizes_;
+  std::map<std::string, int> tensorIndex_;
+  std::map<std::string, int> ranks_;
+  std::map<std::string, int> paramIndex_;
+};
+
+void Translator::declareInputs() {
+  for (auto [idx, a] : llvm::enumerate(kernel_.getTensors())) {
+    auto dict = llvm::cast<mlir::DictionaryAttr>(a);
+    std::string name = dict.getAs<mlir::StringAttr>("name").str();
+    auto dims = dict.getAs<mlir::ArrayAttr>("dims");
+    int n = dims.size();
+    ImageParam p(halideType(dict.getAs<mlir::TypeAttr>("type").getValue()), n, name);
+    for (int k = 0; k < n; ++k) {
+      // Declared dim k (C order) is Halide dimension n-1-k.
+      auto dim = p.dim(n - 1 - k);
+      dim.set_min(0);
+      if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(dims[k])) {
+        dim.set_extent((int)lit.getInt());
+        continue;
+      }
+      std::string sname = llvm::cast<mlir::StringAttr>(dims[k]).str();
+      auto it = sizes_.find(sname);
+      if (it == sizes_.end())
+        sizes_[sname] = dim.extent();
+      else
+        dim.set_extent(it->second); // checked by the generated code
+    }
+    tensorIndex_[name] = idx;
+    ranks_[name] = n;
+    alg_.tensors.push_back(p);
+  }
+  for (auto [idx, a] : llvm::enumerate(kernel_.getParams())) {
+    auto dict = llvm::cast<mlir::DictionaryAttr>(a);
+    std::string name = dict.getAs<mlir::StringAttr>("name").str();
+    alg_.params.emplace_back(halideType(dict.getAs<mlir::TypeAttr>("type").getValue()), name);
+    paramIndex_[name] = idx;
+  }
+}
+
+unsigned Translator::argsUsedBy(Value v) {
+  if (auto arg = llvm::dyn_cast<mlir::BlockArgument>(v))
+    return 1u << arg.getArgNumber();
+  unsigned mask = 0;
+  Operation *op = v.getDefiningOp();
+  if (llvm::isa<attn::DotOp>(op))
+    return 0xF;
+  if (auto s = llvm::dyn_cast<attn::SqnormOp>(op))
+    return s.getOf() == "q" ? 0x7 : 0xB; // (b, h, i) or (b, h, j)
+  for (Value operand : op->getOperands())
+    mask |= argsUsedBy(operand);
+  return mask;
+}
+
+Expr Translator::evalPoint(mlir::Region &region, const PointEnv &env) {
+  std::map<void *, Expr> vals;
+  mlir::Block &block = region.front();
+  Expr args[4] = {env.b, env.h, env.i, env.j};
+  for (int a = 0; a < 4; ++a)
+    vals[block.getArgument(a).getAsOpaquePointer()] = args[a];
+  for (Operation &op : block) {
+    if (auto y = llvm::dyn_cast<attn::YieldOp>(op))
+      return vals.at(y.getValue().getAsOpaquePointer());
+    vals[op.getResult(0).getAsOpaquePointer()] = evalOp(&op, vals, env);
+  }
+  unsupported(region.getParentOp(), "a region without attn.yield");
+}
+
+Expr Translator::evalOp(Operation *op, std::map<void *, Expr> &vals, const PointEnv &env) {
+  auto in = [&](unsigned n) { return vals.at(op->getOperand(n).getAsOpaquePointer()); };
+  Type rt = op->getNumResults() ? halideType(op->getResult(0).getType()) : Type();
+  Type ct = alg_.computeType;
+  llvm::StringRef name = op->getName().getStringRef();
+
+  if (auto c = llvm::dyn_cast<mlir::arith::ConstantOp>(op)) {
+    mlir::Attribute v = c.getValue();
+    if (auto f = llvm::dyn_cast<mlir::FloatAttr>(v))
+      return rt.bits() == 64 ? Expr(f.getValueAsDouble()) : Expr((float)f.getValueAsDouble());
+    if (auto i = llvm::dyn_cast<mlir::IntegerAttr>(v)) {
+      if (rt.is_bool())
+        return make_const(Bool(), i.getValue().getBoolValue());
+      return make_const(rt, i.getValue().getSExtValue());
+    }
+    unsupported(op, "a non-scalar constant");
+  }
+  if (name == "arith.addi" || name == "arith.addf") return in(0) + in(1);
+  if (name == "arith.subi" || name == "arith.subf") return in(0) - in(1);
+  if (name == "arith.muli" || name == "arith.mulf") return in(0) * in(1);
+  if (name == "arith.divf") return in(0) / in(1);
+  if (name == "arith.floordivsi") return floorDiv(in(0), in(1));
+  if (name == "arith.negf") return -in(0);
+  if (name == "arith.andi") return rt.is_bool() ? (in(0) && in(1)) : (in(0) & in(1));
+  if (name == "arith.ori") return rt.is_bool() ? (in(0) || in(1)) : (in(0) | in(1));
+  if (name == "arith.xori") return rt.is_bool() ? (in(0) != in(1)) : (in(0) ^ in(1));
+  if (name == "arith.select") return select(in(0), in(1), in(2));
+  if (name == "arith.minsi" || name == "arith.minimumf" || name == "arith.minnumf")
+    return min(in(0), in(1));
+  if (name == "arith.maxsi" || name == "arith.maximumf" || name == "arith.maxnumf")
+    return max(in(0), in(1));
+  if (name == "arith.extsi" || name == "arith.extui" || name == "arith.trunci" ||
+      name == "arith.sitofp" || name == "arith.uitofp" || name == "arith.fptosi" ||
+      name == "arith.extf" || name == "arith.truncf")
+    return cast(rt, in(0));
+  if (auto cmp = llvm::dyn_cast<mlir::arith::CmpIOp>(op)) {
+    using P = mlir::arith::CmpIPredicate;
+    Expr a = in(0), b = in(1);
+    switch (cmp.getPredicate()) {
+    case P::eq: return a == b;
+    case P::ne: return a != b;
+    case P::slt: return a < b;
+    case P::sle: return a <= b;
+    case P::sgt: return a > b;
+    case P::sge: return a >= b;
+    default: unsupported(op, "an unsigned integer comparison");
+    }
+  }
+  if (auto cmp = llvm::dyn_cast<mlir::arith::CmpFOp>(op)) {
+    using P = mlir::arith::CmpFPredicate;
+    Expr a = in(0), b = in(1);
+    switch (cmp.getPredicate()) {
+    case P::OEQ: case P::UEQ: return a == b;
+    case P::ONE: case P::UNE: return a != b;
+    case P::OLT: case P::ULT: return a < b;
+    case P::OLE: case P::ULE: return a <= b;
+    case P::OGT: case P::UGT: return a > b;
+    case P::OGE: case P::UGE: return a >= b;
+    case P::AlwaysTrue: return const_true();
+    case P::AlwaysFalse: return const_false();
+    default: unsupported(op, "this float comparison");
+    }
+  }
+  if (name == "math.exp") return exp(in(0));
+  if (name == "math.exp2") return exp(in(0) * make_const(rt, M_LN2));
+  if (name == "math.log") return log(in(0));
+  if (name == "math.log2") return log(in(0)) * make_const(rt, 1.0 / M_LN2);
+  if (name == "math.sqrt") return sqrt(in(0));
+  if (name == "math.rsqrt") return make_const(rt, 1.0) / sqrt(in(0));
+  if (name == "math.tanh") return tanh(in(0));
+  if (name == "math.absf") return abs(in(0));
+  if (name == "math.absi") return cast(rt, abs(in(0)));
+  if (name == "math.floor") return floor(in(0));
+  if (name == "math.ceil") return ceil(in(0));
+  if (name == "math.powf") return pow(in(0), in(1));
+  if (llvm::isa<attn::DotOp>(op)) return cast(rt, env.dot());
+  if (auto s = llvm::dyn_cast<attn::SqnormOp>(op))
+    return cast(rt, s.getOf() == "q" ? env.sqnormQ() : env.sqnormK());
+  if (auto s = llvm::dyn_cast<attn::SizeOp>(op)) return cast(Int(32), size(s.getName().str()));
+  if (auto p = llvm::dyn_cast<attn::ParamOp>(op))
+    return cast(rt, alg_.params[paramIndex_.at(p.getName().str())]);
+  if (auto l = llvm::dyn_cast<attn::LoadOp>(op)) {
+    std::string t = l.getTensor().str();
+    ImageParam &p = tensor(t);
+    int n = rank(t);
+    std::vector<Expr> idx(n);
+    for (int k = 0; k < n; ++k) {
+      // Never read out of bounds; the runtime reports out-of-range indices.
+      Expr e = cast(Int(32), in(k));
+      idx[n - 1 - k] = clamp(e, 0, p.dim(n - 1 - k).extent() - 1);
+    }
+    return cast(rt, p(idx));
+  }
+  (void)ct;
+  unsupported(op, "operation '" + name.str() + "'");
+}
+
+//===----------------------------------------------------------------------===//
+// Interval evaluation: bounds of a region's values over a tile
+//===----------------------------------------------------------------------===//
+
+Expr inf64() { return Expr(std::numeric_limits<double>::infinity()); }
+Interval unknownInt() { return {-inf64(), inf64(), Expr(), Expr()}; }
+Interval unknownBool() { return {Expr(), Expr(), const_true(), const_true()}; }
+Interval point(Expr e) {
+  Expr d = cast(Float(64), e);
+  return {d, d, Expr(), Expr()};
+}
+Expr safeMul(Expr a, Expr b) { return select(a == Expr(0.0) || b == Expr(0.0), Expr(0.0), a * b); }
+
+Interval Translator::evalInterval(mlir::Region &region, const std::map<unsigned, Interval> &args) {
+  std::map<void *, Interval> vals;
+  mlir::Block &block = region.front();
+  for (auto &[n, iv] : args)
+    vals[block.getArgument(n).getAsOpaquePointer()] = iv;
+  for (Operation &op : block) {
+    if (auto y = llvm::dyn_cast<attn::YieldOp>(op))
+      return vals.at(y.getValue().getAsOpaquePointer());
+    vals[op.getResult(0).getAsOpaquePointer()] = intervalOp(&op, vals);
+  }
+  unsupported(region.getParentOp(), "a region without attn.yield");
+}
+
+Interval Translator::intervalOp(Operation *op, std::map<void *, Interval> &vals) {
+  auto in = [&](unsigned n) { return vals.at(op->getOperand(n).getAsOpaquePointer()); };
+  mlir::Type rt = op->getResult(0).getType();
+  bool isBool = rt.isInteger(1);
+  bool isInt = !isBool && rt.isSignlessInteger();
+  llvm::StringRef name = op->getName().getStringRef();
+  Interval unknown = isBool ? unknownBool() : unknownInt();
+  if (!isBool && !isInt)
+    return unknown; // floats are not tracked
+
+  if (auto c = llvm::dyn_cast<mlir::arith::ConstantOp>(op)) {
+    auto i = llvm::cast<mlir::IntegerAttr>(c.getValue());
+    if (isBool) {
+      bool v = i.getValue().getBoolValue();
+      return {Expr(), Expr(), make_bool(v), make_bool(!v)};
+    }
+    return point(Expr((double)i.getValue().getSExtValue()));
+  }
+  if (auto s = llvm::dyn_cast<attn::SizeOp>(op)) return point(size(s.getName().str()));
+  if (auto p = llvm::dyn_cast<attn::ParamOp>(op)) {
+    Expr e = alg_.params[paramIndex_.at(p.getName().str())];
+    if (isBool) return {Expr(), Expr(), e, !e};
+    return point(e);
+  }
+  if (isBool) {
+    if (name == "arith.andi") {
+      Interval a = in(0), b = in(1);
+      return {Expr(), Expr(), a.mayTrue && b.mayTrue, a.mayFalse || b.mayFalse};
+    }
+    if (name == "arith.ori") {
+      Interval a = in(0), b = in(1);
+      return {Expr(), Expr(), a.mayTrue || b.mayTrue, a.mayFalse && b.mayFalse};
+    }
+    if (name == "arith.xori") {
+      Interval a = in(0), b = in(1);
+      return {Expr(), Expr(), (a.mayTrue && b.mayFalse) || (a.mayFalse && b.mayTrue),
+              (a.mayTrue && b.mayTrue) || (a.mayFalse && b.mayFalse)};
+    }
+    if (auto cmp = llvm::dyn_cast<mlir::arith::CmpIOp>(op)) {
+      using P = mlir::arith::CmpIPredicate;
+      Interval a = in(0), b = in(1);
+      if (!a.lo.defined() || !b.lo.defined()) return unknownBool(); // bool operands
+      switch (cmp.getPredicate()) {
+      case P::slt: return {Expr(), Expr(), a.lo < b.hi, a.hi >= b.lo};
+      case P::sle: return {Expr(), Expr(), a.lo <= b.hi, a.hi > b.lo};
+      case P::sgt: return {Expr(), Expr(), a.hi > b.lo, a.lo <= b.hi};
+      case P::sge: return {Expr(), Expr(), a.hi >= b.lo, a.lo < b.hi};
+      case P::eq:
+        return {Expr(), Expr(), a.lo <= b.hi && b.lo <= a.hi,
+                !(a.lo == a.hi && b.lo == b.hi && a.lo == b.lo)};
+      case P::ne:
+        return {Expr(), Expr(), !(a.lo == a.hi && b.lo == b.hi && a.lo == b.lo),
+                a.lo <= b.hi && b.lo <= a.hi};
+      default: return unknownBool();
+      }
+    }
+    if (name == "arith.select") {
+      Interval c = in(0), x = in(1), y = in(2);
+      return {Expr(), Expr(), (c.mayTrue && x.mayTrue) || (c.mayFalse && y.mayTrue),
+              (c.mayTrue && x.mayFalse) || (c.mayFalse && y.mayFalse)};
+    }
+    return unknownBool();
+  }
+  // Integers.
+  if (name == "arith.extsi" || name == "arith.trunci") return in(0);
+  if (name == "arith.addi") {
+    Interval a = in(0), b = in(1);
+    return {a.lo + b.lo, a.hi + b.hi, Expr(), Expr()};
+  }
+  if (name == "arith.subi") {
+    Interval a = in(0), b = in(1);
+    return {a.lo - b.hi, a.hi - b.lo, Expr(), Expr()};
+  }
+  if (name == "arith.muli") {
+    Interval a = in(0), b = in(1);
+    Expr p1 = safeMul(a.lo, b.lo), p2 = safeMul(a.lo, b.hi), p3 = safeMul(a.hi, b.lo),
+         p4 = safeMul(a.hi, b.hi);
+    return {min(min(p1, p2), min(p3, p4)), max(max(p1, p2), max(p3, p4)), Expr(), Expr()};
+  }
+  if (name == "arith.floordivsi") {
+    Interval a = in(0), b = in(1);
+    // A divisor interval that excludes 0: floor(a / b) is monotone in each
+    // argument on it, so the extremes are at the corners.
+    Expr q1 = floor(a.lo / b.lo), q2 = floor(a.lo / b.hi), q3 = floor(a.hi / b.lo),
+         q4 = floor(a.hi / b.hi);
+    Expr ok = b.lo > Expr(0.0) || b.hi < Expr(0.0);
+    Expr lo = min(min(q1, q2), min(q3, q4)), hi = max(max(q1, q2), max(q3, q4));
+    // Corners at ±inf give NaN (inf / inf): treat as unknown.
+    lo = select(ok && !is_nan(lo), lo, -inf64());
+    hi = select(ok && !is_nan(hi), hi, inf64());
+    return {lo, hi, Expr(), Expr()};
+  }
+  if (name == "arith.minsi") {
+    Interval a = in(0), b = in(1);
+    return {min(a.lo, b.lo), min(a.hi, b.hi), Expr(), Expr()};
+  }
+  if (name == "arith.maxsi") {
+    Interval a = in(0), b = in(1);
+    return {max(a.lo, b.lo), max(a.hi, b.hi), Expr(), Expr()};
+  }
+  if (name == "math.absi") {
+    Interval a = in(0);
+    return {select(a.lo >= Expr(0.0), a.lo, select(a.hi <= Expr(0.0), -a.hi, Expr(0.0))), max(-a.lo, a.hi),
+            Expr(), Expr()};
+  }
+  if (name == "arith.select") {
+    Interval c = in(0), x = in(1), y = in(2);
+    Expr lo = select(c.mayTrue, select(c.mayFalse, min(x.lo, y.lo), x.lo), y.lo);
+    Expr hi = select(c.mayTrue, select(c.mayFalse, max(x.hi, y.hi), x.hi), y.hi);
+    return {lo, hi, Expr(), Expr()};
+  }
+  return unknownInt(); // loads and anything else: no knowledge
+}
+
+//===----------------------------------------------------------------------===//
+// Index checks
+//===----------------------------------------------------------------------===//
+
+void Translator::collectIndexChecks(mlir::Region &region,
+                                    std::vector<std::pair<IndexCheck, Operation *>> &out) {
+  for (Operation &op : region.front())
+    if (auto l = llvm::dyn_cast<attn::LoadOp>(op))
+      for (unsigned k = 0; k < l.getIndices().size(); ++k)
+        out.push_back({IndexCheck{l.getTensor().str(), (int)k}, &op});
+}
+
+Expr Translator::indexExprFor(Operation *load, unsigned operand, const PointEnv &env) {
+  // Evaluate the region up to `load` and return its operand.
+  std::map<void *, Expr> vals;
+  mlir::Block &block = *load->getBlock();
+  Expr args[4] = {env.b, env.h, env.i, env.j};
+  for (int a = 0; a < 4; ++a)
+    vals[block.getArgument(a).getAsOpaquePointer()] = args[a];
+  for (Operation &op : block) {
+    if (&op == load)
+      return cast(Int(64), vals.at(op.getOperand(operand).getAsOpaquePointer()));
+    if (llvm::isa<attn::YieldOp>(op))
+      break;
+    vals[op.getResult(0).getAsOpaquePointer()] = evalOp(&op, vals, env);
+  }
+  unsupported(load, "an index expression");
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// The algorithm
+//===----------------------------------------------------------------------===//
+
+std::vector<Argument> AttentionAlgorithm::arguments() const {
+  std::vector<Argument> args;
+  for (const ImageParam &p : tensors)
+    args.push_back(p);
+  for (const Param<> &p : params)
+    args.push_back(p);
+  return args;
+}
+
+std::vector<Func> AttentionAlgorithm::outputs() const {
+  if (outputLse)
+    return {out, lse};
+  return {out};
+}
+
+AttentionAlgorithm buildAlgorithm(Operation *op) {
+  auto kernel = llvm::cast<attn::KernelOp>(op);
+  AttentionAlgorithm alg;
+  alg.name = kernel.getSymName().str();
+  alg.normalize = kernel.getNormalize().str();
+  alg.outputLse = kernel.getOutputLse();
+  alg.computeType = halideType(kernel.getComputeType());
+  if (auto s = kernel->getAttrOfType<mlir::StringAttr>("strategy"))
+    alg.strategy = s.str();
+  else
+    alg.strategy = "masked";
+  if (alg.normalize == "hardmax" || alg.normalize == "topk")
+    throw CompileError("attnc: normalize = " + alg.normalize +
+                       " is not available in the CPU kernels of this version");
+
+  Translator tr(kernel, alg);
+  tr.declareInputs();
+  const int TQ = alg.tileQ, TK = alg.tileK;
+  Type ct = alg.computeType;
+  ImageParam &q = alg.tensors[0], &k = alg.tensors[1], &v = alg.tensors[2];
+  Expr D = q.dim(0).extent(), Lq = q.dim(1).extent(), H = q.dim(2).extent();
+  Expr Lk = k.dim(1).extent(), Hk = k.dim(2).extent();
+  // Key/value heads must match across k and v, batch across all three.
+  v.dim(1).set_extent(Lk);
+  v.dim(2).set_extent(Hk);
+
+  Var &d = alg.d, &dv = alg.dv, &ii = alg.ii, &jj = alg.jj, &qt = alg.qt, &kb = alg.kb,
+      &h = alg.h, &b = alg.b, &i = alg.i;
+  Var j("j"), hkv("hk");
+  Expr group = max(H / Hk, 1);
+  Expr hk = h / group;
+  Expr iq = qt * TQ + ii, jk = kb * TK + jj;
+  Expr iClamped = min(iq, Lq - 1);
+  Expr negInf = make_const(ct, -std::numeric_limits<double>::infinity());
+  Expr zero = make_const(ct, 0.0);
+
+  alg.qT = Func("qT");
+  alg.qT(ii, d, qt, h, b) = cast(ct, q(d, min(qt * TQ + ii, Lq - 1), h, b));
+  alg.kf = Func("kf");
+  alg.kf(d, j, hkv, b) = cast(ct, k(d, j, hkv, b));
+  alg.vf = Func("vf");
+  alg.vf(dv, j, hkv, b) = cast(ct, v(dv, j, hkv, b));
+
+  RDom rd(0, D, "rd");
+  alg.rd = RVar(rd.x);
+  alg.dotAcc = Func("dotAcc");
+  alg.dotAcc(ii, jj, qt, kb, h, b) = zero;
+  alg.dotAcc(ii, jj, qt, kb, h, b) +=
+      alg.qT(ii, rd, qt, h, b) * alg.kf(rd, min(jk, Lk - 1), hk, b);
+
+  // sqnorm(q) / sqnorm(k), when used: small compute_root helpers.
+  Func qnorm("qnorm"), knorm("knorm");
+  bool usesQnorm = false, usesKnorm = false;
+  for (mlir::Region *r : {&kernel.getScore(), &kernel.getMask()})
+    for (Operation &o : r->front())
+      if (auto s = llvm::dyn_cast<attn::SqnormOp>(o))
+        (s.getOf() == "q" ? usesQnorm : usesKnorm) = true;
+  if (usesQnorm) {
+    RDom r(0, D, "rqn");
+    qnorm(i, h, b) = zero;
+    qnorm(i, h, b) += cast(ct, q(r, i, h, b)) * cast(ct, q(r, i, h, b));
+    alg.extra.push_back(qnorm);
+  }
+  if (usesKnorm) {
+    RDom r(0, D, "rkn");
+    knorm(j, hkv, b) = zero;
+    knorm(j, hkv, b) += cast(ct, k(r, j, hkv, b)) * cast(ct, k(r, j, hkv, b));
+    alg.extra.push_back(knorm);
+  }
+
+  PointEnv env;
+  env.b = b;
+  env.h = h;
+  env.i = iq;
+  env.j = jk;
+  env.dot = [&] { return alg.dotAcc(ii, jj, qt, kb, h, b); };
+  env.sqnormQ = [&] { return qnorm(iClamped, h, b); };
+  env.sqnormK = [&] { return knorm(min(jk, Lk - 1), hk, b); };
+
+  Expr s = tr.evalPoint(kernel.getScore(), env);
+  Expr valid = jk < Lk && iq < Lq;
+  if (alg.strategy != "dense")
+    valid = valid && tr.evalPoint(kernel.getMask(), env);
+  alg.score = Func("score");
+  alg.score(ii, jj, qt, kb, h, b) = select(valid, s, negInf);
+
+  // Key blocks the mask provably empties for a query tile are skipped.
+  Expr nKB = (Lk + TK - 1) / TK;
+  RDom rk(0, nKB, "rk");
+  if (alg.strategy != "dense") {
+    auto tileRange = [](Expr lo, Expr size, int t, Expr extent) {
+      return Interval{cast(Float(64), lo * t), cast(Float(64), min(lo * t + t, extent) - 1),
+                      Expr(), Expr()};
+    };
+    std::map<unsigned, Interval> args{{0, point(b)},
+                                      {1, point(h)},
+                                      {2, tileRange(qt, Lq, TQ, Lq)},
+                                      {3, tileRange(rk.x, Lk, TK, Lk)}};
+    Interval m = tr.evalInterval(kernel.getMask(), args);
+    rk.where(m.mayTrue);
+  }
+  alg.rk = RVar(rk.x);
+  RDom rj(0, TK, "rj");
+  alg.rj = RVar(rj.x);
+
+  alg.weight = Func("weight");
+  alg.pvAcc = Func("pvAcc");
+  alg.acc = Func("acc");
+  Expr jr = min(kb * TK + rj, Lk - 1);
+  if (alg.normalize == "softmax") {
+    alg.blockMax = Func("blockMax");
+    alg.blockMax(ii, qt, kb, h, b) = negInf;
+    alg.blockMax(ii, qt, kb, h, b) = max(alg.blockMax(ii, qt, kb, h, b),
+                                         alg.score(ii, rj, qt, kb, h, b));
+    Expr bm = alg.blockMax(ii, qt, kb, h, b);
+    alg.weight(ii, jj, qt, kb, h, b) =
+        exp(alg.score(ii, jj, qt, kb, h, b) - select(bm == negInf, zero, bm));
+    alg.blockSum = Func("blockSum");
+    alg.blockSum(ii, qt, kb, h, b) = zero;
+    alg.blockSum(ii, qt, kb, h, b) += alg.weight(ii, rj, qt, kb, h, b);
+  } else {
+    Expr sc = alg.score(ii, jj, qt, kb, h, b);
+    Expr w;
+    if (alg.normalize == "sigmoid")
+      w = make_const(ct, 1.0) / (make_const(ct, 1.0) + exp(-sc));
+    else if (alg.normalize == "relu")
+      w = max(sc, zero);
+    else
+      w = sc;
+    alg.weight(ii, jj, qt, kb, h, b) = select(sc == negInf, zero, w);
+  }
+  alg.pvAcc(dv, ii, qt, kb, h, b) = zero;
+  alg.pvAcc(dv, ii, qt, kb, h, b) +=
+      alg.weight(ii, rj, qt, kb, h, b) * alg.vf(dv, jr, hk, b);
+
+  Expr qtOf = i / TQ, iiOf = i % TQ;
+  Type outType = q.type();
+  alg.out = Func("out");
+  if (alg.normalize == "softmax") {
+    alg.acc(dv, ii, qt, h, b) = Tuple(zero, negInf, zero);
+    Expr O = alg.acc(dv, ii, qt, h, b)[0], m = alg.acc(dv, ii, qt, h, b)[1],
+         l = alg.acc(dv, ii, qt, h, b)[2];
+    Expr mb = alg.blockMax(ii, qt, rk, h, b);
+    Expr mNew = max(m, mb);
+    Expr a = select(m == negInf, zero, exp(m - mNew));
+    Expr c = select(mb == negInf, zero, exp(mb - mNew));
+    alg.acc(dv, ii, qt, h, b) = Tuple(O * a + alg.pvAcc(dv, ii, qt, rk, h, b) * c, mNew,
+                                      l * a + alg.blockSum(ii, qt, rk, h, b) * c);
+    Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[2];
+    alg.out(dv, i, h, b) = cast(outType, select(lf > zero, Of / lf, zero));
+    if (alg.outputLse) {
+      Expr mf = alg.acc(0, iiOf, qtOf, h, b)[1], l0 = alg.acc(0, iiOf, qtOf, h, b)[2];
+      alg.lse = Func("lse");
+      alg.lse(i, h, b) = cast(Float(32), select(l0 > zero, mf + log(l0), negInf));
+    }
+  } else {
+    alg.acc(dv, ii, qt, h, b) = zero;
+    alg.acc(dv, ii, qt, h, b) += alg.pvAcc(dv, ii, qt, rk, h, b);
+    alg.out(dv, i, h, b) = cast(outType, alg.acc(dv, iiOf, qtOf, h, b));
+  }
+
+  // Range checks of aux indices: exact min/max of each index over the
+  // domain of the index variables it depends on.
+  std::vector<std::pair<IndexCheck, Operation *>> checks;
+  tr.collectIndexChecks(kernel.getScore(), checks);
+  tr.collectIndexChecks(kernel.getMask(), checks);
+  if (!checks.empty()) {
+    Expr B = q.dim(3).extent();
+    Var c("c"), e("e");
+    Expr result = make_const(Int(64), 0);
+    for (int n = (int)checks.size() - 1; n >= 0; --n) {
+      auto [check, load] = checks[n];
+      unsigned used = tr.argsUsedBy(load->getOperand(check.dim));
+      Region ranges;
+      Expr extents[4] = {B, H, Lq, Lk};
+      for (int a = 0; a < 4; ++a)
+        ranges.push_back(Range(0, (used >> a) & 1 ? extents[a] : Expr(1)));
+      RDom r(ranges, "rchk" + std::to_string(n));
+      PointEnv cenv;
+      cenv.b = r[0];
+      cenv.h = r[1];
+      cenv.i = r[2];
+      cenv.j = r[3];
+      Expr idx = tr.indexExprFor(load, check.dim, cenv);
+      Func lo("idxmin" + std::to_string(n)), hi("idxmax" + std::to_string(n));
+      lo() = minimum(idx);
+      hi() = maximum(idx);
+      alg.extra.push_back(lo);
+      alg.extra.push_back(hi);
+      result = select(c == n, select(e == 0, lo(), hi()), result);
+      alg.indexChecks.push_back(check);
+    }
+    std::reverse(alg.indexChecks.begin(), alg.indexChecks.end());
+    alg.indexBounds = Func("indexBounds");
+    alg.indexBounds(c, e) = result;
+  }
+  return alg;
+}
+
+} // namespace attn

@@ -1,0 +1,179 @@
+// The `attn` dialect: registration, op verifiers and helpers.
+#include "attn/compiler/Dialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+
+using namespace mlir;
+using namespace attn;
+
+#include "attn/compiler/AttnDialect.cpp.inc"
+
+void AttnDialect::initialize() {
+  addOperations<
+#define GET_OP_LIST
+#include "attn/compiler/AttnOps.cpp.inc"
+      >();
+}
+
+#define GET_OP_CLASSES
+#include "attn/compiler/AttnOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// KernelOp
+//===----------------------------------------------------------------------===//
+
+static DictionaryAttr findNamed(ArrayAttr list, StringRef name) {
+  for (Attribute a : list) {
+    auto dict = llvm::dyn_cast<DictionaryAttr>(a);
+    if (!dict)
+      continue;
+    auto n = dict.getAs<StringAttr>("name");
+    if (n && n.getValue() == name)
+      return dict;
+  }
+  return {};
+}
+
+DictionaryAttr KernelOp::getTensor(StringRef name) {
+  return findNamed(getTensors(), name);
+}
+
+DictionaryAttr KernelOp::getParam(StringRef name) {
+  return findNamed(getParams(), name);
+}
+
+bool KernelOp::isSizeName(StringRef name) {
+  for (Attribute a : getTensors()) {
+    auto dims = llvm::cast<DictionaryAttr>(a).getAs<ArrayAttr>("dims");
+    for (Attribute d : dims)
+      if (auto s = llvm::dyn_cast<StringAttr>(d); s && s.getValue() == name)
+        return true;
+  }
+  return false;
+}
+
+static LogicalResult verifyRegion(KernelOp op, Region &region, StringRef what,
+                                  Type expected) {
+  Block &block = region.front();
+  if (block.getNumArguments() != 4)
+    return op.emitOpError() << what << " region must have 4 block arguments (b, h, i, j)";
+  for (BlockArgument arg : block.getArguments())
+    if (!arg.getType().isSignlessInteger(32))
+      return op.emitOpError() << what << " region arguments must be i32";
+  auto yield = llvm::dyn_cast<YieldOp>(block.getTerminator());
+  if (!yield)
+    return op.emitOpError() << what << " region must end in attn.yield";
+  if (yield.getValue().getType() != expected)
+    return op.emitOpError() << what << " region must yield " << expected
+                            << ", got " << yield.getValue().getType();
+  return success();
+}
+
+LogicalResult KernelOp::verify() {
+  Type ct = getComputeType();
+  if (!ct.isF32() && !ct.isF64())
+    return emitOpError("compute_type must be f32 or f64");
+  // Tensors: q, k, v first, each {name, type, dims}.
+  static const char *const qkv[] = {"q", "k", "v"};
+  ArrayAttr tensors = getTensors();
+  if (tensors.size() < 3)
+    return emitOpError("needs at least the q, k and v tensors");
+  for (auto [idx, a] : llvm::enumerate(tensors)) {
+    auto dict = llvm::dyn_cast<DictionaryAttr>(a);
+    if (!dict || !dict.getAs<StringAttr>("name") || !dict.getAs<TypeAttr>("type") ||
+        !dict.getAs<ArrayAttr>("dims"))
+      return emitOpError("tensor entries must be {name, type, dims} dictionaries");
+    StringRef name = dict.getAs<StringAttr>("name").getValue();
+    if (idx < 3 && name != qkv[idx])
+      return emitOpError("tensor ") << idx << " must be '" << qkv[idx] << "'";
+    for (Attribute d : dict.getAs<ArrayAttr>("dims")) {
+      auto lit = llvm::dyn_cast<IntegerAttr>(d);
+      if (!llvm::isa<StringAttr>(d) && !(lit && lit.getInt() > 0))
+        return emitOpError("dims of '") << name
+                                        << "' must be size names or positive integers";
+    }
+    if (idx < 3 && dict.getAs<ArrayAttr>("dims").size() != 4)
+      return emitOpError("'") << name << "' must have rank 4";
+  }
+  for (Attribute a : getParams()) {
+    auto dict = llvm::dyn_cast<DictionaryAttr>(a);
+    if (!dict || !dict.getAs<StringAttr>("name") || !dict.getAs<TypeAttr>("type"))
+      return emitOpError("param entries must be {name, type[, default]} dictionaries");
+  }
+  StringRef norm = getNormalize();
+  if (!llvm::is_contained({"softmax", "sigmoid", "relu", "none", "hardmax", "topk"}, norm))
+    return emitOpError("unknown normalize '") << norm << "'";
+  if (norm == "hardmax") {
+    if (!getTies() || !llvm::is_contained({"average", "latest", "first"}, *getTies()))
+      return emitOpError("hardmax needs ties = average, latest or first");
+  }
+  if (norm == "topk" && (!getTopk() || *getTopk() <= 0))
+    return emitOpError("topk needs a positive topk attribute");
+  if (getOutputLse() && !llvm::is_contained({"softmax", "hardmax", "topk"}, norm))
+    return emitOpError("output lse is only defined for softmax, hardmax and topk");
+  if (failed(verifyRegion(*this, getScore(), "score", ct)))
+    return failure();
+  return verifyRegion(*this, getMask(), "mask", IntegerType::get(getContext(), 1));
+}
+
+//===----------------------------------------------------------------------===//
+// Leaf ops
+//===----------------------------------------------------------------------===//
+
+static KernelOp parentKernel(Operation *op) {
+  return op->getParentOfType<KernelOp>();
+}
+
+LogicalResult SqnormOp::verify() {
+  if (getOf() != "q" && getOf() != "k")
+    return emitOpError("'of' must be \"q\" or \"k\"");
+  return success();
+}
+
+LogicalResult SizeOp::verify() {
+  KernelOp kernel = parentKernel(*this);
+  if (kernel && !kernel.isSizeName(getName()))
+    return emitOpError("'") << getName() << "' is not a size of the kernel";
+  return success();
+}
+
+void SizeOp::inferResultRanges(ArrayRef<ConstantIntRanges>, SetIntRangeFn setResultRange) {
+  // Sizes are positive i32 values.
+  setResultRange(getResult(), ConstantIntRanges::fromSigned(
+                                  APInt(32, 1), APInt::getSignedMaxValue(32)));
+}
+
+LogicalResult ParamOp::verify() {
+  KernelOp kernel = parentKernel(*this);
+  if (!kernel)
+    return success();
+  DictionaryAttr p = kernel.getParam(getName());
+  if (!p)
+    return emitOpError("'") << getName() << "' is not a param of the kernel";
+  Type declared = p.getAs<TypeAttr>("type").getValue();
+  Type expected = llvm::isa<FloatType>(declared) ? kernel.getComputeType() : declared;
+  if (getType() != expected)
+    return emitOpError("param '") << getName() << "' reads as " << expected;
+  return success();
+}
+
+LogicalResult LoadOp::verify() {
+  KernelOp kernel = parentKernel(*this);
+  if (!kernel)
+    return success();
+  DictionaryAttr t = kernel.getTensor(getTensor());
+  if (!t)
+    return emitOpError("'") << getTensor() << "' is not a tensor of the kernel";
+  if (llvm::is_contained({"q", "k", "v"}, getTensor()))
+    return emitOpError("q, k and v are read through attn.dot / attn.sqnorm");
+  size_t rank = t.getAs<ArrayAttr>("dims").size();
+  if (getIndices().size() != rank)
+    return emitOpError("'") << getTensor() << "' has rank " << rank << " but "
+                            << getIndices().size() << " indices were given";
+  Type declared = t.getAs<TypeAttr>("type").getValue();
+  Type expected = llvm::isa<FloatType>(declared) ? kernel.getComputeType() : declared;
+  if (getType() != expected)
+    return emitOpError("'") << getTensor() << "' reads as " << expected;
+  return success();
+}

@@ -1,0 +1,369 @@
+// The compiler driver (see Driver.h): parse, MLIRGen, the default pass
+// pipeline, AttnToHalide, the target schedule, and Halide's code generation.
+//
+// MLIR code runs first and finishes; Halide (which throws) runs after, inside
+// try/catch, on data the MLIR stage produced. No exception crosses MLIR.
+#include "attn/compiler/Driver.h"
+
+#include "attn/compiler/AttnToHalide.h"
+#include "attn/compiler/MLIRGen.h"
+#include "attn/compiler/Passes.h"
+#include "attn/dsl/Sema.h"
+#include "attn/targets/cpu/Schedule.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Pass/PassManager.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace attn {
+
+const char *version() { return "0.1.0"; }
+
+bool parseStage(const std::string &text, Stage &stage) {
+  static const std::pair<const char *, Stage> names[] = {
+      {"ast", Stage::Ast}, {"mlir", Stage::Mlir}, {"mlir-opt", Stage::MlirOpt},
+      {"halide", Stage::Halide}, {"stmt", Stage::Stmt}};
+  for (auto &[n, s] : names)
+    if (text == n) {
+      stage = s;
+      return true;
+    }
+  return false;
+}
+
+std::string KernelManifest::toJson() const {
+  nlohmann::json j;
+  j["name"] = name;
+  j["target"] = target;
+  j["strategy"] = strategy;
+  j["has_index_check"] = hasIndexCheck;
+  j["index_checks"] = nlohmann::json::array();
+  for (const Check &c : indexChecks)
+    j["index_checks"].push_back({{"tensor", c.tensor}, {"dim", c.dim}});
+  return j.dump(2);
+}
+
+bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return false;
+  out = KernelManifest();
+  out.name = j.value("name", "");
+  out.target = j.value("target", "");
+  out.strategy = j.value("strategy", "");
+  out.hasIndexCheck = j.value("has_index_check", false);
+  if (j.contains("index_checks") && j["index_checks"].is_array())
+    for (auto &c : j["index_checks"])
+      if (c.is_object())
+        out.indexChecks.push_back({c.value("tensor", ""), c.value("dim", 0)});
+  return !out.name.empty();
+}
+
+namespace {
+
+/// A parsed, checked file lowered to the `attn` dialect (optionally after the
+/// default pipeline), and the kernel selected by --kernel.
+struct Lowered {
+  std::optional<dsl::Module> ast;
+  mlir::MLIRContext ctx;
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  const dsl::Kernel *kernel = nullptr; // null when none was selected
+  mlir::Operation *kernelOp = nullptr;
+};
+
+bool frontEnd(const SourceFile &src, const CompileOptions &opts, bool requireKernel,
+              Lowered &low, std::string &err) {
+  dsl::DiagnosticEngine diag(src.fileName, src.text);
+  low.ast = dsl::parseAndCheck(src.fileName, src.text, diag);
+  err += diag.render();
+  if (!low.ast)
+    return false;
+  const dsl::Module &m = *low.ast;
+  if (!opts.kernel.empty()) {
+    low.kernel = m.findKernel(opts.kernel);
+    if (!low.kernel) {
+      err += "attnc: error: " + src.fileName + " has no kernel named '" + opts.kernel + "'";
+      err += " (it has:";
+      for (const auto &k : m.kernels)
+        err += " " + k.name;
+      err += ")\n";
+      return false;
+    }
+  } else if (m.kernels.size() == 1) {
+    low.kernel = &m.kernels[0];
+  } else if (requireKernel) {
+    err += "attnc: error: " + src.fileName + " has " + std::to_string(m.kernels.size()) +
+           " kernels; choose one with --kernel (";
+    for (size_t i = 0; i < m.kernels.size(); ++i)
+      err += (i ? ", " : "") + m.kernels[i].name;
+    err += ")\n";
+    return false;
+  }
+  return true;
+}
+
+bool toMlir(const SourceFile &src, bool optimize, Lowered &low, std::string &err) {
+  std::string diagText;
+  llvm::raw_string_ostream os(diagText);
+  mlir::ScopedDiagnosticHandler handler(&low.ctx, [&](mlir::Diagnostic &d) {
+    os << "attnc: internal error: " << d << "\n";
+    return mlir::success();
+  });
+  low.module = mlirGen(low.ctx, *low.ast);
+  if (low.module && optimize) {
+    mlir::PassManager pm(&low.ctx);
+    buildDefaultPipeline(pm);
+    if (mlir::failed(pm.run(*low.module)))
+      low.module = nullptr;
+  }
+  err += os.str();
+  if (!low.module)
+    return false;
+  if (low.kernel)
+    for (mlir::Operation &op : low.module->getBody()->getOperations())
+      if (auto k = llvm::dyn_cast<attn::KernelOp>(op); k && k.getSymName() == low.kernel->name)
+        low.kernelOp = k;
+  return true;
+}
+
+std::string printOp(mlir::Operation *op) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  op->print(os);
+  os << "\n";
+  return os.str();
+}
+
+Halide::Target resolveHalideTarget(const std::string &spec, std::string &err) {
+  Halide::Target t = cpu::parseTarget(spec);
+  if (t.has_gpu_feature()) {
+    err += "attnc: warning: target '" + spec +
+           "' asks for a GPU; this version schedules attention for CPUs only, "
+           "compiling a CPU kernel for the host instead\n";
+    t = Halide::get_host_target();
+  }
+  return t;
+}
+
+struct Built {
+  AttentionAlgorithm alg;
+  Halide::Target target;
+};
+
+/// AttnToHalide + the target schedule. Throws Halide::Error.
+Built buildHalide(Lowered &low, const CompileOptions &opts, std::string &err) {
+  Built built{AttentionAlgorithm(), resolveHalideTarget(opts.target, err)};
+  built.alg = buildAlgorithm(low.kernelOp);
+  cpu::schedule(built.alg, built.target);
+  return built;
+}
+
+void printFunc(std::ostream &os, const Halide::Func &f) {
+  if (!f.defined())
+    return;
+  auto argList = [](const std::vector<Halide::Expr> &args) {
+    std::ostringstream s;
+    for (size_t i = 0; i < args.size(); ++i)
+      s << (i ? ", " : "") << args[i];
+    return s.str();
+  };
+  std::vector<Halide::Expr> pure;
+  for (const Halide::Var &v : f.args())
+    pure.push_back(v);
+  auto values = [](const Halide::Tuple &t) {
+    std::ostringstream s;
+    if (t.size() == 1)
+      s << t[0];
+    else {
+      s << "{";
+      for (size_t i = 0; i < t.size(); ++i)
+        s << (i ? ", " : "") << t[i];
+      s << "}";
+    }
+    return s.str();
+  };
+  os << f.name() << "(" << argList(pure) << ") = " << values(f.values()) << "\n";
+  for (int u = 0; u < f.num_update_definitions(); ++u) {
+    os << f.name() << "(" << argList(f.update_args(u)) << ") = " << values(f.update_values(u));
+    const Halide::Internal::Definition &def = f.function().update(u);
+    const auto &rvars = def.schedule().rvars();
+    if (!rvars.empty()) {
+      os << "   over ";
+      for (size_t k = 0; k < rvars.size(); ++k)
+        os << (k ? ", " : "") << rvars[k].var << " in [" << rvars[k].min << ", "
+           << rvars[k].min + rvars[k].extent << ")";
+    }
+    if (def.predicate().defined() && !Halide::Internal::is_const_one(def.predicate()))
+      os << " where " << def.predicate();
+    os << "\n";
+  }
+}
+
+std::string printAlgorithm(const AttentionAlgorithm &a) {
+  std::ostringstream os;
+  os << "// Halide algorithm of kernel '" << a.name << "': normalize=" << a.normalize
+     << " strategy=" << a.strategy << " tile=" << a.tileQ << "x" << a.tileK << "\n";
+  os << "// inputs:";
+  for (const auto &p : a.tensors)
+    os << " " << p.name() << ":" << p.type() << "[" << p.dimensions() << "d]";
+  for (const auto &p : a.params)
+    os << " " << p.name() << ":" << p.type();
+  os << "\n";
+  for (const Halide::Func *f : {&a.qT, &a.kf, &a.vf, &a.dotAcc, &a.score, &a.blockMax,
+                                &a.weight, &a.blockSum, &a.pvAcc, &a.acc, &a.out, &a.lse})
+    printFunc(os, *f);
+  for (const auto &f : a.extra)
+    printFunc(os, f);
+  if (a.indexBounds.defined())
+    printFunc(os, a.indexBounds);
+  return os.str();
+}
+
+std::string readFile(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// Kernel + index-check pipeline as one Halide module. Throws Halide::Error.
+Halide::Module buildModule(Built &built, KernelManifest &manifest) {
+  AttentionAlgorithm &a = built.alg;
+  manifest.name = a.name;
+  manifest.target = built.target.to_string();
+  manifest.strategy = a.strategy;
+  Halide::Pipeline kernel(a.outputs());
+  std::vector<Halide::Module> modules{kernel.compile_to_module(a.arguments(), a.name, built.target)};
+  if (a.indexBounds.defined()) {
+    Halide::Pipeline check(a.indexBounds);
+    modules.push_back(check.compile_to_module(
+        a.arguments(), a.name + "_check_indices",
+        built.target.with_feature(Halide::Target::NoRuntime)));
+    manifest.hasIndexCheck = true;
+    for (const IndexCheck &c : a.indexChecks)
+      manifest.indexChecks.push_back({c.tensor, c.dim});
+  }
+  return Halide::link_modules(a.name, modules);
+}
+
+template <typename F> bool guarded(std::string &err, F &&f) {
+  try {
+    f();
+    return true;
+  } catch (const Halide::CompileError &e) {
+    err += std::string("attnc: error: ") + e.what() + "\n";
+  } catch (const Halide::Error &e) {
+    err += std::string("attnc: error: Halide: ") + e.what() + "\n";
+  } catch (const std::exception &e) {
+    err += std::string("attnc: error: ") + e.what() + "\n";
+  }
+  return false;
+}
+
+} // namespace
+
+std::string resolveTarget(const std::string &spec, std::string &warnings) {
+  std::string err;
+  std::string result;
+  if (!guarded(err, [&] { result = resolveHalideTarget(spec, warnings).to_string(); })) {
+    warnings += err;
+    return "";
+  }
+  return result;
+}
+
+bool emitStage(const SourceFile &src, Stage stage, const CompileOptions &opts, std::string &out,
+               std::string &err) {
+  Lowered low;
+  bool needKernel = stage == Stage::Halide || stage == Stage::Stmt;
+  if (!frontEnd(src, opts, needKernel, low, err))
+    return false;
+  if (stage == Stage::Ast) {
+    // The AST stage shows the whole file: Sema's view of every kernel.
+    out = dsl::printModule(*low.ast);
+    return true;
+  }
+  if (!toMlir(src, stage != Stage::Mlir, low, err))
+    return false;
+  if (stage == Stage::Mlir || stage == Stage::MlirOpt) {
+    out = opts.kernel.empty() ? printOp(*low.module) : printOp(low.kernelOp);
+    return true;
+  }
+  return guarded(err, [&] {
+    Built built = buildHalide(low, opts, err);
+    if (stage == Stage::Halide) {
+      out = printAlgorithm(built.alg);
+      return;
+    }
+    fs::path tmp = fs::temp_directory_path() /
+                   ("attnc-stmt-" + std::to_string(::getpid()) + ".stmt");
+    Halide::Pipeline(built.alg.outputs())
+        .compile_to_lowered_stmt(tmp.string(), built.alg.arguments(), Halide::Text, built.target);
+    out = readFile(tmp.string());
+    fs::remove(tmp);
+  });
+}
+
+bool compileStaticLibrary(const SourceFile &src, const CompileOptions &opts, const std::string &dir,
+                          KernelManifest &manifest, std::string &err) {
+  Lowered low;
+  if (!frontEnd(src, opts, true, low, err) || !toMlir(src, true, low, err))
+    return false;
+  return guarded(err, [&] {
+    Built built = buildHalide(low, opts, err);
+    Halide::Module module = buildModule(built, manifest);
+    fs::create_directories(dir);
+    fs::path base = fs::path(dir) / built.alg.name;
+    module.compile({{Halide::OutputFileType::static_library, base.string() + ".a"},
+                    {Halide::OutputFileType::c_header, base.string() + ".h"}});
+  });
+}
+
+bool compileSharedObject(const SourceFile &src, const CompileOptions &opts,
+                         const std::string &soPath, KernelManifest &manifest, std::string &err) {
+  Lowered low;
+  if (!frontEnd(src, opts, true, low, err) || !toMlir(src, true, low, err))
+    return false;
+  fs::path obj = soPath + ".o";
+  bool ok = guarded(err, [&] {
+    Built built = buildHalide(low, opts, err);
+    Halide::Module module = buildModule(built, manifest);
+    module.compile({{Halide::OutputFileType::object, obj.string()}});
+  });
+  if (!ok)
+    return false;
+  // Link the object (which carries the Halide runtime) into a shared object.
+  // -Bsymbolic keeps its runtime private when several kernels are loaded.
+  const char *cxx = std::getenv("CXX");
+  std::string cmd = std::string(cxx && *cxx ? cxx : "c++") + " -shared -Wl,-Bsymbolic -o '" +
+                    soPath + "' '" + obj.string() + "' -lpthread -ldl -lm 2>&1";
+  std::string output;
+  if (FILE *p = popen(cmd.c_str(), "r")) {
+    char buf[512];
+    while (size_t n = fread(buf, 1, sizeof buf, p))
+      output.append(buf, n);
+    int rc = pclose(p);
+    std::error_code ec;
+    fs::remove(obj, ec);
+    if (rc != 0) {
+      err += "attnc: error: linking the kernel failed: " + cmd + "\n" + output;
+      return false;
+    }
+    return true;
+  }
+  err += "attnc: error: could not run the linker: " + cmd + "\n";
+  return false;
+}
+
+} // namespace attn

@@ -1,0 +1,335 @@
+// MLIRGen: builds `attn.kernel` ops from the checked AST (see MLIRGen.h).
+#include "attn/compiler/MLIRGen.h"
+
+#include "attn/compiler/Dialect.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/Verifier.h"
+
+#include <cmath>
+#include <map>
+
+using namespace mlir;
+using namespace attn::dsl;
+
+void attn::registerDialects(MLIRContext &ctx) {
+  ctx.loadDialect<attn::AttnDialect, arith::ArithDialect, math::MathDialect>();
+}
+
+namespace {
+
+Type elemToMlir(MLIRContext *ctx, ElemType t) {
+  Builder b(ctx);
+  switch (t) {
+  case ElemType::F32: return b.getF32Type();
+  case ElemType::F16: return b.getF16Type();
+  case ElemType::BF16: return b.getBF16Type();
+  case ElemType::F64: return b.getF64Type();
+  case ElemType::I32: return b.getI32Type();
+  case ElemType::I64: return b.getI64Type();
+  case ElemType::Bool: return b.getI1Type();
+  }
+  return {};
+}
+
+class KernelGen {
+public:
+  KernelGen(MLIRContext *ctx, const Module &module, const Kernel &kernel)
+      : ctx_(ctx), b_(ctx), module_(module), kernel_(kernel) {}
+
+  attn::KernelOp build(OpBuilder &outer) {
+    Location loc = locOf(kernel_.range);
+    Type ct = scalarType(kernel_.computeType);
+
+    SmallVector<Attribute> tensors;
+    // ABI order: q, k, v, then aux tensors in declaration order.
+    for (const TensorDecl *t : {kernel_.q, kernel_.k, kernel_.v})
+      tensors.push_back(tensorAttr(*t));
+    for (const TensorDecl &t : kernel_.tensors)
+      if (t.role == TensorRole::Aux)
+        tensors.push_back(tensorAttr(t));
+
+    SmallVector<Attribute> params;
+    for (const ParamDecl &p : kernel_.params) {
+      SmallVector<NamedAttribute> fields{
+          b_.getNamedAttr("name", b_.getStringAttr(p.name)),
+          b_.getNamedAttr("type", TypeAttr::get(elemToMlir(ctx_, p.type)))};
+      if (p.defaultValue)
+        fields.push_back(b_.getNamedAttr("default", literalAttr(p.type, *p.defaultValue)));
+      params.push_back(b_.getDictionaryAttr(fields));
+    }
+
+    const Normalize &n = kernel_.normalize;
+    auto op = outer.create<attn::KernelOp>(
+        loc, b_.getStringAttr(kernel_.name), b_.getArrayAttr(tensors),
+        b_.getArrayAttr(params), TypeAttr::get(ct), b_.getStringAttr(toString(n.kind)),
+        n.kind == NormKind::Hardmax ? b_.getStringAttr(toString(n.ties)) : StringAttr(),
+        n.kind == NormKind::TopK ? b_.getI64IntegerAttr(n.k) : IntegerAttr(),
+        kernel_.outputLse ? b_.getUnitAttr() : UnitAttr());
+
+    genRegion(op.getScore(), *kernel_.score);
+    genRegion(op.getMask(), *kernel_.mask);
+    return op;
+  }
+
+private:
+  Location locOf(const SourceRange &r) {
+    return FileLineColLoc::get(ctx_, module_.fileName, r.begin.line, r.begin.col);
+  }
+
+  Type scalarType(ScalarType t) {
+    switch (t) {
+    case ScalarType::Bool: return b_.getI1Type();
+    case ScalarType::I32: return b_.getI32Type();
+    case ScalarType::I64: return b_.getI64Type();
+    case ScalarType::F32: return b_.getF32Type();
+    case ScalarType::F64: return b_.getF64Type();
+    case ScalarType::Unknown: break;
+    }
+    return b_.getNoneType();
+  }
+
+  Attribute literalAttr(ElemType t, const Literal &lit) {
+    Type ty = elemToMlir(ctx_, t);
+    if (isFloat(t))
+      return b_.getFloatAttr(ty, lit.kind == Literal::Kind::Float ? lit.f : double(lit.i));
+    if (t == ElemType::Bool)
+      return b_.getBoolAttr(lit.kind == Literal::Kind::Bool ? lit.b : lit.i != 0);
+    return b_.getIntegerAttr(ty, lit.i);
+  }
+
+  Attribute tensorAttr(const TensorDecl &t) {
+    SmallVector<Attribute> dims;
+    for (const Dim &d : t.dims)
+      dims.push_back(d.isLiteral() ? Attribute(b_.getI64IntegerAttr(d.value))
+                                   : Attribute(b_.getStringAttr(d.name)));
+    return b_.getDictionaryAttr({
+        b_.getNamedAttr("name", b_.getStringAttr(t.name)),
+        b_.getNamedAttr("type", TypeAttr::get(elemToMlir(ctx_, t.type))),
+        b_.getNamedAttr("dims", b_.getArrayAttr(dims)),
+    });
+  }
+
+  void genRegion(Region &region, const Expr &body) {
+    Block *block = new Block();
+    region.push_back(block);
+    Location loc = locOf(body.range);
+    for (int a = 0; a < 4; ++a)
+      block->addArgument(b_.getI32Type(), loc);
+    OpBuilder builder = OpBuilder::atBlockEnd(block);
+    builder_ = &builder;
+    block_ = block;
+    lets_.clear();
+    Value v = gen(body);
+    builder.create<attn::YieldOp>(loc, v);
+    builder_ = nullptr;
+  }
+
+  Value constInt(Location loc, Type ty, int64_t v) {
+    return builder_->create<arith::ConstantOp>(loc, IntegerAttr::get(ty, v));
+  }
+
+  Value gen(const Expr &e) {
+    Location loc = locOf(e.range);
+    OpBuilder &b = *builder_;
+    Type ty = scalarType(e.type);
+    switch (e.kind) {
+    case ExprKind::IntLit:
+      return constInt(loc, ty, e.intValue);
+    case ExprKind::FloatLit:
+      return b.create<arith::ConstantOp>(loc, FloatAttr::get(ty, e.floatValue));
+    case ExprKind::BoolLit:
+      return b.create<arith::ConstantOp>(loc, b.getBoolAttr(e.boolValue));
+    case ExprKind::Inf:
+      return b.create<arith::ConstantOp>(loc, FloatAttr::get(ty, INFINITY));
+    case ExprKind::Ident:
+      return genIdent(e, loc, ty);
+    case ExprKind::Unary: {
+      Value x = gen(*e.args[0]);
+      if (e.unaryOp == UnaryOp::Not)
+        return b.create<arith::XOrIOp>(loc, x, constInt(loc, b.getI1Type(), 1));
+      if (llvm::isa<FloatType>(ty))
+        return b.create<arith::NegFOp>(loc, x);
+      return b.create<arith::SubIOp>(loc, constInt(loc, ty, 0), x);
+    }
+    case ExprKind::Binary:
+      return genBinary(e, loc);
+    case ExprKind::Call:
+      return genCall(e, loc, ty);
+    case ExprKind::Index: {
+      SmallVector<Value> indices;
+      for (const auto &a : e.args)
+        indices.push_back(gen(*a));
+      return b.create<attn::LoadOp>(loc, ty, b.getStringAttr(e.name), indices);
+    }
+    case ExprKind::Cast:
+      return genCast(gen(*e.args[0]), ty, loc);
+    }
+    llvm_unreachable("unknown expression kind");
+  }
+
+  Value genIdent(const Expr &e, Location loc, Type ty) {
+    switch (e.ident) {
+    case IdentKind::IndexVar: {
+      static const char vars[] = {'b', 'h', 'i', 'j'};
+      for (int a = 0; a < 4; ++a)
+        if (e.name.size() == 1 && e.name[0] == vars[a])
+          return block_->getArgument(a);
+      break;
+    }
+    case IdentKind::Size:
+      return builder_->create<attn::SizeOp>(loc, builder_->getI32Type(), builder_->getStringAttr(e.name));
+    case IdentKind::Param:
+      return builder_->create<attn::ParamOp>(loc, ty, builder_->getStringAttr(e.name));
+    case IdentKind::Let: {
+      // A let is computed once per region, where first used.
+      auto it = lets_.find(e.name);
+      if (it != lets_.end())
+        return it->second;
+      const LetDecl *let = kernel_.findLet(e.name);
+      Value v = gen(*let->value);
+      lets_[e.name] = v;
+      return v;
+    }
+    case IdentKind::Unresolved:
+      break;
+    }
+    llvm_unreachable("identifier not resolved by Sema");
+  }
+
+  Value genCast(Value x, Type to, Location loc) {
+    OpBuilder &b = *builder_;
+    Type from = x.getType();
+    if (from == to)
+      return x;
+    bool fromF = llvm::isa<FloatType>(from), toF = llvm::isa<FloatType>(to);
+    if (!fromF && toF) {
+      if (from.isInteger(1))
+        return b.create<arith::UIToFPOp>(loc, to, x);
+      return b.create<arith::SIToFPOp>(loc, to, x);
+    }
+    if (fromF && !toF)
+      return b.create<arith::FPToSIOp>(loc, to, x);
+    if (fromF && toF)
+      return from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth()
+                 ? Value(b.create<arith::ExtFOp>(loc, to, x))
+                 : Value(b.create<arith::TruncFOp>(loc, to, x));
+    if (from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth())
+      return from.isInteger(1) ? Value(b.create<arith::ExtUIOp>(loc, to, x))
+                               : Value(b.create<arith::ExtSIOp>(loc, to, x));
+    return b.create<arith::TruncIOp>(loc, to, x);
+  }
+
+  /// Floor division and floor modulo (LANGUAGE.md §3), in plain arith ops.
+  Value floorMod(Value a, Value bv, Location loc) {
+    OpBuilder &b = *builder_;
+    if (llvm::isa<FloatType>(a.getType())) {
+      Value q = b.create<math::FloorOp>(loc, b.create<arith::DivFOp>(loc, a, bv));
+      return b.create<arith::SubFOp>(loc, a, b.create<arith::MulFOp>(loc, q, bv));
+    }
+    Value q = b.create<arith::FloorDivSIOp>(loc, a, bv);
+    return b.create<arith::SubIOp>(loc, a, b.create<arith::MulIOp>(loc, q, bv));
+  }
+
+  Value genBinary(const Expr &e, Location loc) {
+    OpBuilder &b = *builder_;
+    Value l = gen(*e.args[0]);
+    Value r = gen(*e.args[1]);
+    bool f = llvm::isa<FloatType>(l.getType());
+    using P = arith::CmpIPredicate;
+    using FP = arith::CmpFPredicate;
+    auto cmp = [&](P ip, FP fp) -> Value {
+      if (f)
+        return b.create<arith::CmpFOp>(loc, fp, l, r);
+      return b.create<arith::CmpIOp>(loc, ip, l, r);
+    };
+    switch (e.binaryOp) {
+    case BinaryOp::Or: return b.create<arith::OrIOp>(loc, l, r);
+    case BinaryOp::And: return b.create<arith::AndIOp>(loc, l, r);
+    case BinaryOp::Eq: return cmp(P::eq, FP::OEQ);
+    case BinaryOp::Ne: return cmp(P::ne, FP::UNE);
+    case BinaryOp::Lt: return cmp(P::slt, FP::OLT);
+    case BinaryOp::Le: return cmp(P::sle, FP::OLE);
+    case BinaryOp::Gt: return cmp(P::sgt, FP::OGT);
+    case BinaryOp::Ge: return cmp(P::sge, FP::OGE);
+    case BinaryOp::Add:
+      return f ? Value(b.create<arith::AddFOp>(loc, l, r)) : Value(b.create<arith::AddIOp>(loc, l, r));
+    case BinaryOp::Sub:
+      return f ? Value(b.create<arith::SubFOp>(loc, l, r)) : Value(b.create<arith::SubIOp>(loc, l, r));
+    case BinaryOp::Mul:
+      return f ? Value(b.create<arith::MulFOp>(loc, l, r)) : Value(b.create<arith::MulIOp>(loc, l, r));
+    case BinaryOp::Div:
+      return f ? Value(b.create<arith::DivFOp>(loc, l, r))
+               : Value(b.create<arith::FloorDivSIOp>(loc, l, r));
+    case BinaryOp::Mod:
+      return floorMod(l, r, loc);
+    }
+    llvm_unreachable("unknown binary op");
+  }
+
+  Value genCall(const Expr &e, Location loc, Type ty) {
+    OpBuilder &b = *builder_;
+    SmallVector<Value> a;
+    for (const auto &arg : e.args)
+      a.push_back(gen(*arg));
+    bool f = llvm::isa<FloatType>(ty);
+    switch (e.builtin) {
+    case Builtin::Dot: return b.create<attn::DotOp>(loc, ty);
+    case Builtin::SqnormQ: return b.create<attn::SqnormOp>(loc, ty, b.getStringAttr("q"));
+    case Builtin::SqnormK: return b.create<attn::SqnormOp>(loc, ty, b.getStringAttr("k"));
+    case Builtin::Exp: return b.create<math::ExpOp>(loc, a[0]);
+    case Builtin::Exp2: return b.create<math::Exp2Op>(loc, a[0]);
+    case Builtin::Log: return b.create<math::LogOp>(loc, a[0]);
+    case Builtin::Log2: return b.create<math::Log2Op>(loc, a[0]);
+    case Builtin::Sqrt: return b.create<math::SqrtOp>(loc, a[0]);
+    case Builtin::Rsqrt: return b.create<math::RsqrtOp>(loc, a[0]);
+    case Builtin::Tanh: return b.create<math::TanhOp>(loc, a[0]);
+    case Builtin::Sigmoid: {
+      // 1 / (1 + exp(-x))
+      Value one = b.create<arith::ConstantOp>(loc, FloatAttr::get(ty, 1.0));
+      Value ex = b.create<math::ExpOp>(loc, b.create<arith::NegFOp>(loc, a[0]));
+      return b.create<arith::DivFOp>(loc, one, b.create<arith::AddFOp>(loc, one, ex));
+    }
+    case Builtin::Abs:
+      return f ? Value(b.create<math::AbsFOp>(loc, a[0])) : Value(b.create<math::AbsIOp>(loc, a[0]));
+    case Builtin::Floor: return b.create<math::FloorOp>(loc, a[0]);
+    case Builtin::Ceil: return b.create<math::CeilOp>(loc, a[0]);
+    case Builtin::Min:
+      return f ? Value(b.create<arith::MinimumFOp>(loc, a[0], a[1]))
+               : Value(b.create<arith::MinSIOp>(loc, a[0], a[1]));
+    case Builtin::Max:
+      return f ? Value(b.create<arith::MaximumFOp>(loc, a[0], a[1]))
+               : Value(b.create<arith::MaxSIOp>(loc, a[0], a[1]));
+    case Builtin::Pow: return b.create<math::PowFOp>(loc, a[0], a[1]);
+    case Builtin::Clamp: {
+      if (f)
+        return b.create<arith::MinimumFOp>(loc, b.create<arith::MaximumFOp>(loc, a[0], a[1]), a[2]);
+      return b.create<arith::MinSIOp>(loc, b.create<arith::MaxSIOp>(loc, a[0], a[1]), a[2]);
+    }
+    case Builtin::Select: return b.create<arith::SelectOp>(loc, a[0], a[1], a[2]);
+    case Builtin::None: break;
+    }
+    llvm_unreachable("call not resolved by Sema");
+  }
+
+  MLIRContext *ctx_;
+  Builder b_;
+  const Module &module_;
+  const Kernel &kernel_;
+  OpBuilder *builder_ = nullptr;
+  Block *block_ = nullptr;
+  std::map<std::string, Value> lets_;
+};
+
+} // namespace
+
+OwningOpRef<ModuleOp> attn::mlirGen(MLIRContext &ctx, const Module &module) {
+  registerDialects(ctx);
+  OwningOpRef<ModuleOp> result =
+      ModuleOp::create(FileLineColLoc::get(&ctx, module.fileName, 1, 1));
+  OpBuilder outer = OpBuilder::atBlockEnd(result->getBody());
+  for (const Kernel &kernel : module.kernels)
+    KernelGen(&ctx, module, kernel).build(outer);
+  if (failed(verify(*result)))
+    return nullptr;
+  return result;
+}

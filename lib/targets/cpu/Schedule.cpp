@@ -1,0 +1,100 @@
+// CPU schedule of the attention algorithm (see Schedule.h).
+//
+// Loop structure, per (b, h, query tile qt) in parallel:
+//   qT   = the query tile, transposed so queries are contiguous
+//   for each key block kb that the mask does not empty (acc.update, rk):
+//     score    [tileQ x tileK]  QKᵀ in 32x8 register tiles (dotAcc), then the
+//                               score expression and mask
+//     blockMax, weight = exp(score - blockMax), blockSum   (softmax)
+//     acc     <- acc * exp(m - m') + (weight · V) * exp(blockMax - m'), the
+//                PV product accumulated in 32x8 register tiles (pvAcc)
+//   out = O / l
+// Nothing of size Lq x Lk is ever stored.
+#include "attn/targets/cpu/Schedule.h"
+
+using namespace Halide;
+
+namespace attn::cpu {
+
+Target parseTarget(const std::string &spec) {
+  if (spec.empty() || spec == "host")
+    return get_host_target();
+  return Target(spec);
+}
+
+void chooseTiles(AttentionAlgorithm &alg, const Target &target) {
+  alg.tileQ = 64;
+  alg.tileK = 128;
+}
+
+void schedule(AttentionAlgorithm &alg, const Target &target) {
+  const int vec = target.natural_vector_size(alg.computeType);
+  const int regQ = 2 * vec; // queries per register tile of QKᵀ
+  const int regK = 8;       // keys per register tile of QKᵀ
+  const int regV = 2 * vec; // value channels per register tile of PV
+  const int regI = 8;       // queries per register tile of PV
+  Var qto("qto"), iin("iin"), t("t");
+  Var io("io"), ji("ji"), jo("jo"), iii("iii"), dvo("dvo"), dvi("dvi");
+  Var &ii = alg.ii, &jj = alg.jj, &dv = alg.dv, &qt = alg.qt, &h = alg.h, &b = alg.b;
+  bool softmax = alg.normalize == "softmax";
+
+  // Output: one parallel task per (b, h, query tile).
+  alg.out.split(alg.i, qto, iin, alg.tileQ, TailStrategy::GuardWithIf)
+      .reorder(dv, iin, qto, h, b)
+      .fuse(qto, h, t)
+      .fuse(t, b, t)
+      .parallel(t)
+      .vectorize(dv, vec, TailStrategy::GuardWithIf);
+  if (alg.outputLse) {
+    // Two outputs read the accumulator: keep it whole.
+    alg.acc.compute_root();
+    alg.acc.update().fuse(qt, h, t).fuse(t, b, t).parallel(t);
+    alg.lse.vectorize(alg.i, vec, TailStrategy::GuardWithIf).parallel(b);
+  } else {
+    alg.acc.compute_at(alg.out, t);
+  }
+  alg.acc.vectorize(dv, vec, TailStrategy::GuardWithIf);
+  alg.acc.update()
+      .split(dv, dvo, dvi, regV, TailStrategy::GuardWithIf)
+      .split(ii, io, iii, regI)
+      .reorder(dvi, iii, dvo, io, alg.rk)
+      .vectorize(dvi, vec)
+      .unroll(dvi)
+      .unroll(iii);
+
+  alg.qT.compute_at(alg.acc, qt).vectorize(ii, vec);
+
+  // QKᵀ: score in register tiles, the dot product accumulated in registers.
+  alg.score.compute_at(alg.acc, alg.rk)
+      .split(ii, io, iii, regQ)
+      .split(jj, jo, ji, regK)
+      .reorder(iii, ji, io, jo)
+      .vectorize(iii, vec)
+      .unroll(iii)
+      .unroll(ji);
+  alg.dotAcc.compute_at(alg.score, io).vectorize(ii, vec).unroll(ii).unroll(jj);
+  alg.dotAcc.update().reorder(ii, jj, alg.rd).vectorize(ii, vec).unroll(ii).unroll(jj);
+
+  if (softmax) {
+    alg.blockMax.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
+    alg.blockMax.update().reorder(ii, alg.rj).vectorize(ii, vec);
+    alg.blockSum.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
+    alg.blockSum.update().reorder(ii, alg.rj).vectorize(ii, vec);
+  }
+  alg.weight.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
+
+  // PV: accumulated in registers at the accumulator's register tile.
+  alg.pvAcc.compute_at(alg.acc, dvo).vectorize(dv, vec).unroll(dv).unroll(ii);
+  alg.pvAcc.update().reorder(dv, ii, alg.rj).vectorize(dv, vec).unroll(dv).unroll(ii);
+
+  // Keys and values in another element type are converted once per block.
+  if (alg.tensors[1].type() != alg.computeType)
+    alg.kf.compute_at(alg.acc, alg.rk).vectorize(alg.kf.args()[0], vec, TailStrategy::GuardWithIf);
+  if (alg.tensors[2].type() != alg.computeType)
+    alg.vf.compute_at(alg.acc, alg.rk).vectorize(alg.vf.args()[0], vec, TailStrategy::GuardWithIf);
+
+  for (Func &f : alg.extra)
+    f.compute_root();
+}
+
+} // namespace attn::cpu

@@ -1,0 +1,252 @@
+// attnc: the command line of LANGUAGE.md §7 — check, emit, compile, run.
+#include "attn/compiler/Driver.h"
+#include "attn/dsl/Sema.h"
+#include "attn/runtime/Jit.h"
+#include "attn/runtime/Npy.h"
+#include "attn/runtime/Reference.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using attn::runtime::HostTensor;
+using attn::runtime::Status;
+
+namespace {
+
+/// The machine's FP32 peak (DESIGN.md): 2 Zen 5 cores x ~233 GFLOP/s.
+/// Override with ATTNC_PEAK_GFLOPS for another machine.
+double peakGflops() {
+  if (const char *p = std::getenv("ATTNC_PEAK_GFLOPS"))
+    if (double v = std::atof(p); v > 0)
+      return v;
+  return 466.0;
+}
+
+int fail(const std::string &message) {
+  std::string m = message;
+  while (!m.empty() && m.back() == '\n')
+    m.pop_back();
+  if (m.rfind("attnc:", 0) != 0 && m.find(": error:") == std::string::npos)
+    m = "attnc: error: " + m;
+  fmt::print(stderr, "{}\n", m);
+  return 1;
+}
+
+bool readSource(const std::string &path, attn::SourceFile &src, std::string &err) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    err = "attnc: error: cannot read '" + path + "'";
+    return false;
+  }
+  std::stringstream s;
+  s << in.rdbuf();
+  src.fileName = path;
+  src.text = s.str();
+  return true;
+}
+
+/// Splits NAME=VALUE options.
+bool splitAssignments(const std::vector<std::string> &items, const char *flag,
+                      std::map<std::string, std::string> &out, std::string &err) {
+  for (const std::string &item : items) {
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      err = fmt::format("attnc: error: {} expects NAME=VALUE, got '{}'", flag, item);
+      return false;
+    }
+    std::string name = item.substr(0, eq);
+    if (out.count(name)) {
+      err = fmt::format("attnc: error: {} {} given twice", flag, name);
+      return false;
+    }
+    out[name] = item.substr(eq + 1);
+  }
+  return true;
+}
+
+int cmdCheck(const std::string &file) {
+  attn::SourceFile src;
+  std::string err;
+  if (!readSource(file, src, err))
+    return fail(err);
+  attn::dsl::DiagnosticEngine diag(src.fileName, src.text);
+  auto module = attn::dsl::parseAndCheck(src.fileName, src.text, diag);
+  fmt::print(stderr, "{}", diag.render());
+  if (!module)
+    return 1;
+  for (const auto &k : module->kernels)
+    fmt::print("{}: kernel {} ok\n", file, k.name);
+  return 0;
+}
+
+int cmdEmit(const std::string &file, const std::string &stageName, const std::string &kernel,
+            const std::string &target) {
+  attn::Stage stage;
+  if (!attn::parseStage(stageName, stage))
+    return fail("attnc: error: unknown stage '" + stageName +
+                "' (expected ast, mlir, mlir-opt, halide or stmt)");
+  attn::SourceFile src;
+  std::string err, out;
+  if (!readSource(file, src, err))
+    return fail(err);
+  bool ok = attn::emitStage(src, stage, {kernel, target}, out, err);
+  fmt::print(stderr, "{}", err);
+  if (!ok)
+    return 1;
+  fmt::print("{}", out);
+  return 0;
+}
+
+int cmdCompile(const std::string &file, const std::string &dir, const std::string &kernel,
+               const std::string &target) {
+  attn::SourceFile src;
+  std::string err;
+  if (!readSource(file, src, err))
+    return fail(err);
+  attn::KernelManifest manifest;
+  bool ok = attn::compileStaticLibrary(src, {kernel, target}, dir, manifest, err);
+  fmt::print(stderr, "{}", err);
+  if (!ok)
+    return 1;
+  fmt::print("wrote {0}/{1}.a and {0}/{1}.h (target {2})\n", dir, manifest.name, manifest.target);
+  return 0;
+}
+
+struct RunArgs {
+  std::string file, kernel, target = "host", out, lse;
+  std::vector<std::string> ins, params;
+  int bench = 0;
+  bool noCache = false;
+};
+
+int cmdRun(const RunArgs &a) {
+  attn::SourceFile src;
+  std::string err;
+  if (!readSource(a.file, src, err))
+    return fail(err);
+  std::map<std::string, std::string> inPaths, params;
+  if (!splitAssignments(a.ins, "--in", inPaths, err) ||
+      !splitAssignments(a.params, "--param", params, err))
+    return fail(err);
+
+  attn::JitOptions opts;
+  opts.kernel = a.kernel;
+  opts.target = a.target;
+  opts.useCache = !a.noCache;
+  std::string messages;
+  auto kernel = attn::JitKernel::compile(src, opts, messages);
+  fmt::print(stderr, "{}", messages);
+  if (!kernel)
+    return 1;
+  const attn::dsl::Kernel &k = kernel->kernel();
+  if (!a.lse.empty() && !k.outputLse)
+    return fail("attnc: error: --lse given but kernel '" + k.name +
+                "' does not declare `output lse`");
+
+  std::map<std::string, HostTensor> inputs;
+  for (auto &[name, path] : inPaths) {
+    const attn::dsl::TensorDecl *t = k.findTensor(name);
+    if (!t)
+      return fail("attnc: error: --in " + name + ": kernel '" + k.name +
+                  "' declares no tensor named '" + name + "'");
+    HostTensor tensor;
+    if (Status s = attn::runtime::readNpyAs(path, name, t->type, tensor); !s)
+      return fail(s.message());
+    inputs[name] = std::move(tensor);
+  }
+
+  attn::JitKernel::Call call;
+  if (Status s = kernel->prepare(inputs, params, call); !s)
+    return fail(s.message());
+  if (Status s = kernel->execute(call); !s)
+    return fail(s.message());
+
+  if (a.bench > 0) {
+    std::vector<double> ms;
+    for (int r = 0; r < a.bench; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (Status s = kernel->execute(call); !s)
+        return fail(s.message());
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    double median = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+    double flops = attn::runtime::attentionFlops(k, call.bindings, inputs);
+    double gflops = flops / (median * 1e-3) / 1e9;
+    fmt::print("compile: {:.3f} s ({})\n", kernel->compileSeconds(),
+               kernel->cacheHit() ? "cached" : "compiled");
+    fmt::print("bench: median {:.3f} ms, {:.1f} GFLOP/s, {:.1f}% of FP32 peak\n", median, gflops,
+               100.0 * gflops / peakGflops());
+  }
+
+  // Outputs are written only after everything succeeded.
+  if (Status s = attn::runtime::writeNpy(a.out, call.out); !s)
+    return fail(s.message());
+  if (!a.lse.empty())
+    if (Status s = attn::runtime::writeNpy(a.lse, call.lse); !s) {
+      std::error_code ec;
+      fs::remove(a.out, ec);
+      return fail(s.message());
+    }
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  CLI::App app{"attnc: a compiler for attention variants"};
+  app.set_version_flag("--version", std::string("attnc ") + attn::version());
+  app.require_subcommand(1);
+
+  std::string file, stage, kernel, target = "host", outDir;
+  auto *check = app.add_subcommand("check", "diagnostics only; exit 1 on error");
+  check->add_option("FILE", file, ".attn file")->required();
+
+  auto *emit = app.add_subcommand("emit", "print one stage of the pipeline");
+  emit->add_option("FILE", file, ".attn file")->required();
+  emit->add_option("--stage", stage, "ast|mlir|mlir-opt|halide|stmt")->required();
+  emit->add_option("--kernel", kernel, "kernel name (when the file has several)");
+  emit->add_option("--target", target, "Halide target (halide and stmt stages)");
+
+  auto *compile = app.add_subcommand("compile", "write DIR/NAME.a and DIR/NAME.h");
+  compile->add_option("FILE", file, ".attn file")->required();
+  compile->add_option("-o", outDir, "output directory")->required();
+  compile->add_option("--kernel", kernel, "kernel name");
+  compile->add_option("--target", target, "Halide target, e.g. host, x86-64-linux-avx2");
+
+  RunArgs run;
+  auto *runCmd = app.add_subcommand("run", "compile (or load from the cache) and run on .npy tensors");
+  runCmd->add_option("FILE", run.file, ".attn file")->required();
+  runCmd->add_option("--kernel", run.kernel, "kernel name");
+  runCmd->add_option("--target", run.target, "Halide target");
+  runCmd->add_option("--in", run.ins, "NAME=file.npy, one per input tensor")->take_all();
+  runCmd->add_option("--param", run.params, "NAME=VALUE")->take_all();
+  runCmd->add_option("--out", run.out, "output .npy")->required();
+  runCmd->add_option("--lse", run.lse, "log-sum-exp output .npy");
+  runCmd->add_option("--bench", run.bench, "timed runs after a warm-up; prints the median")
+      ->check(CLI::NonNegativeNumber);
+  runCmd->add_flag("--no-cache", run.noCache, "always compile, ignore the compile cache");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError &e) {
+    return app.exit(e) == 0 ? 0 : 1;
+  }
+  if (*check)
+    return cmdCheck(file);
+  if (*emit)
+    return cmdEmit(file, stage, kernel, target);
+  if (*compile)
+    return cmdCompile(file, outDir, kernel, target);
+  if (*runCmd)
+    return cmdRun(run);
+  return 1;
+}
