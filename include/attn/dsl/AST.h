@@ -172,7 +172,16 @@ struct Normalize {
 /// and `true`); every Expr has a type, every Ident is resolved, implicit
 /// conversions are explicit Cast nodes; `score` has the compute float type
 /// and `mask` has type Bool. Lets keep their own expressions (typed) and are
-/// referenced by Ident nodes with ident == Let.
+/// referenced by Ident nodes with ident == Let; a let only references lets
+/// declared before it. The only float type in a kernel is `computeType`.
+/// After the Casts: both operands of a Binary node have the same type (for
+/// && and || that is Bool), and so do the args of min, max, clamp and pow and
+/// the two branches of select. An Index node of a float tensor has the
+/// compute type whatever the element type: the read itself converts (f16 and
+/// bf16 widen; f64 rounds to f32 when the compute type is f32).
+/// Depth: the parser rejects expressions nested more than 200 levels (the
+/// Casts of Sema can add some), and Sema rejects expressions deeper than 1000
+/// levels once let references are expanded, so recursive passes are safe.
 struct Kernel {
   std::string name;
   SourceRange range; // the name

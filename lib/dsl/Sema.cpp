@@ -1,0 +1,868 @@
+// Semantic checks of `.attn` modules (see Sema.h): declarations and their
+// dimensions, name resolution, expression types with explicit Cast nodes,
+// and the defaults of `score` and `mask`.
+#include "attn/dsl/Sema.h"
+
+#include "Suggest.h"
+#include "attn/dsl/Parser.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <climits>
+#include <cmath>
+#include <map>
+
+namespace attn::dsl {
+
+namespace {
+
+constexpr int kMaxErrors = 20;
+/// Depth of an expression with every let reference replaced by the let's
+/// expression; bounds the recursion of passes that inline lets.
+constexpr int kMaxExpandedDepth = 1000;
+
+struct FunctionInfo {
+  const char *name;
+  Builtin builtin;
+  size_t arity;
+  const char *usage;
+};
+
+const FunctionInfo kFunctions[] = {
+    {"dot", Builtin::Dot, 2, "dot(q, k)"},
+    {"sqnorm", Builtin::SqnormQ, 1, "sqnorm(q) or sqnorm(k)"},
+    {"exp", Builtin::Exp, 1, "exp(x)"},
+    {"exp2", Builtin::Exp2, 1, "exp2(x)"},
+    {"log", Builtin::Log, 1, "log(x)"},
+    {"log2", Builtin::Log2, 1, "log2(x)"},
+    {"sqrt", Builtin::Sqrt, 1, "sqrt(x)"},
+    {"rsqrt", Builtin::Rsqrt, 1, "rsqrt(x)"},
+    {"tanh", Builtin::Tanh, 1, "tanh(x)"},
+    {"sigmoid", Builtin::Sigmoid, 1, "sigmoid(x)"},
+    {"abs", Builtin::Abs, 1, "abs(x)"},
+    {"floor", Builtin::Floor, 1, "floor(x)"},
+    {"ceil", Builtin::Ceil, 1, "ceil(x)"},
+    {"min", Builtin::Min, 2, "min(a, b)"},
+    {"max", Builtin::Max, 2, "max(a, b)"},
+    {"pow", Builtin::Pow, 2, "pow(base, exponent)"},
+    {"clamp", Builtin::Clamp, 3, "clamp(x, lo, hi)"},
+    {"select", Builtin::Select, 3, "select(cond, a, b)"},
+};
+
+const FunctionInfo *findFunction(const std::string &name) {
+  for (const auto &f : kFunctions)
+    if (name == f.name)
+      return &f;
+  return nullptr;
+}
+
+std::vector<std::string> functionNames() {
+  std::vector<std::string> names;
+  for (const auto &f : kFunctions)
+    names.push_back(f.name);
+  return names;
+}
+
+bool isIndexVar(const std::string &n) {
+  return n == "b" || n == "h" || n == "i" || n == "j";
+}
+bool isInt(ScalarType t) { return t == ScalarType::I32 || t == ScalarType::I64; }
+bool isFloatType(ScalarType t) {
+  return t == ScalarType::F32 || t == ScalarType::F64;
+}
+bool isNumeric(ScalarType t) { return isInt(t) || isFloatType(t); }
+
+bool before(const SourceLoc &a, const SourceLoc &b) {
+  return a.line != b.line ? a.line < b.line : a.col < b.col;
+}
+
+std::string dimText(const Dim &d) {
+  return d.isLiteral() ? std::to_string(d.value) : d.name;
+}
+
+bool sameDim(const Dim &a, const Dim &b) {
+  return a.isLiteral() == b.isLiteral() &&
+         (a.isLiteral() ? a.value == b.value : a.name == b.name);
+}
+
+/// The range of the name at the start of a Call or Index expression.
+SourceRange nameRange(const Expr &e) {
+  SourceRange r = e.range;
+  r.end = {r.begin.line, r.begin.col + static_cast<int>(e.name.size())};
+  return r;
+}
+
+ExprPtr makeExpr(ExprKind kind, SourceRange range, ScalarType type) {
+  auto e = std::make_unique<Expr>();
+  e->kind = kind;
+  e->range = range;
+  e->type = type;
+  return e;
+}
+
+/// Shared by all kernels of a module: the error budget.
+struct ErrorBudget {
+  DiagnosticEngine &diag;
+  int base;
+  bool stopped = false;
+
+  void error(SourceRange r, std::string msg, std::string hint = "") {
+    if (stopped)
+      return;
+    diag.error(r, std::move(msg), std::move(hint));
+    if (diag.numErrors() - base >= kMaxErrors) {
+      stopped = true;
+      diag.note({}, "too many errors; stopping here");
+    }
+  }
+  void note(SourceRange r, std::string msg) {
+    if (!stopped)
+      diag.note(r, std::move(msg));
+  }
+};
+
+class KernelChecker {
+public:
+  KernelChecker(Kernel &k, ErrorBudget &errors) : k_(k), errors_(errors) {}
+
+  void run() {
+    declareNames();
+    checkTensors();
+    checkParams();
+    checkLets();
+    checkScoreAndMask();
+    checkNormalize();
+  }
+
+private:
+  enum class SymKind { Tensor, Size, Param, Let };
+  struct Symbol {
+    SymKind kind;
+    SourceRange range;
+    size_t index; // into tensors, params or lets
+  };
+
+  Kernel &k_;
+  ErrorBudget &errors_;
+  std::map<std::string, Symbol> symbols_;
+  /// Lets [0, visibleLets_) may be referenced by the expression being checked.
+  size_t visibleLets_ = 0;
+  std::vector<int> letDepth_;
+
+  void error(SourceRange r, std::string msg, std::string hint = "") {
+    errors_.error(r, std::move(msg), std::move(hint));
+  }
+  void note(SourceRange r, std::string msg) { errors_.note(r, std::move(msg)); }
+
+  static const char *kindName(SymKind k) {
+    switch (k) {
+    case SymKind::Tensor: return "a tensor";
+    case SymKind::Size: return "a size";
+    case SymKind::Param: return "a param";
+    case SymKind::Let: return "a let";
+    }
+    return "";
+  }
+
+  const Symbol *lookup(const std::string &name) const {
+    auto it = symbols_.find(name);
+    return it == symbols_.end() ? nullptr : &it->second;
+  }
+
+  // ---- declarations -------------------------------------------------------
+
+  void declareNames() {
+    struct Entry {
+      SourceRange range;
+      std::string name;
+      SymKind kind;
+      size_t index;
+    };
+    std::vector<Entry> entries;
+    for (size_t t = 0; t < k_.tensors.size(); ++t) {
+      const TensorDecl &decl = k_.tensors[t];
+      entries.push_back({decl.range, decl.name, SymKind::Tensor, t});
+      for (const Dim &d : decl.dims)
+        if (!d.isLiteral())
+          entries.push_back({d.range, d.name, SymKind::Size, t});
+    }
+    for (size_t p = 0; p < k_.params.size(); ++p)
+      entries.push_back({k_.params[p].range, k_.params[p].name, SymKind::Param, p});
+    for (size_t l = 0; l < k_.lets.size(); ++l)
+      entries.push_back({k_.lets[l].range, k_.lets[l].name, SymKind::Let, l});
+    std::stable_sort(entries.begin(), entries.end(),
+                     [](const Entry &a, const Entry &b) {
+                       return before(a.range.begin, b.range.begin);
+                     });
+    for (const Entry &e : entries) {
+      if (isIndexVar(e.name)) {
+        error(e.range, "'" + e.name + "' is reserved for an index variable",
+              "b, h, i and j are the batch, head, query and key indices; "
+              "choose another name");
+        continue;
+      }
+      auto it = symbols_.find(e.name);
+      if (it == symbols_.end()) {
+        symbols_.emplace(e.name, Symbol{e.kind, e.range, e.index});
+        continue;
+      }
+      if (it->second.kind == SymKind::Size && e.kind == SymKind::Size)
+        continue;
+      error(e.range, "redefinition of '" + e.name + "'");
+      note(it->second.range, "'" + e.name + "' was first declared here as " +
+                                 kindName(it->second.kind));
+    }
+  }
+
+  const TensorDecl *headTensor(const char *name) {
+    const Symbol *s = lookup(name);
+    if (!s || s->kind != SymKind::Tensor)
+      return nullptr;
+    return &k_.tensors[s->index];
+  }
+
+  void checkTensors() {
+    for (TensorDecl &t : k_.tensors) {
+      t.role = t.name == "q"   ? TensorRole::Q
+               : t.name == "k" ? TensorRole::K
+               : t.name == "v" ? TensorRole::V
+                               : TensorRole::Aux;
+      for (const Dim &d : t.dims)
+        if (d.isLiteral() && d.value <= 0)
+          error(d.range,
+                "dimension must be positive, got " + std::to_string(d.value));
+    }
+    k_.q = headTensor("q");
+    k_.k = headTensor("k");
+    k_.v = headTensor("v");
+    k_.computeType =
+        k_.q && k_.q->type == ElemType::F64 ? ScalarType::F64 : ScalarType::F32;
+
+    bool rank4[3] = {false, false, false};
+    const TensorDecl *heads[3] = {k_.q, k_.k, k_.v};
+    const char *names[3] = {"q", "k", "v"};
+    const char *shapes[3] = {"[B, H, Lq, D]", "[B, Hk, Lk, D]", "[B, Hk, Lk, Dv]"};
+    for (int r = 0; r < 3; ++r) {
+      const TensorDecl *t = heads[r];
+      if (!t) {
+        error(k_.range,
+              "kernel '" + k_.name + "' has no '" + names[r] + "' tensor",
+              std::string("declare it, e.g. `") + names[r] + ": f32" +
+                  shapes[r] + "`");
+        continue;
+      }
+      rank4[r] = t->dims.size() == 4;
+      if (!rank4[r])
+        error(t->range,
+              std::string("'") + names[r] + "' must have 4 dimensions " +
+                  shapes[r] + ", got " + std::to_string(t->dims.size()));
+      if (!isFloat(t->type))
+        error(t->typeRange,
+              std::string("'") + names[r] +
+                  "' must have a float element type (f32, f16, bf16 or "
+                  "f64), got " + toString(t->type));
+    }
+    for (const TensorDecl &t : k_.tensors)
+      if (t.role == TensorRole::Aux && t.dims.empty())
+        error(t.range, "tensor '" + t.name + "' needs at least one dimension",
+              "a scalar input is declared `param " + t.name + ": " +
+                  toString(t.type) + "`");
+
+    const TensorDecl *q = k_.q, *kk = k_.k, *v = k_.v;
+    if (rank4[0] && rank4[1]) {
+      requireSame(*q, *kk, 3, "last dimension",
+                  "use the same size name or the same literal in both");
+      requireSame(*q, *kk, 0, "batch dimension",
+                  "q, k and v share the batch dimension");
+    }
+    if (rank4[1] && rank4[2]) {
+      const char *labels[3] = {"batch dimension", "head dimension",
+                               "length dimension"};
+      for (int d = 0; d < 3; ++d)
+        requireSame(*kk, *v, d, labels[d],
+                    "k and v are [B, Hk, Lk, ...] with the same B, Hk and Lk");
+    }
+    if (rank4[0] && rank4[1] && q->dims[1].isLiteral() &&
+        kk->dims[1].isLiteral() && q->dims[1].value > 0 &&
+        kk->dims[1].value > 0 && q->dims[1].value % kk->dims[1].value != 0)
+      error(q->dims[1].range,
+            "the number of query heads (" + std::to_string(q->dims[1].value) +
+                ") must be a multiple of the number of key/value heads (" +
+                std::to_string(kk->dims[1].value) + ")");
+  }
+
+  /// Reports when dimension `d` of `second` differs from that of `first`.
+  void requireSame(const TensorDecl &first, const TensorDecl &second, int d,
+                   const char *label, const char *hint) {
+    const Dim &a = first.dims[d], &b = second.dims[d];
+    if (sameDim(a, b))
+      return;
+    error(b.range, std::string("the ") + label + " of '" + second.name + "' (" +
+                       dimText(b) + ") must equal the " + label + " of '" +
+                       first.name + "' (" + dimText(a) + ")",
+          hint);
+    note(a.range, "'" + first.name + "' declares it here");
+  }
+
+  void checkParams() {
+    for (ParamDecl &p : k_.params) {
+      if (p.type == ElemType::F16 || p.type == ElemType::BF16) {
+        error(p.typeRange,
+              "param '" + p.name + "' cannot be " + toString(p.type),
+              "params are i32, i64, f32, f64 or bool");
+        continue;
+      }
+      if (!p.defaultValue)
+        continue;
+      Literal &lit = *p.defaultValue;
+      std::string what = std::string("the default of ") + toString(p.type) +
+                         " param '" + p.name + "'";
+      switch (p.type) {
+      case ElemType::Bool:
+        if (lit.kind != Literal::Kind::Bool)
+          error(p.defaultRange, what + " must be true or false");
+        break;
+      case ElemType::I32:
+      case ElemType::I64:
+        if (lit.kind != Literal::Kind::Int) {
+          error(p.defaultRange, what + " must be an integer");
+        } else if (p.type == ElemType::I32 &&
+                   (lit.i < INT32_MIN || lit.i > INT32_MAX)) {
+          error(p.defaultRange,
+                what + " does not fit in i32: " + std::to_string(lit.i),
+                "declare the param as i64");
+        }
+        break;
+      default: // f32, f64
+        if (lit.kind == Literal::Kind::Bool) {
+          error(p.defaultRange, what + " must be a number");
+          break;
+        }
+        if (lit.kind == Literal::Kind::Int) {
+          lit.kind = Literal::Kind::Float;
+          lit.f = static_cast<double>(lit.i);
+          lit.i = 0;
+        }
+        if (p.type == ElemType::F32 && std::isfinite(lit.f) &&
+            std::fabs(lit.f) > FLT_MAX)
+          error(p.defaultRange, what + " does not fit in f32",
+                "declare the param as f64");
+        break;
+      }
+    }
+  }
+
+  void checkLets() {
+    letDepth_.assign(k_.lets.size(), 1);
+    for (size_t l = 0; l < k_.lets.size() && !errors_.stopped; ++l) {
+      visibleLets_ = l;
+      LetDecl &let = k_.lets[l];
+      if (!let.value)
+        continue;
+      int depth = check(let.value);
+      checkExpandedDepth(*let.value, depth);
+      letDepth_[l] = std::min(depth, kMaxExpandedDepth + 1);
+    }
+    visibleLets_ = k_.lets.size();
+  }
+
+  void checkExpandedDepth(const Expr &e, int depth) {
+    if (depth > kMaxExpandedDepth)
+      error(e.range, "expression is nested too deeply once lets are expanded",
+            "the limit is " + std::to_string(kMaxExpandedDepth) + " levels");
+  }
+
+  void checkScoreAndMask() {
+    if (errors_.stopped)
+      return;
+    ScalarType compute = k_.computeType;
+    if (k_.score) {
+      int depth = check(k_.score);
+      checkExpandedDepth(*k_.score, depth);
+      if (k_.score->type == ScalarType::Bool)
+        error(k_.score->range, "score must be a number, got bool",
+              "to leave pairs out use `mask = ...`");
+      else
+        coerce(k_.score, compute);
+    } else if (k_.q && k_.q->dims.size() == 4) {
+      k_.score = defaultScore();
+    }
+    if (k_.mask) {
+      int depth = check(k_.mask);
+      checkExpandedDepth(*k_.mask, depth);
+      ScalarType t = k_.mask->type;
+      if (isNumeric(t))
+        error(k_.mask->range,
+              std::string("mask must be a bool, got ") + toString(t),
+              "compare it, e.g. `mask = ... != 0`");
+    } else {
+      k_.mask = makeExpr(ExprKind::BoolLit, k_.range, ScalarType::Bool);
+      k_.mask->boolValue = true;
+    }
+  }
+
+  /// dot(q, k) * rsqrt(D), D being q's last dimension.
+  ExprPtr defaultScore() {
+    ScalarType compute = k_.computeType;
+    const Dim &d = k_.q->dims[3];
+    ExprPtr dot = makeExpr(ExprKind::Call, k_.range, compute);
+    dot->name = "dot";
+    dot->builtin = Builtin::Dot;
+    ExprPtr size;
+    if (d.isLiteral()) {
+      size = makeExpr(ExprKind::IntLit, d.range,
+                      d.value > INT32_MAX ? ScalarType::I64 : ScalarType::I32);
+      size->intValue = d.value;
+    } else {
+      size = makeExpr(ExprKind::Ident, d.range, ScalarType::I32);
+      size->name = d.name;
+      size->ident = IdentKind::Size;
+    }
+    coerce(size, compute);
+    ExprPtr rsqrt = makeExpr(ExprKind::Call, k_.range, compute);
+    rsqrt->name = "rsqrt";
+    rsqrt->builtin = Builtin::Rsqrt;
+    rsqrt->args.push_back(std::move(size));
+    ExprPtr mul = makeExpr(ExprKind::Binary, k_.range, compute);
+    mul->binaryOp = BinaryOp::Mul;
+    mul->args.push_back(std::move(dot));
+    mul->args.push_back(std::move(rsqrt));
+    return mul;
+  }
+
+  void checkNormalize() {
+    NormKind n = k_.normalize.kind;
+    if (k_.outputLse &&
+        (n == NormKind::Sigmoid || n == NormKind::Relu || n == NormKind::None)) {
+      error(k_.outputLseRange,
+            std::string("'output lse' is not available with normalize = ") +
+                toString(n),
+            "lse is defined for softmax, hardmax and topk");
+      note(k_.normalize.range, "the normalization is set here");
+    }
+  }
+
+  // ---- expressions --------------------------------------------------------
+
+  static void coerce(ExprPtr &e, ScalarType to) {
+    if (!e || e->type == to || e->type == ScalarType::Unknown ||
+        to == ScalarType::Unknown)
+      return;
+    ExprPtr cast = makeExpr(ExprKind::Cast, e->range, to);
+    cast->args.push_back(std::move(e));
+    e = std::move(cast);
+  }
+
+  /// The type both operands of a numeric operation are converted to.
+  ScalarType common(ScalarType a, ScalarType b) const {
+    if (isFloatType(a) || isFloatType(b))
+      return k_.computeType;
+    if (a == ScalarType::I64 || b == ScalarType::I64)
+      return ScalarType::I64;
+    return ScalarType::I32;
+  }
+
+  ScalarType elemScalar(ElemType t) const {
+    switch (t) {
+    case ElemType::I32: return ScalarType::I32;
+    case ElemType::I64: return ScalarType::I64;
+    case ElemType::Bool: return ScalarType::Bool;
+    default: return k_.computeType;
+    }
+  }
+
+  /// Types `e` in place; returns its depth with lets expanded (an upper
+  /// bound: every operator counts a possible Cast of its operands).
+  int check(ExprPtr &e) {
+    switch (e->kind) {
+    case ExprKind::IntLit:
+      e->type = e->intValue > INT32_MAX ? ScalarType::I64 : ScalarType::I32;
+      return 1;
+    case ExprKind::FloatLit:
+    case ExprKind::Inf:
+      e->type = k_.computeType;
+      return 1;
+    case ExprKind::BoolLit:
+      e->type = ScalarType::Bool;
+      return 1;
+    case ExprKind::Ident: return checkIdent(*e);
+    case ExprKind::Unary: return checkUnary(*e);
+    case ExprKind::Binary: return checkBinary(*e);
+    case ExprKind::Call: return checkCall(*e);
+    case ExprKind::Index: return checkIndex(*e);
+    case ExprKind::Cast: {
+      int d = e->args.empty() ? 0 : check(e->args[0]);
+      return d + 1;
+    }
+    }
+    return 1;
+  }
+
+  int checkArgs(Expr &e) {
+    int depth = 0;
+    for (auto &a : e.args)
+      depth = std::max(depth, check(a));
+    return depth + 2;
+  }
+
+  int checkIdent(Expr &e) {
+    if (isIndexVar(e.name)) {
+      e.ident = IdentKind::IndexVar;
+      e.type = ScalarType::I32;
+      return 1;
+    }
+    const Symbol *s = lookup(e.name);
+    if (!s) {
+      std::string hint;
+      if (findFunction(e.name))
+        hint = std::string("'") + e.name + "' is a function: " +
+               findFunction(e.name)->usage;
+      else
+        hint = didYouMean(e.name, valueNames());
+      error(e.range, "unknown name '" + e.name + "'", hint);
+      return 1;
+    }
+    switch (s->kind) {
+    case SymKind::Tensor:
+      if (e.name == "q" || e.name == "k" || e.name == "v")
+        error(e.range, "'" + e.name + "' cannot be used as a value",
+              "combine the head vectors with dot(q, k), sqnorm(q) or "
+              "sqnorm(k); v is weighted by the normalization");
+      else
+        error(e.range, "tensor '" + e.name + "' must be indexed",
+              "read it with `" + e.name + "[...]` (" +
+                  std::to_string(k_.tensors[s->index].dims.size()) +
+                  " indices)");
+      return 1;
+    case SymKind::Size:
+      e.ident = IdentKind::Size;
+      e.type = ScalarType::I32;
+      return 1;
+    case SymKind::Param:
+      e.ident = IdentKind::Param;
+      e.type = elemScalar(k_.params[s->index].type);
+      return 1;
+    case SymKind::Let: {
+      e.ident = IdentKind::Let;
+      if (s->index >= visibleLets_) {
+        error(e.range, "'" + e.name + "' is used before its definition",
+              "a let can use only the lets defined above it");
+        note(s->range, "'" + e.name + "' is defined here");
+        return 1;
+      }
+      const LetDecl &l = k_.lets[s->index];
+      e.type = l.value ? l.value->type : ScalarType::Unknown;
+      return letDepth_[s->index];
+    }
+    }
+    return 1;
+  }
+
+  std::vector<std::string> valueNames() const {
+    std::vector<std::string> names = {"b", "h", "i", "j"};
+    for (const auto &[name, sym] : symbols_)
+      if (sym.kind != SymKind::Tensor)
+        names.push_back(name);
+    return names;
+  }
+
+  int checkUnary(Expr &e) {
+    int depth = checkArgs(e);
+    ScalarType t = e.args[0]->type;
+    if (e.unaryOp == UnaryOp::Not) {
+      e.type = ScalarType::Bool;
+      if (t != ScalarType::Bool && t != ScalarType::Unknown) {
+        error(e.args[0]->range,
+              std::string("operand of '!' must be bool, got ") + toString(t),
+              "compare with != 0");
+        e.type = ScalarType::Unknown;
+      }
+      return depth;
+    }
+    if (t == ScalarType::Bool) {
+      error(e.args[0]->range, "operand of '-' must be a number, got bool",
+            "use '!' for logical not");
+      return depth;
+    }
+    e.type = t;
+    return depth;
+  }
+
+  int checkBinary(Expr &e) {
+    int depth = checkArgs(e);
+    ExprPtr &l = e.args[0], &r = e.args[1];
+    ScalarType lt = l->type, rt = r->type;
+    const std::string op = toString(e.binaryOp);
+    bool unknown = lt == ScalarType::Unknown || rt == ScalarType::Unknown;
+    switch (e.binaryOp) {
+    case BinaryOp::Or:
+    case BinaryOp::And:
+      e.type = ScalarType::Bool;
+      for (ExprPtr *a : {&l, &r})
+        if (isNumeric((*a)->type)) {
+          error((*a)->range,
+                "operand of '" + op + "' must be bool, got " +
+                    toString((*a)->type),
+                "compare with != 0");
+          e.type = ScalarType::Unknown;
+        }
+      return depth;
+    case BinaryOp::Eq:
+    case BinaryOp::Ne:
+      e.type = ScalarType::Bool;
+      if (unknown || (lt == ScalarType::Bool && rt == ScalarType::Bool))
+        return depth;
+      if (lt == ScalarType::Bool || rt == ScalarType::Bool) {
+        error(e.range,
+              std::string("cannot compare ") + toString(lt) + " with " +
+                  toString(rt) + " using '" + op + "'",
+              "a bool can only be compared with another bool");
+        e.type = ScalarType::Unknown;
+        return depth;
+      }
+      break;
+    case BinaryOp::Lt:
+    case BinaryOp::Le:
+    case BinaryOp::Gt:
+    case BinaryOp::Ge:
+      e.type = ScalarType::Bool;
+      for (ExprPtr *a : {&l, &r})
+        if ((*a)->type == ScalarType::Bool) {
+          error((*a)->range, "operand of '" + op + "' must be a number, got bool",
+                "only == and != compare bools");
+          e.type = ScalarType::Unknown;
+          return depth;
+        }
+      if (unknown)
+        return depth;
+      break;
+    default: // arithmetic
+      for (ExprPtr *a : {&l, &r})
+        if ((*a)->type == ScalarType::Bool) {
+          error((*a)->range, "operand of '" + op + "' must be a number, got bool",
+                "select(cond, 1, 0) turns a bool into a number");
+          return depth;
+        }
+      if (unknown)
+        return depth;
+      e.type = common(lt, rt);
+      break;
+    }
+    ScalarType t = common(lt, rt);
+    coerce(l, t);
+    coerce(r, t);
+    return depth;
+  }
+
+  /// 'q', 'k' or 'v' when `a` is a bare head-tensor name, else 0.
+  static char headName(const Expr &a) {
+    if (a.kind == ExprKind::Ident &&
+        (a.name == "q" || a.name == "k" || a.name == "v"))
+      return a.name[0];
+    return 0;
+  }
+
+  int checkCall(Expr &e) {
+    const FunctionInfo *f = findFunction(e.name);
+    if (!f) {
+      const Symbol *s = lookup(e.name);
+      if (s && s->kind == SymKind::Tensor)
+        error(nameRange(e), "'" + e.name + "' is a tensor, not a function",
+              "read it with square brackets: " + e.name + "[...]");
+      else
+        error(nameRange(e), "unknown function '" + e.name + "'",
+              didYouMean(e.name, functionNames(),
+                         "the functions are exp, exp2, log, log2, sqrt, "
+                         "rsqrt, tanh, sigmoid, abs, floor, ceil, min, max, "
+                         "pow, clamp, select, dot and sqnorm"));
+      return checkArgs(e);
+    }
+    if (e.args.size() != f->arity) {
+      error(e.range,
+            "'" + e.name + "' takes " + std::to_string(f->arity) +
+                (f->arity == 1 ? " argument" : " arguments") + ", got " +
+                std::to_string(e.args.size()),
+            std::string("write ") + f->usage);
+      if (f->builtin != Builtin::Dot && f->builtin != Builtin::SqnormQ)
+        return checkArgs(e);
+      return 1;
+    }
+    ScalarType compute = k_.computeType;
+    if (f->builtin == Builtin::Dot) {
+      char a = headName(*e.args[0]), b = headName(*e.args[1]);
+      if (!((a == 'q' && b == 'k') || (a == 'k' && b == 'q'))) {
+        error(e.range, "dot takes the head vectors q and k: dot(q, k)",
+              a == 'v' || b == 'v'
+                  ? "v is weighted by the normalization and cannot be in "
+                    "the score"
+                  : "for other products write the arithmetic out");
+        return 1;
+      }
+      e.builtin = Builtin::Dot;
+      e.args.clear();
+      e.type = compute;
+      return 1;
+    }
+    if (f->builtin == Builtin::SqnormQ) {
+      char a = headName(*e.args[0]);
+      if (a != 'q' && a != 'k') {
+        error(e.range, "sqnorm takes a head vector: sqnorm(q) or sqnorm(k)");
+        return 1;
+      }
+      e.builtin = a == 'q' ? Builtin::SqnormQ : Builtin::SqnormK;
+      e.args.clear();
+      e.type = compute;
+      return 1;
+    }
+
+    int depth = checkArgs(e);
+    e.builtin = f->builtin;
+    bool unknown = false, ok = true;
+    size_t first = f->builtin == Builtin::Select ? 1 : 0;
+    for (size_t i = 0; i < e.args.size(); ++i) {
+      ScalarType t = e.args[i]->type;
+      unknown = unknown || t == ScalarType::Unknown;
+      if (i >= first && t == ScalarType::Bool && f->builtin != Builtin::Select) {
+        error(e.args[i]->range,
+              "argument of '" + e.name + "' must be a number, got bool");
+        ok = false;
+      }
+    }
+    if (!ok)
+      return depth;
+
+    switch (f->builtin) {
+    case Builtin::Abs:
+      e.type = e.args[0]->type;
+      return depth;
+    case Builtin::Min:
+    case Builtin::Max:
+    case Builtin::Clamp: {
+      if (unknown)
+        return depth;
+      ScalarType t = e.args[0]->type;
+      for (auto &a : e.args)
+        t = common(t, a->type);
+      for (auto &a : e.args)
+        coerce(a, t);
+      e.type = t;
+      return depth;
+    }
+    case Builtin::Select: {
+      ScalarType c = e.args[0]->type, a = e.args[1]->type,
+                 b = e.args[2]->type;
+      if (isNumeric(c))
+        error(e.args[0]->range,
+              std::string("the condition of 'select' must be bool, got ") +
+                  toString(c),
+              "compare with != 0");
+      if (a == ScalarType::Unknown || b == ScalarType::Unknown)
+        return depth;
+      if (a == ScalarType::Bool && b == ScalarType::Bool) {
+        e.type = ScalarType::Bool;
+        return depth;
+      }
+      if (a == ScalarType::Bool || b == ScalarType::Bool) {
+        error(e.range,
+              std::string("the branches of 'select' must both be numbers or "
+                          "both be bool, got ") +
+                  toString(a) + " and " + toString(b));
+        return depth;
+      }
+      ScalarType t = common(a, b);
+      coerce(e.args[1], t);
+      coerce(e.args[2], t);
+      e.type = t;
+      return depth;
+    }
+    default: // exp ... ceil, pow: float results
+      for (auto &a : e.args)
+        coerce(a, compute);
+      e.type = compute;
+      return depth;
+    }
+  }
+
+  int checkIndex(Expr &e) {
+    int depth = checkArgs(e);
+    const Symbol *s = lookup(e.name);
+    if (e.name == "q" || e.name == "k" || e.name == "v") {
+      error(nameRange(e), "'" + e.name + "' cannot be indexed",
+            "combine the head vectors with dot(q, k), sqnorm(q) or sqnorm(k)");
+      return depth;
+    }
+    if (!s) {
+      std::vector<std::string> tensors;
+      for (const TensorDecl &t : k_.tensors)
+        if (t.role == TensorRole::Aux)
+          tensors.push_back(t.name);
+      error(nameRange(e), "unknown tensor '" + e.name + "'",
+            didYouMean(e.name, tensors));
+      return depth;
+    }
+    if (s->kind != SymKind::Tensor) {
+      error(nameRange(e),
+            "'" + e.name + "' is " + kindName(s->kind) + ", not a tensor",
+            "only tensors are read with [...]");
+      return depth;
+    }
+    const TensorDecl &t = k_.tensors[s->index];
+    if (e.args.size() != t.dims.size()) {
+      std::string decl = std::string(toString(t.type)) + "[";
+      for (size_t d = 0; d < t.dims.size(); ++d)
+        decl += (d ? ", " : "") + dimText(t.dims[d]);
+      decl += "]";
+      error(e.range,
+            "'" + e.name + "' has " + std::to_string(t.dims.size()) +
+                (t.dims.size() == 1 ? " dimension" : " dimensions") +
+                " but is read with " + std::to_string(e.args.size()) +
+                (e.args.size() == 1 ? " index" : " indices"),
+            "it is declared `" + e.name + ": " + decl + "`");
+      return depth;
+    }
+    for (auto &a : e.args)
+      if (a->type != ScalarType::Unknown && !isInt(a->type))
+        error(a->range,
+              "index of '" + e.name + "' must be an integer, got " +
+                  toString(a->type),
+              "indices are integer expressions of b, h, i, j, sizes, "
+              "integer params and integer tensor reads");
+    e.type = elemScalar(t.type);
+    return depth;
+  }
+};
+
+} // namespace
+
+bool checkModule(Module &module, DiagnosticEngine &diag) {
+  ErrorBudget errors{diag, diag.numErrors()};
+  if (module.kernels.empty())
+    errors.error({{1, 1}, {1, 1}}, "the file has no attention block",
+                 "a file holds one or more `attention NAME { ... }` blocks");
+  std::map<std::string, const Kernel *> seen;
+  for (const Kernel &k : module.kernels) {
+    auto [it, inserted] = seen.emplace(k.name, &k);
+    if (!inserted) {
+      errors.error(k.range, "redefinition of kernel '" + k.name + "'",
+                   "each attention block needs its own name");
+      errors.note(it->second->range, "the first kernel '" + k.name + "' is here");
+    }
+  }
+  for (Kernel &k : module.kernels) {
+    if (errors.stopped)
+      break;
+    KernelChecker(k, errors).run();
+  }
+  return diag.numErrors() == errors.base;
+}
+
+std::optional<Module> parseAndCheck(const std::string &fileName,
+                                    const std::string &source,
+                                    DiagnosticEngine &diag) {
+  std::optional<Module> module = parseModule(fileName, source, diag);
+  if (!module || !checkModule(*module, diag))
+    return std::nullopt;
+  return module;
+}
+
+} // namespace attn::dsl
