@@ -111,6 +111,18 @@ int64_t extentOf(const dsl::TensorDecl &t, int dim, const runtime::Bindings &b) 
   return d.isLiteral() ? d.value : b.sizes.at(d.name);
 }
 
+/// Identifies the code generator in this process: the size and modification
+/// time of the executable, so that rebuilding attnc invalidates the cache.
+std::string buildStamp() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec)
+    return "unknown";
+  auto size = fs::file_size(exe, ec);
+  auto time = fs::last_write_time(exe, ec).time_since_epoch().count();
+  return std::to_string(size) + "@" + std::to_string(time);
+}
+
 } // namespace
 
 std::string JitKernel::defaultCacheDir() {
@@ -153,7 +165,7 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
     return nullptr;
 
   uint64_t h = 1469598103934665603ull;
-  for (const std::string &part : {std::string(version()), std::to_string(HALIDE_VERSION_MAJOR) + "." +
+  for (const std::string &part : {std::string(version()), buildStamp(), std::to_string(HALIDE_VERSION_MAJOR) + "." +
                                                                 std::to_string(HALIDE_VERSION_MINOR),
                                   target, k->kernel_->name, src.text})
     h = fnv1a(h, part);

@@ -1,0 +1,383 @@
+// Argument checking and size / param binding for one kernel (see Bind.h).
+#include "attn/runtime/Bind.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <sstream>
+
+namespace attn::runtime {
+
+using dsl::ElemType;
+using dsl::Literal;
+using dsl::ParamDecl;
+using dsl::TensorDecl;
+
+namespace {
+
+std::string joinLines(const std::vector<std::string> &errors) {
+  std::string s;
+  for (size_t e = 0; e < errors.size(); ++e)
+    s += (e ? "\n" : "") + errors[e];
+  return s;
+}
+
+std::string describeParam(const ParamDecl &p) {
+  return p.name + ": " + dsl::toString(p.type);
+}
+
+std::string lineText(const dsl::SourceRange &r) {
+  return r.begin.line > 0 ? " at line " + std::to_string(r.begin.line) : "";
+}
+
+/// Rounds a float param to the precision of its declared type.
+double roundToType(double v, ElemType t) {
+  switch (t) {
+  case ElemType::F32:
+    return static_cast<float>(v);
+  case ElemType::F16:
+    return f16ToFloat(floatToF16(static_cast<float>(v)));
+  case ElemType::BF16:
+    return bf16ToFloat(floatToBf16(static_cast<float>(v)));
+  default:
+    return v;
+  }
+}
+
+/// Converts a typed literal to the declared type of `p`; an empty result
+/// means success.
+std::string coerceLiteral(const ParamDecl &p, const Literal &in,
+                          Literal &out) {
+  out = Literal();
+  const char *ty = dsl::toString(p.type);
+  switch (p.type) {
+  case ElemType::I32:
+  case ElemType::I64:
+    if (in.kind != Literal::Kind::Int)
+      return std::string("param '") + p.name + "' is declared " + ty +
+             " but was given a " +
+             (in.kind == Literal::Kind::Bool ? "bool" : "float") + " value";
+    if (p.type == ElemType::I32 &&
+        (in.i < std::numeric_limits<int32_t>::min() ||
+         in.i > std::numeric_limits<int32_t>::max()))
+      return "param '" + p.name + "': " + std::to_string(in.i) +
+             " is out of range for i32";
+    out.kind = Literal::Kind::Int;
+    out.i = in.i;
+    return "";
+  case ElemType::Bool:
+    if (in.kind == Literal::Kind::Bool) {
+      out.kind = Literal::Kind::Bool;
+      out.b = in.b;
+      return "";
+    }
+    if (in.kind == Literal::Kind::Int && (in.i == 0 || in.i == 1)) {
+      out.kind = Literal::Kind::Bool;
+      out.b = in.i == 1;
+      return "";
+    }
+    return "param '" + p.name + "' is declared bool but was given a " +
+           (in.kind == Literal::Kind::Int ? "number other than 0 or 1"
+                                          : "float value");
+  default: {
+    double v;
+    if (in.kind == Literal::Kind::Float)
+      v = in.f;
+    else if (in.kind == Literal::Kind::Int)
+      v = static_cast<double>(in.i);
+    else
+      return std::string("param '") + p.name + "' is declared " + ty +
+             " but was given a bool value";
+    double r = roundToType(v, p.type);
+    if (std::isinf(r) && !std::isinf(v)) {
+      std::ostringstream os;
+      os << v;
+      return "param '" + p.name + "': " + os.str() + " is out of range for " +
+             ty;
+    }
+    out.kind = Literal::Kind::Float;
+    out.f = r;
+    return "";
+  }
+  }
+}
+
+/// Checks the tensors and fills the size part of `out`.
+void bindTensors(const dsl::Kernel &k,
+                 const std::map<std::string, HostTensor> &inputs,
+                 Bindings &out, std::vector<std::string> &errors) {
+  struct Origin {
+    std::string tensor;
+    size_t dim;
+  };
+  std::map<std::string, Origin> origin;
+
+  for (const auto &[name, tensor] : inputs) {
+    if (k.findTensor(name))
+      continue;
+    std::string declared;
+    for (const TensorDecl &t : k.tensors)
+      declared += (declared.empty() ? "" : ", ") + t.name;
+    errors.push_back("unknown input tensor '" + name + "': kernel '" + k.name +
+                     "' declares only " + declared);
+  }
+
+  bool shapesOk = true;
+  for (const TensorDecl &decl : k.tensors) {
+    auto it = inputs.find(decl.name);
+    if (it == inputs.end()) {
+      errors.push_back("missing input tensor '" + decl.name + "' (declared " +
+                       describeDecl(decl) + lineText(decl.range) + ")");
+      shapesOk = false;
+      continue;
+    }
+    const HostTensor &t = it->second;
+    if (t.type != decl.type)
+      errors.push_back("tensor '" + decl.name + "' has dtype " +
+                       dsl::toString(t.type) + " but is declared " +
+                       dsl::toString(decl.type) + " (" + describeDecl(decl) +
+                       ")");
+    if (t.shape.size() != decl.dims.size()) {
+      errors.push_back("tensor '" + decl.name + "' has rank " +
+                       std::to_string(t.shape.size()) + " (" + t.describe() +
+                       ") but is declared with rank " +
+                       std::to_string(decl.dims.size()) + " (" +
+                       describeDecl(decl) + ")");
+      shapesOk = false;
+      continue;
+    }
+    bool isQkv = decl.role != dsl::TensorRole::Aux;
+    for (size_t d = 0; d < decl.dims.size(); ++d) {
+      const dsl::Dim &dim = decl.dims[d];
+      int64_t size = t.shape[d];
+      std::string where = " of tensor '" + decl.name + "' (dim " +
+                          std::to_string(d) + ")";
+      if (size < 0 || (isQkv && size == 0)) {
+        errors.push_back(
+            "dimension " +
+            (dim.isLiteral() ? std::to_string(d) : "'" + dim.name + "'") +
+            where + " is " + std::to_string(size) +
+            "; every dimension of q, k and v must be positive");
+        shapesOk = false;
+        continue;
+      }
+      if (dim.isLiteral()) {
+        if (size != dim.value) {
+          errors.push_back("dimension " + std::to_string(d) + " of tensor '" +
+                           decl.name + "' is " + std::to_string(size) +
+                           " but is declared " + std::to_string(dim.value) +
+                           " (" + describeDecl(decl) + ")");
+          shapesOk = false;
+        }
+        continue;
+      }
+      auto bound = out.sizes.find(dim.name);
+      if (bound == out.sizes.end()) {
+        out.sizes[dim.name] = size;
+        origin[dim.name] = {decl.name, d};
+      } else if (bound->second != size) {
+        const Origin &o = origin[dim.name];
+        errors.push_back("dimension '" + dim.name + "'" + where + " is " +
+                         std::to_string(size) + " but '" + dim.name +
+                         "' was bound to " + std::to_string(bound->second) +
+                         " by tensor '" + o.tensor + "' (dim " +
+                         std::to_string(o.dim) + ")");
+        shapesOk = false;
+      }
+    }
+  }
+  if (!shapesOk || !k.q || !k.k || !k.v)
+    return;
+
+  const HostTensor &q = inputs.at(k.q->name);
+  const HostTensor &kt = inputs.at(k.k->name);
+  const HostTensor &v = inputs.at(k.v->name);
+  if (q.rank() != 4 || kt.rank() != 4 || v.rank() != 4) {
+    errors.push_back("q, k and v must have rank 4");
+    return;
+  }
+  // Relations the declarations may not spell out with shared names.
+  auto same = [&](const HostTensor &a, const char *an, int ad,
+                  const HostTensor &b, const char *bn, int bd,
+                  const char *what) {
+    if (a.shape[ad] == b.shape[bd])
+      return;
+    errors.push_back("dimension " + std::to_string(ad) + " of tensor '" + an +
+                     "' is " + std::to_string(a.shape[ad]) +
+                     " but must equal dimension " + std::to_string(bd) +
+                     " of tensor '" + bn + "' (" +
+                     std::to_string(b.shape[bd]) + "): " + what);
+  };
+  same(kt, "k", 0, q, "q", 0, "the batch size");
+  same(v, "v", 0, q, "q", 0, "the batch size");
+  same(v, "v", 1, kt, "k", 1, "the number of key/value heads");
+  same(v, "v", 2, kt, "k", 2, "the number of keys");
+  same(kt, "k", 3, q, "q", 3, "the head dimension D");
+
+  out.B = q.shape[0];
+  out.H = q.shape[1];
+  out.Lq = q.shape[2];
+  out.D = q.shape[3];
+  out.Hk = kt.shape[1];
+  out.Lk = kt.shape[2];
+  out.Dv = v.shape[3];
+  if (out.H % out.Hk != 0)
+    errors.push_back("the number of query heads H = " + std::to_string(out.H) +
+                     " (dim 1 of tensor 'q') must be a multiple of the number "
+                     "of key/value heads Hk = " +
+                     std::to_string(out.Hk) + " (dim 1 of tensor 'k')");
+}
+
+template <typename ParamMap, typename Convert>
+void bindParams(const dsl::Kernel &k, const ParamMap &given, Convert convert,
+                Bindings &out, std::vector<std::string> &errors) {
+  for (const auto &entry : given) {
+    if (k.findParam(entry.first))
+      continue;
+    std::string declared;
+    for (const ParamDecl &p : k.params)
+      declared += (declared.empty() ? "" : ", ") + p.name;
+    errors.push_back("unknown param '" + entry.first + "': kernel '" + k.name +
+                     "' " +
+                     (declared.empty() ? std::string("has no params")
+                                       : "declares only " + declared));
+  }
+  for (const ParamDecl &p : k.params) {
+    auto it = given.find(p.name);
+    Literal value;
+    std::string err;
+    if (it != given.end()) {
+      err = convert(p, it->second, value);
+    } else if (p.defaultValue) {
+      err = coerceLiteral(p, *p.defaultValue, value);
+    } else {
+      errors.push_back("missing value for param '" + p.name + "' (declared " +
+                       describeParam(p) + lineText(p.range) +
+                       ", no default): pass --param " + p.name + "=VALUE");
+      continue;
+    }
+    if (!err.empty())
+      errors.push_back(err);
+    else
+      out.params[p.name] = value;
+  }
+}
+
+Status finish(std::vector<std::string> &errors) {
+  return errors.empty() ? Status::ok() : Status::error(joinLines(errors));
+}
+
+} // namespace
+
+std::string describeDecl(const TensorDecl &t) {
+  std::string s = t.name + ": " + dsl::toString(t.type) + "[";
+  for (size_t d = 0; d < t.dims.size(); ++d) {
+    s += d ? ", " : "";
+    s += t.dims[d].isLiteral() ? std::to_string(t.dims[d].value)
+                               : t.dims[d].name;
+  }
+  return s + "]";
+}
+
+Status parseParamValue(const ParamDecl &p, const std::string &text,
+                       Literal &out) {
+  const char *ty = dsl::toString(p.type);
+  auto bad = [&](const std::string &why) {
+    return Status::error("param '" + p.name + "': '" + text + "' is not " +
+                         why);
+  };
+  Literal lit;
+  switch (p.type) {
+  case ElemType::Bool:
+    if (text == "true" || text == "1") {
+      lit.kind = Literal::Kind::Bool;
+      lit.b = true;
+    } else if (text == "false" || text == "0") {
+      lit.kind = Literal::Kind::Bool;
+      lit.b = false;
+    } else {
+      return bad("a bool (use true, false, 1 or 0)");
+    }
+    break;
+  case ElemType::I32:
+  case ElemType::I64: {
+    if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])))
+      return bad(std::string("a valid ") + ty);
+    errno = 0;
+    char *end = nullptr;
+    long long v = std::strtoll(text.c_str(), &end, 10);
+    if (*end != '\0')
+      return bad(std::string("a valid ") + ty + " (a decimal integer)");
+    if (errno == ERANGE)
+      return Status::error("param '" + p.name + "': " + text +
+                           " is out of range for " + ty);
+    lit.kind = Literal::Kind::Int;
+    lit.i = v;
+    break;
+  }
+  default: {
+    if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])))
+      return bad(std::string("a valid ") + ty);
+    errno = 0;
+    char *end = nullptr;
+    double v = std::strtod(text.c_str(), &end);
+    if (*end != '\0' || std::isnan(v))
+      return bad(std::string("a valid ") + ty + " (a number)");
+    if ((errno == ERANGE && std::isinf(v)) ||
+        (std::isinf(roundToType(v, p.type)) && !std::isinf(v)))
+      return Status::error("param '" + p.name + "': " + text +
+                           " is out of range for " + ty);
+    lit.kind = Literal::Kind::Float;
+    lit.f = v;
+    break;
+  }
+  }
+  std::string err = coerceLiteral(p, lit, out);
+  return err.empty() ? Status::ok() : Status::error(err);
+}
+
+std::vector<std::string> missingParams(const dsl::Kernel &k,
+                                       const std::vector<std::string> &given) {
+  std::vector<std::string> missing;
+  for (const ParamDecl &p : k.params) {
+    if (p.defaultValue)
+      continue;
+    bool found = false;
+    for (const std::string &g : given)
+      found |= g == p.name;
+    if (!found)
+      missing.push_back(p.name);
+  }
+  return missing;
+}
+
+Status bindArguments(const dsl::Kernel &k,
+                     const std::map<std::string, HostTensor> &inputs,
+                     const std::map<std::string, std::string> &paramText,
+                     Bindings &out) {
+  out = Bindings();
+  std::vector<std::string> errors;
+  bindTensors(k, inputs, out, errors);
+  bindParams(
+      k, paramText,
+      [](const ParamDecl &p, const std::string &text, Literal &value) {
+        Status s = parseParamValue(p, text, value);
+        return s ? std::string() : s.message();
+      },
+      out, errors);
+  return finish(errors);
+}
+
+Status bindArguments(const dsl::Kernel &k,
+                     const std::map<std::string, HostTensor> &inputs,
+                     const std::map<std::string, Literal> &params,
+                     Bindings &out) {
+  out = Bindings();
+  std::vector<std::string> errors;
+  bindTensors(k, inputs, out, errors);
+  bindParams(k, params, coerceLiteral, out, errors);
+  return finish(errors);
+}
+
+} // namespace attn::runtime

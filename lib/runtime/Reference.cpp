@@ -1,0 +1,913 @@
+// The float64 reference implementation of attention (see Reference.h): the
+// kernel's expressions are translated once into a flat node array with names
+// resolved, then interpreted for every (b, h, i, j).
+#include "attn/runtime/Reference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace attn::runtime {
+
+using dsl::Builtin;
+using dsl::BinaryOp;
+using dsl::Expr;
+using dsl::ExprKind;
+using dsl::IdentKind;
+using dsl::NormKind;
+using dsl::ScalarType;
+using dsl::TieRule;
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+bool isFloatType(ScalarType t) {
+  return t == ScalarType::F32 || t == ScalarType::F64;
+}
+
+/// A value; the node's static type says which member is meaningful (bools
+/// and integers live in `i`).
+struct Value {
+  double f = 0;
+  int64_t i = 0;
+};
+
+double toDouble(Value v, ScalarType t) {
+  return isFloatType(t) ? v.f : static_cast<double>(v.i);
+}
+
+int64_t toInt(Value v, ScalarType t) {
+  if (!isFloatType(t))
+    return v.i;
+  if (std::isnan(v.f))
+    return 0;
+  if (v.f >= 9223372036854775807.0)
+    return std::numeric_limits<int64_t>::max();
+  if (v.f <= -9223372036854775808.0)
+    return std::numeric_limits<int64_t>::min();
+  return static_cast<int64_t>(v.f);
+}
+
+Value makeFloat(double f) {
+  Value v;
+  v.f = f;
+  return v;
+}
+
+Value makeInt(int64_t i) {
+  Value v;
+  v.i = i;
+  return v;
+}
+
+int64_t floorDiv(int64_t a, int64_t b) {
+  if (b == -1)
+    return static_cast<int64_t>(0 - static_cast<uint64_t>(a));
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0)))
+    --q;
+  return q;
+}
+
+int64_t floorMod(int64_t a, int64_t b) {
+  if (b == -1)
+    return 0;
+  int64_t r = a % b;
+  if (r != 0 && ((r < 0) != (b < 0)))
+    r += b;
+  return r;
+}
+
+double floorModF(double a, double b) {
+  double r = std::fmod(a, b);
+  if (r != 0 && ((r < 0) != (b < 0)))
+    r += b;
+  return r;
+}
+
+enum IndexVar { VarB = 1, VarH = 2, VarI = 4, VarJ = 8 };
+
+/// One translated expression node.
+struct Node {
+  const Expr *src = nullptr;
+  ExprKind kind = ExprKind::IntLit;
+  ScalarType type = ScalarType::Unknown;
+  Value constant;   // literals, sizes and params
+  int var = 0;      // IndexVar of an index-variable identifier
+  int let = -1;     // let number
+  int tensor = -1;  // aux tensor number of an Index
+  std::vector<int> args;
+  unsigned deps = 0; // IndexVar bits this node depends on
+};
+
+struct AuxTensor {
+  std::string name;
+  const HostTensor *tensor = nullptr;
+};
+
+/// Shared state of one evaluation: the translated kernel plus the current
+/// (b, h, i, j) and per-pair memos.
+class Interpreter {
+public:
+  Interpreter(const dsl::Kernel &k,
+              const std::map<std::string, HostTensor> &inputs,
+              const Bindings &bind)
+      : k_(k), inputs_(inputs), bind_(bind) {}
+
+  /// Translates the kernel; must succeed before anything else is called.
+  Status prepare(bool needHeadVectors) {
+    if (!k_.q || !k_.k || !k_.v || !k_.score || !k_.mask)
+      return Status::error("kernel '" + k_.name +
+                           "' has not been checked (run Sema first)");
+    for (const dsl::LetDecl &l : k_.lets) {
+      letIndex_[l.name] = static_cast<int>(letRoots_.size());
+      letRoots_.push_back(-1);
+    }
+    for (size_t n = 0; n < k_.lets.size(); ++n) {
+      int root = translate(*k_.lets[n].value);
+      if (!error_.empty())
+        return Status::error(error_);
+      letRoots_[n] = root;
+    }
+    maskRoot_ = translate(*k_.mask);
+    scoreRoot_ = translate(*k_.score);
+    if (!error_.empty())
+      return Status::error(error_);
+    letDeps_.assign(letRoots_.size(), 0);
+    letDepsDone_.assign(letRoots_.size(), false);
+    depsDone_.assign(nodes_.size(), false);
+    for (size_t n = 0; n < nodes_.size(); ++n)
+      computeDeps(static_cast<int>(n));
+    letValue_.assign(letRoots_.size(), Value());
+    letEpoch_.assign(letRoots_.size(), 0);
+
+    if (bind_.H <= 0 || bind_.Hk <= 0 || bind_.H % bind_.Hk != 0)
+      return Status::error("invalid bindings: H must be a positive multiple "
+                           "of Hk (run bindArguments first)");
+    if (needHeadVectors || usesHeadVectors_) {
+      Status s = loadHeadVectors(needHeadVectors);
+      if (!s)
+        return s;
+    }
+    return Status::ok();
+  }
+
+  unsigned maskDeps() const { return nodes_[maskRoot_].deps; }
+
+  void setPair(int64_t b, int64_t h, int64_t i, int64_t j) {
+    b_ = b;
+    h_ = h;
+    hk_ = h / (bind_.H / bind_.Hk);
+    i_ = i;
+    j_ = j;
+    ++epoch_;
+  }
+
+  bool evalMask() { return eval(maskRoot_).i != 0; }
+  double evalScore() {
+    return toDouble(eval(scoreRoot_), nodes_[scoreRoot_].type);
+  }
+  bool failed() const { return !error_.empty(); }
+  const std::string &error() const { return error_; }
+
+  const double *vRow(int64_t b, int64_t hk, int64_t j) const {
+    return &v_[((b * bind_.Hk + hk) * bind_.Lk + j) * bind_.Dv];
+  }
+
+private:
+  Status loadHeadVectors(bool needV) {
+    auto load = [&](const dsl::TensorDecl *decl, std::vector<double> &dst,
+                    std::vector<int64_t> shape) -> Status {
+      auto it = inputs_.find(decl->name);
+      if (it == inputs_.end())
+        return Status::error("missing input tensor '" + decl->name + "'");
+      const HostTensor &t = it->second;
+      if (t.shape != shape)
+        return Status::error("tensor '" + decl->name + "' has shape " +
+                             t.describe() +
+                             " which does not match the bindings");
+      int64_t n = t.numel();
+      if (t.bytes.size() != static_cast<size_t>(n) * elemSize(t.type))
+        return Status::error("tensor '" + decl->name +
+                             "' holds the wrong number of bytes");
+      dst.resize(static_cast<size_t>(n));
+      for (int64_t e = 0; e < n; ++e)
+        dst[e] = t.getDouble(e);
+      return Status::ok();
+    };
+    Status s = load(k_.q, q_, {bind_.B, bind_.H, bind_.Lq, bind_.D});
+    if (s)
+      s = load(k_.k, kk_, {bind_.B, bind_.Hk, bind_.Lk, bind_.D});
+    if (s && needV)
+      s = load(k_.v, v_, {bind_.B, bind_.Hk, bind_.Lk, bind_.Dv});
+    return s;
+  }
+
+  int add(Node n) {
+    nodes_.push_back(std::move(n));
+    return static_cast<int>(nodes_.size()) - 1;
+  }
+
+  void fail(const std::string &msg) {
+    if (error_.empty())
+      error_ = msg;
+  }
+
+  std::string where(const Expr &e) const {
+    return "`" + dsl::printExpr(e) + "` (line " +
+           std::to_string(e.range.begin.line) + ", col " +
+           std::to_string(e.range.begin.col) + ")";
+  }
+
+  std::string pairText() const {
+    return "b=" + std::to_string(b_) + ", h=" + std::to_string(h_) +
+           ", i=" + std::to_string(i_) + ", j=" + std::to_string(j_);
+  }
+
+  int translate(const Expr &e) {
+    Node n;
+    n.src = &e;
+    n.kind = e.kind;
+    n.type = e.type;
+    if (e.type == ScalarType::Unknown) {
+      fail("expression " + where(e) + " has no type (run Sema first)");
+      return add(n);
+    }
+    switch (e.kind) {
+    case ExprKind::IntLit:
+      n.constant = makeInt(e.intValue);
+      if (isFloatType(e.type))
+        n.constant = makeFloat(static_cast<double>(e.intValue));
+      n.kind = ExprKind::IntLit;
+      break;
+    case ExprKind::FloatLit:
+      n.constant = makeFloat(e.floatValue);
+      break;
+    case ExprKind::BoolLit:
+      n.constant = makeInt(e.boolValue ? 1 : 0);
+      break;
+    case ExprKind::Inf:
+      n.constant = makeFloat(kInf);
+      break;
+    case ExprKind::Ident:
+      translateIdent(e, n);
+      break;
+    case ExprKind::Index: {
+      auto it = inputs_.find(e.name);
+      const dsl::TensorDecl *decl = k_.findTensor(e.name);
+      if (it == inputs_.end() || !decl) {
+        fail("tensor '" + e.name + "' read in " + where(e) +
+             " is not an input");
+        return add(n);
+      }
+      if (it->second.rank() != static_cast<int>(e.args.size())) {
+        fail("tensor '" + e.name + "' has rank " +
+             std::to_string(it->second.rank()) + " but " + where(e) +
+             " uses " + std::to_string(e.args.size()) + " indices");
+        return add(n);
+      }
+      n.tensor = static_cast<int>(aux_.size());
+      aux_.push_back({e.name, &it->second});
+      for (const auto &a : e.args)
+        n.args.push_back(translate(*a));
+      break;
+    }
+    case ExprKind::Call:
+      if (e.builtin == Builtin::Dot || e.builtin == Builtin::SqnormQ ||
+          e.builtin == Builtin::SqnormK) {
+        usesHeadVectors_ = true;
+        break;
+      }
+      if (e.builtin == Builtin::None) {
+        fail("call " + where(e) + " is not resolved (run Sema first)");
+        return add(n);
+      }
+      [[fallthrough]];
+    case ExprKind::Unary:
+    case ExprKind::Binary:
+    case ExprKind::Cast:
+      for (const auto &a : e.args)
+        n.args.push_back(translate(*a));
+      break;
+    }
+    if (!checkArity(e, n))
+      fail("malformed expression " + where(e));
+    return add(n);
+  }
+
+  bool checkArity(const Expr &e, const Node &n) {
+    size_t want = n.args.size();
+    switch (e.kind) {
+    case ExprKind::Unary:
+    case ExprKind::Cast:
+      want = 1;
+      break;
+    case ExprKind::Binary:
+      want = 2;
+      break;
+    case ExprKind::Call:
+      switch (e.builtin) {
+      case Builtin::Dot:
+      case Builtin::SqnormQ:
+      case Builtin::SqnormK:
+        return true;
+      case Builtin::Min:
+      case Builtin::Max:
+      case Builtin::Pow:
+        want = 2;
+        break;
+      case Builtin::Clamp:
+      case Builtin::Select:
+        want = 3;
+        break;
+      default:
+        want = 1;
+        break;
+      }
+      break;
+    default:
+      break;
+    }
+    return n.args.size() == want;
+  }
+
+  void translateIdent(const Expr &e, Node &n) {
+    switch (e.ident) {
+    case IdentKind::IndexVar:
+      n.var = e.name == "b"   ? VarB
+              : e.name == "h" ? VarH
+              : e.name == "i" ? VarI
+              : e.name == "j" ? VarJ
+                              : 0;
+      if (!n.var)
+        fail("unknown index variable in " + where(e));
+      n.deps = static_cast<unsigned>(n.var);
+      return;
+    case IdentKind::Size: {
+      auto it = bind_.sizes.find(e.name);
+      if (it == bind_.sizes.end()) {
+        fail("size '" + e.name + "' is not bound");
+        return;
+      }
+      n.kind = ExprKind::IntLit;
+      n.constant = isFloatType(e.type)
+                       ? makeFloat(static_cast<double>(it->second))
+                       : makeInt(it->second);
+      return;
+    }
+    case IdentKind::Param: {
+      auto it = bind_.params.find(e.name);
+      if (it == bind_.params.end()) {
+        fail("param '" + e.name + "' has no value");
+        return;
+      }
+      const dsl::Literal &l = it->second;
+      n.kind = ExprKind::IntLit;
+      if (isFloatType(e.type))
+        n.constant = makeFloat(l.kind == dsl::Literal::Kind::Float
+                                   ? l.f
+                                   : l.kind == dsl::Literal::Kind::Int
+                                         ? static_cast<double>(l.i)
+                                         : (l.b ? 1.0 : 0.0));
+      else
+        n.constant =
+            makeInt(l.kind == dsl::Literal::Kind::Int    ? l.i
+                    : l.kind == dsl::Literal::Kind::Bool ? (l.b ? 1 : 0)
+                                                         : static_cast<int64_t>(l.f));
+      return;
+    }
+    case IdentKind::Let: {
+      auto it = letIndex_.find(e.name);
+      if (it == letIndex_.end()) {
+        fail("unknown let '" + e.name + "'");
+        return;
+      }
+      n.let = it->second;
+      return;
+    }
+    case IdentKind::Unresolved:
+      fail("identifier " + where(e) + " is not resolved (run Sema first)");
+      return;
+    }
+  }
+
+  unsigned computeLetDeps(int let) {
+    if (letDepsDone_[let])
+      return letDeps_[let];
+    letDepsDone_[let] = true; // lets cannot be recursive after Sema
+    letDeps_[let] = letRoots_[let] >= 0 ? computeDeps(letRoots_[let]) : 0;
+    return letDeps_[let];
+  }
+
+  unsigned computeDeps(int idx) {
+    if (depsDone_[idx])
+      return nodes_[idx].deps;
+    depsDone_[idx] = true;
+    unsigned d = nodes_[idx].deps;
+    if (nodes_[idx].kind == ExprKind::Ident && nodes_[idx].let >= 0)
+      d |= computeLetDeps(nodes_[idx].let);
+    if (nodes_[idx].kind == ExprKind::Call) {
+      switch (nodes_[idx].src->builtin) {
+      case Builtin::Dot:
+        d |= VarB | VarH | VarI | VarJ;
+        break;
+      case Builtin::SqnormQ:
+        d |= VarB | VarH | VarI;
+        break;
+      case Builtin::SqnormK:
+        d |= VarB | VarH | VarJ;
+        break;
+      default:
+        break;
+      }
+    }
+    for (int a : nodes_[idx].args)
+      d |= computeDeps(a);
+    nodes_[idx].deps = d;
+    return d;
+  }
+
+  const double *qRow() const {
+    return &q_[((b_ * bind_.H + h_) * bind_.Lq + i_) * bind_.D];
+  }
+  const double *kRow() const {
+    return &kk_[((b_ * bind_.Hk + hk_) * bind_.Lk + j_) * bind_.D];
+  }
+
+  static double dotD(const double *a, const double *b, int64_t n) {
+    double s = 0;
+    for (int64_t d = 0; d < n; ++d)
+      s += a[d] * b[d];
+    return s;
+  }
+
+  Value evalIndex(const Node &n) {
+    const AuxTensor &aux = aux_[n.tensor];
+    const HostTensor &t = *aux.tensor;
+    int64_t flat = 0;
+    for (size_t a = 0; a < n.args.size(); ++a) {
+      const Node &arg = nodes_[n.args[a]];
+      int64_t idx = toInt(eval(n.args[a]), arg.type);
+      if (failed())
+        return Value();
+      int64_t extent = t.shape[a];
+      if (idx < 0 || idx >= extent) {
+        fail("tensor '" + aux.name + "': index " + std::to_string(idx) +
+             " is out of range for dimension " + std::to_string(a) +
+             " (extent " + std::to_string(extent) + ") in " + where(*n.src) +
+             " at " + pairText());
+        return Value();
+      }
+      flat = flat * extent + idx;
+    }
+    if (isFloatType(n.type))
+      return makeFloat(t.getDouble(flat));
+    return makeInt(t.getInt(flat));
+  }
+
+  Value evalUnary(const Node &n) {
+    const Node &a = nodes_[n.args[0]];
+    Value v = eval(n.args[0]);
+    if (n.src->unaryOp == dsl::UnaryOp::Not)
+      return makeInt(v.i == 0 ? 1 : 0);
+    if (isFloatType(n.type))
+      return makeFloat(-toDouble(v, a.type));
+    return makeInt(static_cast<int64_t>(0 - static_cast<uint64_t>(v.i)));
+  }
+
+  Value evalBinary(const Node &n) {
+    BinaryOp op = n.src->binaryOp;
+    const Node &an = nodes_[n.args[0]];
+    const Node &bn = nodes_[n.args[1]];
+    if (op == BinaryOp::And || op == BinaryOp::Or) {
+      bool lhs = eval(n.args[0]).i != 0;
+      if (op == BinaryOp::And ? !lhs : lhs)
+        return makeInt(lhs ? 1 : 0);
+      return makeInt(eval(n.args[1]).i != 0 ? 1 : 0);
+    }
+    Value a = eval(n.args[0]);
+    Value b = eval(n.args[1]);
+    bool useFloat = isFloatType(an.type) || isFloatType(bn.type);
+    switch (op) {
+    case BinaryOp::Eq:
+    case BinaryOp::Ne:
+    case BinaryOp::Lt:
+    case BinaryOp::Le:
+    case BinaryOp::Gt:
+    case BinaryOp::Ge: {
+      int cmp;
+      bool unordered = false;
+      if (useFloat) {
+        double x = toDouble(a, an.type), y = toDouble(b, bn.type);
+        unordered = std::isnan(x) || std::isnan(y);
+        cmp = x < y ? -1 : x > y ? 1 : 0;
+      } else {
+        cmp = a.i < b.i ? -1 : a.i > b.i ? 1 : 0;
+      }
+      bool r = false;
+      if (!unordered || op == BinaryOp::Ne) {
+        switch (op) {
+        case BinaryOp::Eq: r = cmp == 0; break;
+        case BinaryOp::Ne: r = unordered || cmp != 0; break;
+        case BinaryOp::Lt: r = cmp < 0; break;
+        case BinaryOp::Le: r = cmp <= 0; break;
+        case BinaryOp::Gt: r = cmp > 0; break;
+        default: r = cmp >= 0; break;
+        }
+      }
+      return makeInt(r ? 1 : 0);
+    }
+    default:
+      break;
+    }
+    if (useFloat || isFloatType(n.type)) {
+      double x = toDouble(a, an.type), y = toDouble(b, bn.type);
+      double r = 0;
+      switch (op) {
+      case BinaryOp::Add: r = x + y; break;
+      case BinaryOp::Sub: r = x - y; break;
+      case BinaryOp::Mul: r = x * y; break;
+      case BinaryOp::Div: r = x / y; break;
+      case BinaryOp::Mod: r = floorModF(x, y); break;
+      default: break;
+      }
+      return isFloatType(n.type) ? makeFloat(r) : makeInt(toInt(makeFloat(r), ScalarType::F64));
+    }
+    uint64_t x = static_cast<uint64_t>(a.i), y = static_cast<uint64_t>(b.i);
+    switch (op) {
+    case BinaryOp::Add: return makeInt(static_cast<int64_t>(x + y));
+    case BinaryOp::Sub: return makeInt(static_cast<int64_t>(x - y));
+    case BinaryOp::Mul: return makeInt(static_cast<int64_t>(x * y));
+    case BinaryOp::Div:
+    case BinaryOp::Mod:
+      if (b.i == 0) {
+        fail(std::string("integer ") +
+             (op == BinaryOp::Div ? "division" : "remainder") +
+             " by zero in " + where(*n.src) + " at " + pairText());
+        return Value();
+      }
+      return makeInt(op == BinaryOp::Div ? floorDiv(a.i, b.i)
+                                         : floorMod(a.i, b.i));
+    default:
+      return Value();
+    }
+  }
+
+  Value evalCall(const Node &n) {
+    Builtin fn = n.src->builtin;
+    switch (fn) {
+    case Builtin::Dot:
+      if (dotEpoch_ != epoch_) {
+        dotValue_ = dotD(qRow(), kRow(), bind_.D);
+        dotEpoch_ = epoch_;
+      }
+      return makeFloat(dotValue_);
+    case Builtin::SqnormQ:
+      return makeFloat(dotD(qRow(), qRow(), bind_.D));
+    case Builtin::SqnormK:
+      return makeFloat(dotD(kRow(), kRow(), bind_.D));
+    case Builtin::Select: {
+      bool c = eval(n.args[0]).i != 0;
+      int pick = n.args[c ? 1 : 2];
+      Value v = eval(pick);
+      const Node &p = nodes_[pick];
+      return isFloatType(n.type) ? makeFloat(toDouble(v, p.type))
+                                 : makeInt(toInt(v, p.type));
+    }
+    default:
+      break;
+    }
+    bool floatArgs = isFloatType(n.type);
+    for (int a : n.args)
+      floatArgs |= isFloatType(nodes_[a].type);
+    if (!floatArgs) {
+      int64_t x[3] = {0, 0, 0};
+      for (size_t a = 0; a < n.args.size(); ++a)
+        x[a] = eval(n.args[a]).i;
+      switch (fn) {
+      case Builtin::Abs:
+        return makeInt(x[0] < 0 ? static_cast<int64_t>(0 - static_cast<uint64_t>(x[0])) : x[0]);
+      case Builtin::Min: return makeInt(std::min(x[0], x[1]));
+      case Builtin::Max: return makeInt(std::max(x[0], x[1]));
+      case Builtin::Clamp: return makeInt(std::min(std::max(x[0], x[1]), x[2]));
+      case Builtin::Floor:
+      case Builtin::Ceil:
+        return makeInt(x[0]);
+      default:
+        break; // float functions of integers: fall through to doubles
+      }
+    }
+    double x[3] = {0, 0, 0};
+    for (size_t a = 0; a < n.args.size(); ++a)
+      x[a] = toDouble(eval(n.args[a]), nodes_[n.args[a]].type);
+    double r = 0;
+    switch (fn) {
+    case Builtin::Exp: r = std::exp(x[0]); break;
+    case Builtin::Exp2: r = std::exp2(x[0]); break;
+    case Builtin::Log: r = std::log(x[0]); break;
+    case Builtin::Log2: r = std::log2(x[0]); break;
+    case Builtin::Sqrt: r = std::sqrt(x[0]); break;
+    case Builtin::Rsqrt: r = 1.0 / std::sqrt(x[0]); break;
+    case Builtin::Tanh: r = std::tanh(x[0]); break;
+    case Builtin::Sigmoid: r = 1.0 / (1.0 + std::exp(-x[0])); break;
+    case Builtin::Abs: r = std::fabs(x[0]); break;
+    case Builtin::Floor: r = std::floor(x[0]); break;
+    case Builtin::Ceil: r = std::ceil(x[0]); break;
+    case Builtin::Min: r = x[1] < x[0] ? x[1] : x[0]; break;
+    case Builtin::Max: r = x[1] > x[0] ? x[1] : x[0]; break;
+    case Builtin::Pow: r = std::pow(x[0], x[1]); break;
+    case Builtin::Clamp: {
+      double lo = x[0] < x[1] ? x[1] : x[0];
+      r = x[2] < lo ? x[2] : lo;
+      break;
+    }
+    default:
+      fail("unsupported call in " + where(*n.src));
+      break;
+    }
+    return isFloatType(n.type) ? makeFloat(r)
+                               : makeInt(toInt(makeFloat(r), ScalarType::F64));
+  }
+
+  Value eval(int idx) {
+    if (failed())
+      return Value();
+    const Node &n = nodes_[idx];
+    switch (n.kind) {
+    case ExprKind::IntLit:
+    case ExprKind::FloatLit:
+    case ExprKind::BoolLit:
+    case ExprKind::Inf:
+      return n.constant;
+    case ExprKind::Ident:
+      if (n.let >= 0) {
+        if (letEpoch_[n.let] != epoch_) {
+          letValue_[n.let] = eval(letRoots_[n.let]);
+          letEpoch_[n.let] = epoch_;
+        }
+        const Node &root = nodes_[letRoots_[n.let]];
+        if (root.type == n.type)
+          return letValue_[n.let];
+        return isFloatType(n.type)
+                   ? makeFloat(toDouble(letValue_[n.let], root.type))
+                   : makeInt(toInt(letValue_[n.let], root.type));
+      }
+      switch (n.var) {
+      case VarB: return fromIndex(b_, n.type);
+      case VarH: return fromIndex(h_, n.type);
+      case VarI: return fromIndex(i_, n.type);
+      case VarJ: return fromIndex(j_, n.type);
+      default: return n.constant;
+      }
+    case ExprKind::Unary:
+      return evalUnary(n);
+    case ExprKind::Binary:
+      return evalBinary(n);
+    case ExprKind::Call:
+      return evalCall(n);
+    case ExprKind::Index:
+      return evalIndex(n);
+    case ExprKind::Cast: {
+      const Node &a = nodes_[n.args[0]];
+      Value v = eval(n.args[0]);
+      if (isFloatType(n.type))
+        return makeFloat(toDouble(v, a.type));
+      if (n.type == ScalarType::Bool)
+        return makeInt(isFloatType(a.type) ? (v.f != 0) : (v.i != 0));
+      return makeInt(toInt(v, a.type));
+    }
+    }
+    return Value();
+  }
+
+  static Value fromIndex(int64_t v, ScalarType t) {
+    return isFloatType(t) ? makeFloat(static_cast<double>(v)) : makeInt(v);
+  }
+
+  const dsl::Kernel &k_;
+  const std::map<std::string, HostTensor> &inputs_;
+  const Bindings &bind_;
+
+  std::vector<Node> nodes_;
+  std::vector<AuxTensor> aux_;
+  std::map<std::string, int> letIndex_;
+  std::vector<int> letRoots_;
+  std::vector<unsigned> letDeps_;
+  std::vector<bool> letDepsDone_;
+  std::vector<bool> depsDone_;
+  int maskRoot_ = -1, scoreRoot_ = -1;
+  bool usesHeadVectors_ = false;
+  std::string error_;
+
+  std::vector<double> q_, kk_, v_;
+  int64_t b_ = 0, h_ = 0, hk_ = 0, i_ = 0, j_ = 0;
+  uint64_t epoch_ = 0;
+  std::vector<Value> letValue_;
+  std::vector<uint64_t> letEpoch_;
+  uint64_t dotEpoch_ = ~uint64_t(0);
+  double dotValue_ = 0;
+};
+
+struct Scored {
+  double s;
+  int64_t j;
+};
+
+/// Softmax of `keys` into `outRow`; returns the log-sum-exp.
+double softmaxRow(const std::vector<Scored> &keys, const Interpreter &in,
+                  int64_t b, int64_t hk, int64_t Dv, double *outRow) {
+  double m = -kInf;
+  for (const Scored &k : keys)
+    m = std::max(m, k.s);
+  if (m == kInf) {
+    // Infinite scores take all the weight, shared equally.
+    std::vector<Scored> top;
+    for (const Scored &k : keys)
+      if (k.s == kInf)
+        top.push_back(k);
+    for (const Scored &k : top) {
+      const double *v = in.vRow(b, hk, k.j);
+      for (int64_t d = 0; d < Dv; ++d)
+        outRow[d] += v[d] / static_cast<double>(top.size());
+    }
+    return kInf;
+  }
+  double sum = 0;
+  for (const Scored &k : keys) {
+    double w = std::exp(k.s - m);
+    sum += w;
+    const double *v = in.vRow(b, hk, k.j);
+    for (int64_t d = 0; d < Dv; ++d)
+      outRow[d] += w * v[d];
+  }
+  for (int64_t d = 0; d < Dv; ++d)
+    outRow[d] /= sum;
+  return m + std::log(sum);
+}
+
+/// Normalizes one row; `keys` holds the participating keys in increasing j.
+double normalizeRow(const dsl::Normalize &norm, std::vector<Scored> &keys,
+                    const Interpreter &in, int64_t b, int64_t hk, int64_t Dv,
+                    double *outRow) {
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  if (keys.empty())
+    return -kInf;
+  for (const Scored &k : keys)
+    if (std::isnan(k.s)) {
+      std::fill(outRow, outRow + Dv, kNaN);
+      return kNaN;
+    }
+  auto accumulate = [&](double w, int64_t j) {
+    const double *v = in.vRow(b, hk, j);
+    for (int64_t d = 0; d < Dv; ++d)
+      outRow[d] += w * v[d];
+  };
+  switch (norm.kind) {
+  case NormKind::Softmax:
+    return softmaxRow(keys, in, b, hk, Dv, outRow);
+  case NormKind::Sigmoid:
+    for (const Scored &k : keys)
+      accumulate(1.0 / (1.0 + std::exp(-k.s)), k.j);
+    return kNaN;
+  case NormKind::Relu:
+    for (const Scored &k : keys)
+      accumulate(std::max(k.s, 0.0), k.j);
+    return kNaN;
+  case NormKind::None:
+    for (const Scored &k : keys)
+      accumulate(k.s, k.j);
+    return kNaN;
+  case NormKind::Hardmax: {
+    double m = -kInf;
+    for (const Scored &k : keys)
+      m = std::max(m, k.s);
+    int64_t count = 0, first = -1, last = -1;
+    for (const Scored &k : keys)
+      if (k.s == m) {
+        ++count;
+        last = k.j;
+        if (first < 0)
+          first = k.j;
+      }
+    if (norm.ties == TieRule::First) {
+      accumulate(1.0, first);
+    } else if (norm.ties == TieRule::Latest) {
+      accumulate(1.0, last);
+    } else {
+      for (const Scored &k : keys)
+        if (k.s == m)
+          accumulate(1.0, k.j);
+      for (int64_t d = 0; d < Dv; ++d)
+        outRow[d] /= static_cast<double>(count);
+    }
+    return m;
+  }
+  case NormKind::TopK: {
+    size_t K = static_cast<size_t>(std::max<int64_t>(norm.k, 1));
+    if (keys.size() > K) {
+      std::nth_element(keys.begin(), keys.begin() + (K - 1), keys.end(),
+                       [](const Scored &x, const Scored &y) {
+                         return x.s != y.s ? x.s > y.s : x.j > y.j;
+                       });
+      keys.resize(K);
+      std::sort(keys.begin(), keys.end(),
+                [](const Scored &x, const Scored &y) { return x.j < y.j; });
+    }
+    return softmaxRow(keys, in, b, hk, Dv, outRow);
+  }
+  }
+  return kNaN;
+}
+
+} // namespace
+
+Status referenceAttention(const dsl::Kernel &k,
+                          const std::map<std::string, HostTensor> &inputs,
+                          const Bindings &bind, HostTensor &out,
+                          HostTensor *lse) {
+  NormKind nk = k.normalize.kind;
+  if (lse && nk != NormKind::Softmax && nk != NormKind::Hardmax &&
+      nk != NormKind::TopK)
+    return Status::error(std::string("lse is not defined for normalize = ") +
+                         dsl::toString(nk) +
+                         " (only softmax, hardmax and topk have one)");
+  Interpreter in(k, inputs, bind);
+  Status s = in.prepare(/*needHeadVectors=*/true);
+  if (!s)
+    return s;
+
+  const int64_t B = bind.B, H = bind.H, Lq = bind.Lq, Lk = bind.Lk,
+                Dv = bind.Dv, group = bind.H / bind.Hk;
+  HostTensor o(ElemType::F64, {B, H, Lq, Dv});
+  HostTensor l(ElemType::F64, {B, H, Lq});
+  double *od = o.as<double>();
+  double *ld = l.as<double>();
+  std::vector<Scored> keys;
+  keys.reserve(static_cast<size_t>(Lk));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < Lq; ++i) {
+        keys.clear();
+        for (int64_t j = 0; j < Lk; ++j) {
+          in.setPair(b, h, i, j);
+          bool participates = in.evalMask();
+          if (in.failed())
+            return Status::error(in.error());
+          if (!participates)
+            continue;
+          double score = in.evalScore();
+          if (in.failed())
+            return Status::error(in.error());
+          if (score == -kInf)
+            continue;
+          keys.push_back({score, j});
+        }
+        int64_t row = (b * H + h) * Lq + i;
+        ld[row] = normalizeRow(k.normalize, keys, in, b, h / group, Dv,
+                               od + row * Dv);
+      }
+  out = std::move(o);
+  if (lse)
+    *lse = std::move(l);
+  return Status::ok();
+}
+
+Status countParticipatingPairs(const dsl::Kernel &k,
+                               const std::map<std::string, HostTensor> &inputs,
+                               const Bindings &bind, int64_t &pairs) {
+  pairs = 0;
+  Interpreter in(k, inputs, bind);
+  Status s = in.prepare(/*needHeadVectors=*/false);
+  if (!s)
+    return s;
+  unsigned deps = in.maskDeps();
+  int64_t nb = deps & VarB ? bind.B : 1, nh = deps & VarH ? bind.H : 1,
+          ni = deps & VarI ? bind.Lq : 1, nj = deps & VarJ ? bind.Lk : 1;
+  int64_t repeat = (deps & VarB ? 1 : bind.B) * (deps & VarH ? 1 : bind.H) *
+                   (deps & VarI ? 1 : bind.Lq) * (deps & VarJ ? 1 : bind.Lk);
+  int64_t count = 0;
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t h = 0; h < nh; ++h)
+      for (int64_t i = 0; i < ni; ++i)
+        for (int64_t j = 0; j < nj; ++j) {
+          in.setPair(b, h, i, j);
+          bool participates = in.evalMask();
+          if (in.failed())
+            return Status::error(in.error());
+          count += participates ? 1 : 0;
+        }
+  pairs = count * repeat;
+  return Status::ok();
+}
+
+double attentionFlops(const dsl::Kernel &k, const Bindings &bind,
+                      const std::map<std::string, HostTensor> &inputs) {
+  int64_t pairs = 0;
+  if (!countParticipatingPairs(k, inputs, bind, pairs))
+    return std::numeric_limits<double>::quiet_NaN();
+  return static_cast<double>(pairs) *
+         static_cast<double>(2 * bind.D + 2 * bind.Dv);
+}
+
+} // namespace attn::runtime
