@@ -478,7 +478,8 @@ AttentionAlgorithm buildAlgorithm(Operation *op) {
   alg.kf = Func("kf");
   alg.kf(d, j, hkv, b) = cast(ct, k(d, j, hkv, b));
   alg.vf = Func("vf");
-  alg.vf(dv, j, hkv, b) = cast(ct, v(dv, j, hkv, b));
+  // Value channels are clamped so register tiles may overhang Dv.
+  alg.vf(dv, j, hkv, b) = cast(ct, v(min(dv, v.dim(0).extent() - 1), j, hkv, b));
 
   RDom rd(0, D, "rd");
   alg.rd = RVar(rd.x);

@@ -53,6 +53,13 @@ bool KernelOp::isSizeName(StringRef name) {
   return false;
 }
 
+void KernelOp::getAsmBlockArgumentNames(Region &region, OpAsmSetValueNameFn setNameFn) {
+  static const char *const names[] = {"b", "h", "i", "j"};
+  for (BlockArgument arg : region.getArguments())
+    if (arg.getArgNumber() < 4)
+      setNameFn(arg, names[arg.getArgNumber()]);
+}
+
 static LogicalResult verifyRegion(KernelOp op, Region &region, StringRef what,
                                   Type expected) {
   Block &block = region.front();

@@ -3,11 +3,13 @@
 #define ATTN_OPS_TD
 
 include "attn/compiler/AttnDialect.td"
+include "mlir/IR/OpAsmInterface.td"
 include "mlir/IR/SymbolInterfaces.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/InferIntRangeInterface.td"
 
-def Attn_KernelOp : Attn_Op<"kernel", [IsolatedFromAbove, Symbol]> {
+def Attn_KernelOp : Attn_Op<"kernel", [IsolatedFromAbove, Symbol,
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmBlockArgumentNames"]>]> {
   let summary = "one attention kernel (an `attention NAME { ... }` block)";
   let description = [{
     `tensors` lists the inputs in ABI order (q, k, v, then aux tensors in

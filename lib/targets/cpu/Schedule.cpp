@@ -55,7 +55,7 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
   }
   alg.acc.vectorize(dv, vec, TailStrategy::GuardWithIf);
   alg.acc.update()
-      .split(dv, dvo, dvi, regV, TailStrategy::GuardWithIf)
+      .split(dv, dvo, dvi, regV, TailStrategy::RoundUp)
       .split(ii, io, iii, regI)
       .reorder(dvi, iii, dvo, io, alg.rk)
       .vectorize(dvi, vec)

@@ -1,0 +1,18 @@
+# lit configuration for attnc: FileCheck tests of every pipeline stage, the
+# passes (through attnc-opt) and the command line.
+import os
+import lit.formats
+
+config.name = "attnc"
+config.test_format = lit.formats.ShTest(execute_external=False)
+config.suffixes = [".mlir", ".attn", ".test"]
+config.excludes = ["Inputs", "lit.cfg.py", "lit.site.cfg.py"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.attnc_build_dir, "tests", "lit")
+
+config.environment["PATH"] = os.pathsep.join(
+    [config.attnc_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", "")])
+# Each lit run compiles into its own cache, so tests never see stale kernels.
+config.environment["ATTNC_CACHE_DIR"] = os.path.join(config.test_exec_root, "kernel-cache")
+config.substitutions.append(("%python", config.python_executable))
+config.substitutions.append(("%examples", config.attnc_examples_dir))
