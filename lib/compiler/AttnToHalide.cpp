@@ -43,6 +43,14 @@ Type halideType(mlir::Type t) {
   return Handle();
 }
 
+/// Whether a score takes part: masked pairs (and user scores of -inf) are
+/// -inf. Kernels use Halide's default float semantics, under which LLVM may
+/// fold comparisons against infinities (is_inf included), so the test is a
+/// comparison with a finite threshold no real score reaches.
+Expr live(Expr score) {
+  return score > make_const(score.type(), score.type().bits() == 64 ? -1e307 : -1e38);
+}
+
 Expr floorDiv(Expr a, Expr b) {
   // Halide's integer division is Euclidean: floor for b > 0.
   return select(b < 0, (-a) / (-b), a / b);
@@ -54,7 +62,7 @@ struct PointEnv {
   std::function<Expr()> dot, sqnormQ, sqnormK;
 };
 
-/// An integer interval [lo, hi] (Float(64) Exprs, ±inf for unknown) or, for
+/// An integer interval [lo, hi] (Float(64) Exprs, ±2^100 for unknown) or, for
 /// an i1 value, whether it may be true and whether it may be false.
 struct Interval {
   Expr lo, hi;
@@ -251,7 +259,9 @@ Expr Translator::evalOp(Operation *op, std::map<void *, Expr> &vals, const Point
 // Interval evaluation: bounds of a region's values over a tile
 //===----------------------------------------------------------------------===//
 
-Expr inf64() { return Expr(std::numeric_limits<double>::infinity()); }
+// "Unbounded" as a large finite value: kernels are compiled with Halide's
+// default float semantics, which may assume values are finite.
+Expr inf64() { return Expr(std::ldexp(1.0, 100)); }
 Interval unknownInt() { return {-inf64(), inf64(), Expr(), Expr()}; }
 Interval unknownBool() { return {Expr(), Expr(), const_true(), const_true()}; }
 Interval point(Expr e) {
@@ -400,20 +410,32 @@ void Translator::collectIndexChecks(mlir::Region &region,
 }
 
 Expr Translator::indexExprFor(Operation *load, unsigned operand, const PointEnv &env) {
-  // Evaluate the region up to `load` and return its operand.
+  // Evaluate only the backward slice of the index: the values it depends on.
   std::map<void *, Expr> vals;
   mlir::Block &block = *load->getBlock();
   Expr args[4] = {env.b, env.h, env.i, env.j};
   for (int a = 0; a < 4; ++a)
     vals[block.getArgument(a).getAsOpaquePointer()] = args[a];
-  for (Operation &op : block) {
-    if (&op == load)
-      return cast(Int(64), vals.at(op.getOperand(operand).getAsOpaquePointer()));
-    if (llvm::isa<attn::YieldOp>(op))
-      break;
-    vals[op.getResult(0).getAsOpaquePointer()] = evalOp(&op, vals, env);
+  std::vector<Value> stack{load->getOperand(operand)};
+  while (!stack.empty()) {
+    Value v = stack.back();
+    if (vals.count(v.getAsOpaquePointer())) {
+      stack.pop_back();
+      continue;
+    }
+    Operation *def = v.getDefiningOp();
+    bool ready = true;
+    for (Value in : def->getOperands())
+      if (!vals.count(in.getAsOpaquePointer())) {
+        stack.push_back(in);
+        ready = false;
+      }
+    if (ready) {
+      vals[v.getAsOpaquePointer()] = evalOp(def, vals, env);
+      stack.pop_back();
+    }
   }
-  unsupported(load, "an index expression");
+  return cast(Int(64), vals.at(load->getOperand(operand).getAsOpaquePointer()));
 }
 
 } // namespace
@@ -553,8 +575,8 @@ AttentionAlgorithm buildAlgorithm(Operation *op) {
     alg.blockMax(ii, qt, kb, h, b) = max(alg.blockMax(ii, qt, kb, h, b),
                                          alg.score(ii, rj, qt, kb, h, b));
     Expr bm = alg.blockMax(ii, qt, kb, h, b);
-    alg.weight(ii, jj, qt, kb, h, b) =
-        exp(alg.score(ii, jj, qt, kb, h, b) - select(bm == negInf, zero, bm));
+    Expr sc = alg.score(ii, jj, qt, kb, h, b);
+    alg.weight(ii, jj, qt, kb, h, b) = select(live(sc), exp(sc - select(live(bm), bm, zero)), zero);
     alg.blockSum = Func("blockSum");
     alg.blockSum(ii, qt, kb, h, b) = zero;
     alg.blockSum(ii, qt, kb, h, b) += alg.weight(ii, rj, qt, kb, h, b);
@@ -567,7 +589,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op) {
       w = max(sc, zero);
     else
       w = sc;
-    alg.weight(ii, jj, qt, kb, h, b) = select(sc == negInf, zero, w);
+    alg.weight(ii, jj, qt, kb, h, b) = select(live(sc), w, zero);
   }
   alg.pvAcc(dv, ii, qt, kb, h, b) = zero;
   alg.pvAcc(dv, ii, qt, kb, h, b) +=
@@ -582,8 +604,8 @@ AttentionAlgorithm buildAlgorithm(Operation *op) {
          l = alg.acc(dv, ii, qt, h, b)[2];
     Expr mb = alg.blockMax(ii, qt, rk, h, b);
     Expr mNew = max(m, mb);
-    Expr a = select(m == negInf, zero, exp(m - mNew));
-    Expr c = select(mb == negInf, zero, exp(mb - mNew));
+    Expr a = select(live(m), exp(m - mNew), zero);
+    Expr c = select(live(mb), exp(mb - mNew), zero);
     alg.acc(dv, ii, qt, h, b) = Tuple(O * a + alg.pvAcc(dv, ii, qt, rk, h, b) * c, mNew,
                                       l * a + alg.blockSum(ii, qt, rk, h, b) * c);
     Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[2];
@@ -621,6 +643,9 @@ AttentionAlgorithm buildAlgorithm(Operation *op) {
       cenv.h = r[1];
       cenv.i = r[2];
       cenv.j = r[3];
+      // An index never depends on the head vectors (the language has no
+      // float-to-int conversion), so these are never evaluated.
+      cenv.dot = cenv.sqnormQ = cenv.sqnormK = [&] { return make_const(ct, 0.0); };
       Expr idx = tr.indexExprFor(load, check.dim, cenv);
       Func lo("idxmin" + std::to_string(n)), hi("idxmax" + std::to_string(n));
       lo() = minimum(idx);

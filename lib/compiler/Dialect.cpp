@@ -2,7 +2,11 @@
 #include "attn/compiler/Dialect.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/PatternMatch.h"
+
+#include <cmath>
 
 using namespace mlir;
 using namespace attn;
@@ -18,6 +22,45 @@ void AttnDialect::initialize() {
 
 #define GET_OP_CLASSES
 #include "attn/compiler/AttnOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// Dialect canonicalization
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// math.<fn>(constant) -> constant, for the unary functions the language
+/// offers, inside attn.kernel regions.
+template <typename MathOp>
+struct FoldConstantMath : OpRewritePattern<MathOp> {
+  FoldConstantMath(MLIRContext *ctx, double (*fn)(double))
+      : OpRewritePattern<MathOp>(ctx), fn(fn) {}
+
+  LogicalResult matchAndRewrite(MathOp op, PatternRewriter &rewriter) const override {
+    if (!op->template getParentOfType<KernelOp>())
+      return failure();
+    FloatAttr c;
+    if (!matchPattern(op->getOperand(0), m_Constant(&c)))
+      return failure();
+    double r = fn(c.getValueAsDouble());
+    rewriter.replaceOpWithNewOp<arith::ConstantOp>(op, FloatAttr::get(c.getType(), r));
+    return success();
+  }
+  double (*fn)(double);
+};
+
+} // namespace
+
+void AttnDialect::getCanonicalizationPatterns(RewritePatternSet &results) const {
+  MLIRContext *ctx = getContext();
+  results.add<FoldConstantMath<math::RsqrtOp>>(ctx, [](double x) { return 1.0 / std::sqrt(x); });
+  results.add<FoldConstantMath<math::SqrtOp>>(ctx, [](double x) { return std::sqrt(x); });
+  results.add<FoldConstantMath<math::ExpOp>>(ctx, [](double x) { return std::exp(x); });
+  results.add<FoldConstantMath<math::Exp2Op>>(ctx, [](double x) { return std::exp2(x); });
+  results.add<FoldConstantMath<math::LogOp>>(ctx, [](double x) { return std::log(x); });
+  results.add<FoldConstantMath<math::Log2Op>>(ctx, [](double x) { return std::log2(x); });
+  results.add<FoldConstantMath<math::TanhOp>>(ctx, [](double x) { return std::tanh(x); });
+}
 
 //===----------------------------------------------------------------------===//
 // KernelOp

@@ -249,7 +249,7 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
     Halide::Pipeline check(a.indexBounds);
     modules.push_back(check.compile_to_module(
         a.arguments(), a.name + "_check_indices",
-        built.target.with_feature(Halide::Target::NoRuntime)));
+        built.target));
     manifest.hasIndexCheck = true;
     for (const IndexCheck &c : a.indexChecks)
       manifest.indexChecks.push_back({c.tensor, c.dim});

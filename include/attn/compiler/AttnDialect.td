@@ -18,6 +18,9 @@ def Attn_Dialect : Dialect {
     `arith` and `math`, so canonicalize, CSE and integer range analysis apply.
   }];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
+  // Folds math functions of constants inside kernels (e.g. rsqrt(128)),
+  // which MLIR's math dialect leaves to lowering.
+  let hasCanonicalizer = 1;
 }
 
 class Attn_Op<string mnemonic, list<Trait> traits = []>

@@ -45,10 +45,13 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
       .fuse(t, b, t)
       .parallel(t)
       .vectorize(dv, vec, TailStrategy::GuardWithIf);
+  // The loop over one query tile inside the accumulator's update.
+  LoopLevel queryTile = LoopLevel(alg.acc, qt);
   if (alg.outputLse) {
     // Two outputs read the accumulator: keep it whole.
     alg.acc.compute_root();
     alg.acc.update().fuse(qt, h, t).fuse(t, b, t).parallel(t);
+    queryTile = LoopLevel(alg.acc, t);
     alg.lse.vectorize(alg.i, vec, TailStrategy::GuardWithIf).parallel(b);
   } else {
     alg.acc.compute_at(alg.out, t);
@@ -62,7 +65,7 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
       .unroll(dvi)
       .unroll(iii);
 
-  alg.qT.compute_at(alg.acc, qt).vectorize(ii, vec);
+  alg.qT.compute_at(queryTile).vectorize(ii, vec);
 
   // QKᵀ: score in register tiles, the dot product accumulated in registers.
   alg.score.compute_at(alg.acc, alg.rk)
