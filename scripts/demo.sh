@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The demo: builds attnc, compiles every examples/variants/*.attn, runs each
+# on random inputs, checks it against the float64 reference and prints a
+# table; then benchmarks dense causal attention through `attnc run --bench`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/scripts/build.sh"
+cd "$root"
+echo
+echo "== every variant in examples/variants, against the float64 reference =="
+"$root/build/tools/attnc-demo" "$root/examples/variants"
+echo
+echo "== attnc run --bench: causal f32, B=1 H=8 L=2048 D=128 =="
+out="$root/demo-out"
+mkdir -p "$out"
+"$root/.venv/bin/python" - "$out" <<'PY'
+import sys, numpy as np
+rng = np.random.default_rng(0)
+for n in "qkv":
+    np.save(f"{sys.argv[1]}/{n}.npy", rng.standard_normal((1, 8, 2048, 128), dtype=np.float32))
+PY
+"$root/build/tools/attnc" run examples/variants/causal.attn \
+  --in q="$out/q.npy" --in k="$out/k.npy" --in v="$out/v.npy" --out "$out/out.npy" --bench 10
