@@ -596,6 +596,12 @@ AttentionAlgorithm buildAlgorithm(Operation *op) {
       alg.weight(ii, rj, qt, kb, h, b) * alg.vf(dv, jr, hk, b);
 
   Expr qtOf = i / TQ, iiOf = i % TQ;
+  // Grouped heads: H must be a multiple of Hk. The condition is loop
+  // invariant; Halide checks it once, before any work.
+  auto headsGroupCheck = [&](Expr value) {
+    return require(H % Hk == 0, value, "attnc: query heads (", H,
+                   ") must be a multiple of key/value heads (", Hk, ")");
+  };
   Type outType = q.type();
   alg.out = Func("out");
   if (alg.normalize == "softmax") {
@@ -609,7 +615,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op) {
     alg.acc(dv, ii, qt, h, b) = Tuple(O * a + alg.pvAcc(dv, ii, qt, rk, h, b) * c, mNew,
                                       l * a + alg.blockSum(ii, qt, rk, h, b) * c);
     Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[2];
-    alg.out(dv, i, h, b) = cast(outType, select(lf > zero, Of / lf, zero));
+    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, select(lf > zero, Of / lf, zero)));
     if (alg.outputLse) {
       Expr mf = alg.acc(0, iiOf, qtOf, h, b)[1], l0 = alg.acc(0, iiOf, qtOf, h, b)[2];
       alg.lse = Func("lse");
@@ -618,8 +624,22 @@ AttentionAlgorithm buildAlgorithm(Operation *op) {
   } else {
     alg.acc(dv, ii, qt, h, b) = zero;
     alg.acc(dv, ii, qt, h, b) += alg.pvAcc(dv, ii, qt, rk, h, b);
-    alg.out(dv, i, h, b) = cast(outType, alg.acc(dv, iiOf, qtOf, h, b));
+    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, alg.acc(dv, iiOf, qtOf, h, b)));
   }
+
+  // Output shapes are checked by the generated code (AOT callers pass them).
+  Expr B = q.dim(3).extent();
+  alg.out.output_buffer().dim(0).set_bounds(0, v.dim(0).extent());
+  alg.out.output_buffer().dim(1).set_bounds(0, Lq);
+  alg.out.output_buffer().dim(2).set_bounds(0, H);
+  alg.out.output_buffer().dim(3).set_bounds(0, B);
+  if (alg.outputLse) {
+    alg.lse.output_buffer().dim(0).set_bounds(0, Lq);
+    alg.lse.output_buffer().dim(1).set_bounds(0, H);
+    alg.lse.output_buffer().dim(2).set_bounds(0, B);
+  }
+  k.dim(3).set_extent(B);
+  v.dim(3).set_extent(B);
 
   // Range checks of aux indices: exact min/max of each index over the
   // domain of the index variables it depends on.
@@ -627,7 +647,6 @@ AttentionAlgorithm buildAlgorithm(Operation *op) {
   tr.collectIndexChecks(kernel.getScore(), checks);
   tr.collectIndexChecks(kernel.getMask(), checks);
   if (!checks.empty()) {
-    Expr B = q.dim(3).extent();
     Var c("c"), e("e");
     Expr result = make_const(Int(64), 0);
     for (int n = (int)checks.size() - 1; n >= 0; --n) {

@@ -327,6 +327,8 @@ bool compileStaticLibrary(const SourceFile &src, const CompileOptions &opts, con
     fs::path base = fs::path(dir) / built.alg.name;
     module.compile({{Halide::OutputFileType::static_library, base.string() + ".a"},
                     {Halide::OutputFileType::c_header, base.string() + ".h"}});
+    // What NAME_check_indices' rows mean, for AOT callers.
+    std::ofstream(base.string() + ".json") << manifest.toJson() << "\n";
   });
 }
 
