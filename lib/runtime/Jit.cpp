@@ -284,7 +284,10 @@ Status JitKernel::checkIndices(Call &call) const {
     }
   }
   if (!errors.empty())
-    return Status::error(errors);
+    return Status::error(errors +
+                         "\nhint: every aux index must be in range for every (b, h, i, j), "
+                         "whatever the mask says (&& does not guard a read); clamp it, "
+                         "e.g. t[max(x, 0)]");
   return Status::ok();
 }
 

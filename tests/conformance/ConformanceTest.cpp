@@ -1,0 +1,563 @@
+// The numerical conformance suite: every variant in examples/variants is
+// JIT-compiled, run on deterministic random inputs (aux tensors with
+// meaningful content) at ragged sizes, and compared with the float64
+// reference (Reference.h) within a tolerance that depends on the element
+// type. Fully masked rows must give out = 0 and lse = -inf; no NaN anywhere.
+#include "attn/runtime/Jit.h"
+#include "attn/runtime/Reference.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <unistd.h>
+
+#ifndef ATTN_VARIANTS_DIR
+#error "ATTN_VARIANTS_DIR must name the source tree's examples/variants"
+#endif
+
+namespace fs = std::filesystem;
+using namespace attn;
+using namespace attn::runtime;
+
+namespace {
+
+const double kInf = std::numeric_limits<double>::infinity();
+
+/// One temporary kernel cache per test process, removed at exit.
+class CacheDir : public ::testing::Environment {
+public:
+  static fs::path path() {
+    static fs::path p = fs::temp_directory_path() /
+                        ("attn-conformance-" + std::to_string(::getpid()));
+    return p;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(path(), ec);
+  }
+};
+const auto *const kCacheEnv = ::testing::AddGlobalTestEnvironment(new CacheDir);
+
+SourceFile readVariant(const std::string &file) {
+  fs::path p = fs::path(ATTN_VARIANTS_DIR) / file;
+  std::ifstream in(p, std::ios::binary);
+  EXPECT_TRUE(in.good()) << "cannot read " << p;
+  std::stringstream s;
+  s << in.rdbuf();
+  return {p.string(), s.str()};
+}
+
+std::unique_ptr<JitKernel> compileVariant(const std::string &file,
+                                          const std::string &cacheDir = "") {
+  JitOptions opts;
+  opts.cacheDir = cacheDir.empty() ? CacheDir::path().string() : cacheDir;
+  std::string messages;
+  auto k = JitKernel::compile(readVariant(file), opts, messages);
+  EXPECT_TRUE(k) << file << ":\n" << messages;
+  return k;
+}
+
+/// Uniform random values in [lo, hi), stored in the tensor's type (rounded to
+/// nearest-even for bf16/f16, so kernel and reference see the same values).
+HostTensor uniform(ElemType type, std::vector<int64_t> shape, std::mt19937 &rng,
+                   double lo = -1.0, double hi = 1.0) {
+  HostTensor t(type, std::move(shape));
+  std::uniform_real_distribution<double> dist(lo, hi);
+  for (int64_t n = 0; n < t.numel(); ++n)
+    t.setDouble(n, dist(rng));
+  return t;
+}
+
+HostTensor filled(ElemType type, std::vector<int64_t> shape, double value = 0) {
+  HostTensor t(type, std::move(shape));
+  for (int64_t n = 0; n < t.numel(); ++n)
+    t.setDouble(n, value);
+  return t;
+}
+
+/// q [B, H, Lq, D], k [B, Hk, Lk, D], v [B, Hk, Lk, Dv]; q scaled by qScale to
+/// make the softmax more or less peaked.
+std::map<std::string, HostTensor> qkv(ElemType type, int64_t B, int64_t H, int64_t Hk,
+                                      int64_t Lq, int64_t Lk, int64_t D, int64_t Dv,
+                                      std::mt19937 &rng, double qScale = 2.0) {
+  std::map<std::string, HostTensor> in;
+  in["q"] = uniform(type, {B, H, Lq, D}, rng, -qScale, qScale);
+  in["k"] = uniform(type, {B, Hk, Lk, D}, rng);
+  in["v"] = uniform(type, {B, Hk, Lk, Dv}, rng);
+  return in;
+}
+
+/// Relative-to-max|ref| and absolute tolerance on out, by element type.
+struct Tolerance {
+  double rel, abs;
+};
+Tolerance toleranceFor(ElemType t) {
+  switch (t) {
+  case ElemType::F64: return {1e-12, 1e-12};
+  case ElemType::F16: return {2e-3, 1e-4};  // f16 output rounding: 2^-11
+  case ElemType::BF16: return {8e-3, 1e-4}; // bf16 output rounding: 2^-8
+  default: return {2e-5, 1e-5};
+  }
+}
+
+struct Result {
+  int64_t fullyMasked = 0; // rows of the reference with no participating key
+  double maxErr = 0, maxRef = 0, maxLseErr = 0;
+};
+
+/// Runs `k` and the reference on `inputs` and checks every element.
+Result runAndCompare(const JitKernel &k, const std::map<std::string, HostTensor> &inputs,
+                     const std::map<std::string, std::string> &params = {},
+                     const std::string &label = "") {
+  Result r;
+  const dsl::Kernel &kd = k.kernel();
+  JitKernel::Call call;
+  Status s = k.prepare(inputs, params, call);
+  EXPECT_TRUE(s) << s.message();
+  if (!s)
+    return r;
+  s = k.execute(call);
+  EXPECT_TRUE(s) << s.message();
+  if (!s)
+    return r;
+
+  bool softmax = kd.normalize.kind == dsl::NormKind::Softmax;
+  HostTensor ref, refLse;
+  s = referenceAttention(kd, inputs, call.bindings, ref, softmax ? &refLse : nullptr);
+  EXPECT_TRUE(s) << s.message();
+  if (!s)
+    return r;
+
+  const Bindings &bd = call.bindings;
+  const HostTensor &out = call.out;
+  EXPECT_EQ(out.shape, (std::vector<int64_t>{bd.B, bd.H, bd.Lq, bd.Dv}));
+  EXPECT_EQ(out.type, kd.q->type);
+  for (int64_t n = 0; n < ref.numel(); ++n)
+    r.maxRef = std::max(r.maxRef, std::fabs(ref.getDouble(n)));
+  Tolerance tol = toleranceFor(kd.q->type);
+  double bound = std::max(tol.rel * r.maxRef, tol.abs);
+
+  int64_t rows = bd.B * bd.H * bd.Lq, reported = 0;
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t b = row / (bd.H * bd.Lq), h = row / bd.Lq % bd.H, i = row % bd.Lq;
+    bool masked = softmax && refLse.getDouble(row) == -kInf;
+    r.fullyMasked += masked;
+    for (int64_t d = 0; d < bd.Dv; ++d) {
+      int64_t n = row * bd.Dv + d;
+      double got = out.getDouble(n), want = ref.getDouble(n);
+      double err = std::fabs(got - want);
+      if (std::isnan(got))
+        err = kInf;
+      r.maxErr = std::max(r.maxErr, err);
+      bool bad = masked ? !(got == 0.0) : !(err <= bound);
+      if (bad && reported++ < 8)
+        ADD_FAILURE() << label << ": out[" << b << ", " << h << ", " << i << ", " << d
+                      << "] = " << got << ", reference " << want
+                      << (masked ? " (fully masked row: must be exactly 0)" : "")
+                      << ", |err| " << err << " > " << bound;
+    }
+    if (kd.outputLse) {
+      double got = call.lse.getDouble(row), want = refLse.getDouble(row);
+      bool bad;
+      if (masked) {
+        bad = !(got == -kInf);
+      } else {
+        double err = std::isnan(got) ? kInf : std::fabs(got - want);
+        r.maxLseErr = std::max(r.maxLseErr, err);
+        bad = !(err <= 1e-4 + 2e-6 * std::fabs(want));
+      }
+      if (bad && reported++ < 8)
+        ADD_FAILURE() << label << ": lse[" << b << ", " << h << ", " << i << "] = " << got
+                      << ", reference " << want;
+    }
+  }
+  if (reported > 8)
+    ADD_FAILURE() << label << ": " << reported - 8 << " more mismatches";
+  if (kd.outputLse) {
+    EXPECT_EQ(call.lse.shape, (std::vector<int64_t>{bd.B, bd.H, bd.Lq}));
+    EXPECT_EQ(call.lse.type, ElemType::F32);
+  }
+  if (std::getenv("ATTN_CONFORMANCE_VERBOSE"))
+    std::printf("  %-40s max|ref| %-10.4g max err %-10.3g (bound %.3g) lse err %-10.3g "
+                "masked rows %lld\n",
+                label.c_str(), r.maxRef, r.maxErr, bound, r.maxLseErr,
+                (long long)r.fullyMasked);
+  return r;
+}
+
+std::string shapeLabel(int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D) {
+  std::ostringstream os;
+  os << "B=" << B << " H=" << H << " Lq=" << Lq << " Lk=" << Lk << " D=" << D;
+  return os.str();
+}
+
+/// Ragged sizes: none fills the 64-query x 128-key tiles evenly.
+const int64_t kRagged[] = {1, 63, 65, 129, 200, 333};
+
+// ---------------------------------------------------------------------------
+
+TEST(Conformance, Causal) {
+  auto k = compileVariant("causal.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(1);
+  const int64_t dims[] = {16, 32, 64, 17, 128, 80};
+  int n = 0;
+  for (int64_t L : kRagged) {
+    int64_t D = dims[n++ % 6];
+    runAndCompare(*k, qkv(ElemType::F32, 2, 3, 3, L, L, D, D, rng), {},
+                  shapeLabel(2, 3, L, L, D));
+  }
+}
+
+TEST(Conformance, Dense) {
+  auto k = compileVariant("dense.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(2);
+  for (int64_t L : {1, 65, 200})
+    runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, L, L, 64, 64, rng), {},
+                  shapeLabel(2, 2, L, L, 64));
+  // A peaked softmax: large scores stress the running maximum.
+  runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, 129, 129, 32, 32, rng, 12.0), {},
+                "peaked " + shapeLabel(2, 2, 129, 129, 32));
+}
+
+TEST(Conformance, SlidingWindowParam) {
+  auto k = compileVariant("sliding_window.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(3);
+  for (int64_t L : {200, 333})
+    for (const char *window : {"1", "7", "64", "129", "256", "100000"})
+      runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, L, L, 32, 32, rng), {{"window", window}},
+                    shapeLabel(2, 2, L, L, 32) + " window=" + window);
+  // The default window (256) with L > 256.
+  runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, 333, 333, 32, 32, rng), {},
+                "default window L=333");
+}
+
+TEST(Conformance, PrefixLM) {
+  auto k = compileVariant("prefix_lm.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(4);
+  for (int64_t L : {65, 200})
+    for (const char *prefix : {"0", "1", "63", "70", "128", "200", "1000"})
+      runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, L, L, 32, 32, rng), {{"prefix", prefix}},
+                    shapeLabel(2, 2, L, L, 32) + " prefix=" + prefix);
+}
+
+/// doc ids as sorted runs of random lengths, then `pad` tokens of -1.
+HostTensor documentIds(int64_t B, int64_t L, int64_t pad, std::mt19937 &rng) {
+  HostTensor doc(ElemType::I32, {B, L});
+  std::uniform_int_distribution<int64_t> len(1, std::max<int64_t>(1, L / 3));
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t id = b * 100, left = 0; // ids differ between rows of the batch
+    for (int64_t i = 0; i < L; ++i) {
+      if (i >= L - pad) {
+        doc.as<int32_t>()[b * L + i] = -1;
+        continue;
+      }
+      if (left == 0) {
+        left = i == 1 ? 1 : len(rng); // a one-token document at position 1
+        ++id;
+      }
+      doc.as<int32_t>()[b * L + i] = (int32_t)id;
+      --left;
+    }
+  }
+  return doc;
+}
+
+TEST(Conformance, PackedDocumentsWithPaddingRows) {
+  auto k = compileVariant("packed_documents.attn");
+  ASSERT_TRUE(k);
+  ASSERT_TRUE(k->kernel().outputLse);
+  std::mt19937 rng(5);
+  for (int64_t L : {1, 63, 129, 200, 333}) {
+    auto in = qkv(ElemType::F32, 2, 3, 3, L, L, 64, 64, rng);
+    int64_t pad = L > 1 ? 7 : 0;
+    in["doc"] = documentIds(2, L, pad, rng);
+    Result r = runAndCompare(*k, in, {}, shapeLabel(2, 3, L, L, 64) + " pad=" + std::to_string(pad));
+    EXPECT_EQ(r.fullyMasked, 2 * 3 * pad); // the padding rows, and only those
+  }
+  // A batch row made only of padding.
+  auto in = qkv(ElemType::F32, 2, 2, 2, 65, 65, 64, 64, rng);
+  in["doc"] = documentIds(2, 65, 0, rng);
+  for (int64_t i = 0; i < 65; ++i)
+    in["doc"].as<int32_t>()[65 + i] = -1;
+  Result r = runAndCompare(*k, in, {}, "all padding in batch 1");
+  EXPECT_EQ(r.fullyMasked, 2 * 65);
+}
+
+TEST(Conformance, DilatedWindow) {
+  auto k = compileVariant("dilated_window.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(6);
+  for (int64_t L : {129, 333})
+    for (auto [window, dilation] : std::vector<std::pair<const char *, const char *>>{
+             {"64", "4"}, {"8", "1"}, {"16", "3"}, {"1", "5"}, {"40", "7"}})
+      runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, L, L, 32, 32, rng),
+                    {{"window", window}, {"dilation", dilation}},
+                    shapeLabel(2, 2, L, L, 32) + " window=" + window + " dilation=" + dilation);
+}
+
+TEST(Conformance, GlobalLocalBoolAux) {
+  auto k = compileVariant("global_local.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(7);
+  for (int64_t L : {65, 200, 333}) {
+    for (const char *radius : {"0", "16", "128"}) {
+      auto in = qkv(ElemType::F32, 2, 2, 2, L, L, 32, 32, rng);
+      HostTensor g = filled(ElemType::Bool, {2, L}, 0);
+      std::bernoulli_distribution pick(0.03);
+      for (int64_t n = 0; n < g.numel(); ++n)
+        g.setDouble(n, pick(rng) ? 1 : 0);
+      g.setDouble(0, 1); // a [CLS] token in batch 0; batch 1 has random ones only
+      in["is_global"] = std::move(g);
+      runAndCompare(*k, in, {{"radius", radius}},
+                    shapeLabel(2, 2, L, L, 32) + " radius=" + radius);
+    }
+  }
+}
+
+TEST(Conformance, Alibi) {
+  auto k = compileVariant("alibi_causal.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(8);
+  for (auto [H, L] : std::vector<std::pair<int64_t, int64_t>>{{4, 65}, {8, 200}, {2, 1}})
+    runAndCompare(*k, qkv(ElemType::F32, 2, H, H, L, L, 128, 128, rng), {},
+                  shapeLabel(2, H, L, L, 128));
+}
+
+TEST(Conformance, SoftCapping) {
+  auto k = compileVariant("softcap.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(9);
+  runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, 200, 200, 64, 64, rng), {},
+                "default cap " + shapeLabel(2, 2, 200, 200, 64));
+  // Large scores against a small cap: tanh saturates.
+  for (const char *cap : {"5.0", "1.5"})
+    runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, 129, 129, 64, 64, rng, 20.0),
+                  {{"cap", cap}}, std::string("cap=") + cap);
+}
+
+TEST(Conformance, GqaDecode) {
+  auto k = compileVariant("gqa_decode.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(10);
+  for (auto [H, G] : std::vector<std::pair<int64_t, int64_t>>{{8, 2}, {4, 4}, {6, 3}})
+    for (int64_t Lq : {1, 3})
+      for (int64_t Lk : {1, 63, 129, 333}) {
+        if (Lk < Lq)
+          continue;
+        runAndCompare(*k, qkv(ElemType::F32, 2, H, G, Lq, Lk, 128, 128, rng), {},
+                      shapeLabel(2, H, Lq, Lk, 128) + " G=" + std::to_string(G));
+      }
+  // Lq > Lk: the first Lq - Lk queries see no key (out 0, lse -inf).
+  Result r = runAndCompare(*k, qkv(ElemType::F32, 2, 4, 2, 3, 1, 128, 128, rng), {},
+                           "Lq=3 > Lk=1");
+  EXPECT_EQ(r.fullyMasked, 2 * 4 * 2);
+  // Prefill-sized Lq with a longer cache.
+  runAndCompare(*k, qkv(ElemType::F32, 2, 4, 1, 65, 200, 128, 128, rng), {},
+                shapeLabel(2, 4, 65, 200, 128) + " G=1");
+}
+
+TEST(Conformance, MqaDecode) {
+  auto k = compileVariant("mqa_decode.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(11);
+  for (int64_t H : {1, 4})
+    for (int64_t Lq : {1, 3})
+      for (int64_t Lk : {3, 65, 333})
+        runAndCompare(*k, qkv(ElemType::F32, 2, H, 1, Lq, Lk, 64, 64, rng), {},
+                      shapeLabel(2, H, Lq, Lk, 64));
+  Status s;
+  JitKernel::Call call;
+  s = k->prepare(qkv(ElemType::F32, 2, 4, 2, 1, 8, 64, 64, rng), {}, call);
+  EXPECT_FALSE(s) << "k with 2 heads where the kernel declares 1 must be rejected";
+}
+
+TEST(Conformance, CrossModalMasks) {
+  auto k = compileVariant("cross_modal.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(12);
+  for (auto [T, N] : std::vector<std::pair<int64_t, int64_t>>{{1, 65}, {37, 200}, {70, 129}, {130, 333}}) {
+    auto in = qkv(ElemType::F32, 2, 2, 2, T, N, 64, 96, rng);
+    // Image tokens: 3 images as sorted runs of random lengths.
+    HostTensor token(ElemType::I32, {2, N});
+    for (int64_t b = 0; b < 2; ++b) {
+      int64_t cut1 = N / 3 + b, cut2 = 2 * N / 3;
+      for (int64_t j = 0; j < N; ++j)
+        token.as<int32_t>()[b * N + j] = j < cut1 ? 0 : j < cut2 ? 1 : 2;
+    }
+    // Text tokens: -1 (none), an image, or image 7 that has no tokens.
+    HostTensor text(ElemType::I32, {2, T});
+    std::uniform_int_distribution<int> pick(-1, 3);
+    int64_t expectMasked = 0;
+    for (int64_t n = 0; n < 2 * T; ++n) {
+      int v = n == 0 ? -1 : pick(rng);
+      if (v == 3)
+        v = 7;
+      text.as<int32_t>()[n] = v;
+      expectMasked += v < 0 || v == 7;
+    }
+    in["text_image"] = std::move(text);
+    in["token_image"] = std::move(token);
+    Result r = runAndCompare(*k, in, {}, shapeLabel(2, 2, T, N, 64) + " Dv=96");
+    EXPECT_EQ(r.fullyMasked, 2 * expectMasked);
+  }
+}
+
+TEST(Conformance, UserBlockTable) {
+  auto k = compileVariant("block_table.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(13);
+  for (int64_t L : {63, 65, 200, 333}) {
+    int64_t nb = (L + 63) / 64;
+    auto in = qkv(ElemType::F32, 2, 2, 2, L, L, 32, 32, rng);
+    HostTensor blocks(ElemType::Bool, {2, 2, nb, nb});
+    std::bernoulli_distribution on(0.4);
+    for (int64_t n = 0; n < blocks.numel(); ++n)
+      blocks.setDouble(n, on(rng));
+    for (int64_t kb = 0; kb < nb; ++kb) {
+      blocks.setDouble(((1 * 2 + 1) * nb + 0) * nb + kb, 0); // b1 h1 qb0: sees nothing
+      blocks.setDouble(((0 * 2 + 0) * nb + nb - 1) * nb + kb, 1); // b0 h0 last qb: all
+    }
+    in["blocks"] = std::move(blocks);
+    Result r = runAndCompare(*k, in, {}, shapeLabel(2, 2, L, L, 32));
+    EXPECT_GE(r.fullyMasked, std::min<int64_t>(L, 64));
+  }
+}
+
+TEST(Conformance, FullBiasTable) {
+  auto k = compileVariant("bias_table.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(14);
+  for (int64_t L : {1, 65, 200}) {
+    auto in = qkv(ElemType::F32, 2, 3, 3, L, L, 32, 32, rng);
+    in["bias"] = uniform(ElemType::F32, {3, L, L}, rng, -3.0, 3.0);
+    runAndCompare(*k, in, {}, shapeLabel(2, 3, L, L, 32));
+  }
+}
+
+TEST(Conformance, BiasTableWithMinusInfinity) {
+  // A -inf score counts as a masked pair (LANGUAGE.md §3); a row of -inf is a
+  // fully masked row.
+  auto k = compileVariant("bias_table.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(15);
+  int64_t L = 129;
+  auto in = qkv(ElemType::F32, 2, 2, 2, L, L, 32, 32, rng);
+  HostTensor bias = uniform(ElemType::F32, {2, L, L}, rng, -3.0, 3.0);
+  std::bernoulli_distribution drop(0.3);
+  for (int64_t n = 0; n < bias.numel(); ++n)
+    if (drop(rng))
+      bias.setDouble(n, -kInf);
+  for (int64_t j = 0; j < L; ++j)
+    bias.setDouble((0 * L + 5) * L + j, -kInf); // head 0, row 5: nothing
+  in["bias"] = std::move(bias);
+  Result r = runAndCompare(*k, in, {}, "bias with -inf");
+  EXPECT_EQ(r.fullyMasked, 2); // row 5 of head 0, in both batches
+}
+
+TEST(Conformance, Cosine) {
+  auto k = compileVariant("cosine.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(16);
+  for (int64_t L : {65, 200})
+    for (const char *scale : {"10.0", "30"})
+      runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, L, L, 64, 64, rng), {{"scale", scale}},
+                    shapeLabel(2, 2, L, L, 64) + " scale=" + scale);
+}
+
+TEST(Conformance, Sigmoid) {
+  auto k = compileVariant("sigmoid.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(17);
+  for (int64_t L : {1, 129, 333}) {
+    std::string bias = std::to_string(-std::log((double)L));
+    runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, L, L, 64, 64, rng), {{"bias", bias}},
+                  shapeLabel(2, 2, L, L, 64) + " bias=" + bias);
+  }
+  runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, 200, 200, 64, 64, rng), {},
+                "default bias L=200");
+}
+
+TEST(Conformance, Relu) {
+  auto k = compileVariant("relu.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(18);
+  for (int64_t L : {1, 65, 200, 333})
+    runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, L, L, 64, 64, rng), {},
+                  shapeLabel(2, 2, L, L, 64));
+}
+
+TEST(Conformance, Neighborhood2D) {
+  auto k = compileVariant("neighborhood_2d.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(19);
+  struct Image {
+    int64_t L;
+    const char *width, *radius;
+  };
+  for (Image im : {Image{16 * 12, "16", "2"}, Image{13 * 10 + 5, "13", "3"},
+                   Image{333, "20", "1"}, Image{64, "8", "0"}})
+    runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, im.L, im.L, 32, 32, rng),
+                  {{"width", im.width}, {"radius", im.radius}},
+                  shapeLabel(2, 2, im.L, im.L, 32) + " width=" + im.width +
+                      " radius=" + im.radius);
+}
+
+TEST(Conformance, Bf16HeadDim80) {
+  auto k = compileVariant("bf16_head80.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(20);
+  for (int64_t L : {1, 65, 200})
+    runAndCompare(*k, qkv(ElemType::BF16, 2, 2, 2, L, L, 80, 80, rng), {},
+                  shapeLabel(2, 2, L, L, 80));
+}
+
+TEST(Conformance, F64) {
+  auto k = compileVariant("causal_f64.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(21);
+  for (int64_t L : {1, 63, 129, 200})
+    runAndCompare(*k, qkv(ElemType::F64, 2, 2, 2, L, L, 24, 24, rng), {},
+                  shapeLabel(2, 2, L, L, 24));
+}
+
+TEST(Conformance, F16Gqa) {
+  auto k = compileVariant("gqa_f16.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(22);
+  for (int64_t L : {1, 65, 200})
+    runAndCompare(*k, qkv(ElemType::F16, 2, 4, 2, L, L, 64, 64, rng), {},
+                  shapeLabel(2, 4, L, L, 64) + " G=2");
+}
+
+TEST(Conformance, SecondCompileIsACacheHit) {
+  fs::path dir = CacheDir::path() / "cache-hit";
+  auto first = compileVariant("causal.attn", dir.string());
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(first->cacheHit());
+  auto t0 = std::chrono::steady_clock::now();
+  auto second = compileVariant("causal.attn", dir.string());
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(second);
+  EXPECT_TRUE(second->cacheHit());
+  EXPECT_LT(seconds, 0.5) << "loading a cached kernel should not compile";
+  EXPECT_LT(second->compileSeconds(), first->compileSeconds());
+  // The cached kernel computes the same thing.
+  std::mt19937 rng(23);
+  runAndCompare(*second, qkv(ElemType::F32, 2, 2, 2, 65, 65, 32, 32, rng), {}, "cached");
+}
+
+} // namespace
