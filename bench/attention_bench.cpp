@@ -18,11 +18,6 @@ using attn::runtime::HostTensor;
 
 namespace {
 
-double peakGflops() {
-  const char *p = std::getenv("ATTNC_PEAK_GFLOPS");
-  return p && std::atof(p) > 0 ? std::atof(p) : 466.0;
-}
-
 struct Case {
   std::unique_ptr<attn::JitKernel> kernel;
   std::map<std::string, HostTensor> inputs;
@@ -77,7 +72,7 @@ void run(benchmark::State &state, Case &c) {
   }
   double gflops = c.flops * 1e-9 * state.iterations() / seconds;
   state.counters["GFLOP/s"] = gflops;
-  state.counters["pct_of_peak"] = 100 * gflops / peakGflops();
+  state.counters["pct_of_peak"] = 100 * gflops / attn::runtime::peakGflops();
 }
 
 void BM_Dense_L2048(benchmark::State &s) { run(s, prepare("dense", 1, 8, 2048, 128)); }

@@ -459,17 +459,22 @@ std::vector<Func> AttentionAlgorithm::outputs() const {
   return {out};
 }
 
-AttentionAlgorithm buildAlgorithm(Operation *op) {
+std::string kernelStrategy(Operation *op) {
+  if (auto s = op->getAttrOfType<mlir::StringAttr>("strategy"))
+    return s.str();
+  return "masked";
+}
+
+AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
   auto kernel = llvm::cast<attn::KernelOp>(op);
   AttentionAlgorithm alg;
   alg.name = kernel.getSymName().str();
   alg.normalize = kernel.getNormalize().str();
   alg.outputLse = kernel.getOutputLse();
   alg.computeType = halideType(kernel.getComputeType());
-  if (auto s = kernel->getAttrOfType<mlir::StringAttr>("strategy"))
-    alg.strategy = s.str();
-  else
-    alg.strategy = "masked";
+  alg.strategy = kernelStrategy(op);
+  alg.tileQ = tiles.q;
+  alg.tileK = tiles.k;
   if (alg.normalize == "hardmax" || alg.normalize == "topk")
     throw CompileError("attnc: normalize = " + alg.normalize +
                        " is not available in the CPU kernels of this version");

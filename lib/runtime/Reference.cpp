@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 namespace attn::runtime {
@@ -908,6 +909,13 @@ double attentionFlops(const dsl::Kernel &k, const Bindings &bind,
     return std::numeric_limits<double>::quiet_NaN();
   return static_cast<double>(pairs) *
          static_cast<double>(2 * bind.D + 2 * bind.Dv);
+}
+
+double peakGflops() {
+  if (const char *p = std::getenv("ATTNC_PEAK_GFLOPS"))
+    if (double v = std::atof(p); v > 0)
+      return v;
+  return 466.0;
 }
 
 } // namespace attn::runtime

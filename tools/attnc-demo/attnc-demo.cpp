@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
     if (e.path().extension() == ".attn")
       files.push_back(e.path());
   std::sort(files.begin(), files.end());
-  const double peak = 466.0;
+  const double peak = attn::runtime::peakGflops();
   fmt::print("{:<18} {:<44} {:>9} {:>9} {:>8} {:>7} {:>10}  {}\n", "variant", "shape", "compile",
              "time", "GFLOP/s", "% peak", "max error", "check");
   int failures = 0;

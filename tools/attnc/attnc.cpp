@@ -21,15 +21,6 @@ using attn::runtime::Status;
 
 namespace {
 
-/// The machine's FP32 peak (DESIGN.md): 2 Zen 5 cores x ~233 GFLOP/s.
-/// Override with ATTNC_PEAK_GFLOPS for another machine.
-double peakGflops() {
-  if (const char *p = std::getenv("ATTNC_PEAK_GFLOPS"))
-    if (double v = std::atof(p); v > 0)
-      return v;
-  return 466.0;
-}
-
 int fail(const std::string &message) {
   std::string m = message;
   while (!m.empty() && m.back() == '\n')
@@ -184,7 +175,7 @@ int cmdRun(const RunArgs &a) {
     fmt::print("compile: {:.3f} s ({})\n", kernel->compileSeconds(),
                kernel->cacheHit() ? "cached" : "compiled");
     fmt::print("bench: median {:.3f} ms, {:.1f} GFLOP/s, {:.1f}% of FP32 peak\n", median, gflops,
-               100.0 * gflops / peakGflops());
+               100.0 * gflops / attn::runtime::peakGflops());
   }
 
   // Outputs are written only after everything succeeded.

@@ -69,9 +69,20 @@ struct AttentionAlgorithm {
   std::vector<Halide::Func> outputs() const;
 };
 
+/// Tile sizes of the algorithm: queries per tile, keys per block. Chosen by
+/// the target (e.g. attn::cpu::chooseTiles).
+struct TileSizes {
+  int q = 64;
+  int k = 128;
+};
+
+/// The strategy attn-select-strategy recorded on `kernelOp` ("dense" or
+/// "masked"; "masked" when the pass has not run).
+std::string kernelStrategy(mlir::Operation *kernelOp);
+
 /// Builds the algorithm of `kernelOp` (an attn::KernelOp, after the default
 /// pipeline). Halide may throw Halide::Error; an unsupported construct throws
 /// Halide::CompileError. Never call it from inside an MLIR callback.
-AttentionAlgorithm buildAlgorithm(mlir::Operation *kernelOp);
+AttentionAlgorithm buildAlgorithm(mlir::Operation *kernelOp, TileSizes tiles);
 
 } // namespace attn

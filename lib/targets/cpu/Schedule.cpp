@@ -12,6 +12,9 @@
 // Nothing of size Lq x Lk is ever stored.
 #include "attn/targets/cpu/Schedule.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 using namespace Halide;
 
 namespace attn::cpu {
@@ -22,9 +25,16 @@ Target parseTarget(const std::string &spec) {
   return Target(spec);
 }
 
-void chooseTiles(AttentionAlgorithm &alg, const Target &target) {
-  alg.tileQ = 64;
-  alg.tileK = 128;
+TileSizes chooseTiles(const Target &target, const std::string &strategy) {
+  TileSizes t;
+  t.q = 64;
+  t.k = 128;
+  if (const char *env = std::getenv("ATTNC_TILES")) {
+    int q = 0, k = 0;
+    if (std::sscanf(env, "%dx%d", &q, &k) == 2 && q >= 32 && k >= 8 && q % 32 == 0 && k % 8 == 0)
+      t = {q, k};
+  }
+  return t;
 }
 
 void schedule(AttentionAlgorithm &alg, const Target &target) {

@@ -13,8 +13,9 @@ namespace attn::cpu {
 /// means the features of this machine.
 Halide::Target parseTarget(const std::string &spec);
 
-/// Tile sizes for `target`; call before buildAlgorithm uses them.
-void chooseTiles(AttentionAlgorithm &alg, const Halide::Target &target);
+/// Tile sizes of the algorithm for `target` and a kernel's strategy.
+/// ATTNC_TILES=QxK in the environment overrides them (for tuning).
+TileSizes chooseTiles(const Halide::Target &target, const std::string &strategy);
 
 /// Applies the CPU schedule: query tiles of alg.tileQ rows, parallel over
 /// (batch, head, query tile); key blocks of alg.tileK keys visited in order
