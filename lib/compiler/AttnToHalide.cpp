@@ -459,6 +459,14 @@ std::vector<Func> AttentionAlgorithm::outputs() const {
   return {out};
 }
 
+/// The literal extent of dimension `dim` of tensor number `tensor`, if any.
+std::optional<int64_t> literalDim(attn::KernelOp kernel, int tensor, int dim) {
+  auto dict = llvm::cast<mlir::DictionaryAttr>(kernel.getTensors()[tensor]);
+  if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(dict.getAs<mlir::ArrayAttr>("dims")[dim]))
+    return lit.getInt();
+  return std::nullopt;
+}
+
 std::string kernelStrategy(Operation *op) {
   if (auto s = op->getAttrOfType<mlir::StringAttr>("strategy"))
     return s.str();
@@ -500,20 +508,37 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
   Expr negInf = make_const(ct, -std::numeric_limits<double>::infinity());
   Expr zero = make_const(ct, 0.0);
 
-  alg.qT = Func("qT");
-  alg.qT(ii, d, qt, h, b) = cast(ct, q(d, min(qt * TQ + ii, Lq - 1), h, b));
   alg.kf = Func("kf");
   alg.kf(d, j, hkv, b) = cast(ct, k(d, j, hkv, b));
-  alg.vf = Func("vf");
   // Value channels are clamped so register tiles may overhang Dv.
+  alg.vf = Func("vf");
   alg.vf(dv, j, hkv, b) = cast(ct, v(min(dv, v.dim(0).extent() - 1), j, hkv, b));
 
-  RDom rd(0, D, "rd");
-  alg.rd = RVar(rd.x);
+  alg.qT = Func("qT");
   alg.dotAcc = Func("dotAcc");
   alg.dotAcc(ii, jj, qt, kb, h, b) = zero;
-  alg.dotAcc(ii, jj, qt, kb, h, b) +=
-      alg.qT(ii, rd, qt, h, b) * alg.kf(rd, min(jk, Lk - 1), hk, b);
+  std::optional<int64_t> literalD = literalDim(kernel, 0, 3);
+  alg.bf16Pairs = q.type() == BFloat(16) && k.type() == BFloat(16) && ct == Float(32) &&
+                  literalD && *literalD % 2 == 0;
+  if (alg.bf16Pairs) {
+    // bf16 q.k as a sum of products of adjacent pairs, so that a target with
+    // BF16 dot-product instructions (vdpbf16ps) can use them: the query tile
+    // is stored as (d % 2, ii, d / 2).
+    Var di("di"), dp("dp");
+    alg.qT(di, ii, dp, qt, h, b) = q(dp * 2 + di, min(qt * TQ + ii, Lq - 1), h, b);
+    RDom rd(0, 2, 0, int(*literalD / 2), "rd");
+    alg.rd = RVar(rd.x);
+    alg.rdPair = RVar(rd.y);
+    alg.dotAcc(ii, jj, qt, kb, h, b) +=
+        cast(ct, alg.qT(rd.x, ii, rd.y, qt, h, b)) *
+        cast(ct, k(rd.y * 2 + rd.x, min(jk, Lk - 1), hk, b));
+  } else {
+    alg.qT(ii, d, qt, h, b) = cast(ct, q(d, min(qt * TQ + ii, Lq - 1), h, b));
+    RDom rd(0, D, "rd");
+    alg.rd = RVar(rd.x);
+    alg.dotAcc(ii, jj, qt, kb, h, b) +=
+        alg.qT(ii, rd, qt, h, b) * alg.kf(rd, min(jk, Lk - 1), hk, b);
+  }
 
   // sqnorm(q) / sqnorm(k), when used: small compute_root helpers.
   Func qnorm("qnorm"), knorm("knorm");

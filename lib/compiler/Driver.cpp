@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <mutex>
 #include <cstdlib>
 #include <unistd.h>
 #include <filesystem>
@@ -258,7 +259,38 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
   return Halide::link_modules(a.name, modules);
 }
 
+/// Halide's compile-time messages: errors become exceptions (caught by
+/// guarded), warnings are collected and reported as attnc warnings. The
+/// warning that bf16/f16 arithmetic is emulated is dropped: attnc only
+/// converts those types (bit shifts) and computes in f32.
+class HalideReporter : public Halide::CompileTimeErrorReporter {
+public:
+  void warning(const char *msg) override {
+    std::string m = msg;
+    if (m.find("float16 type operation is emulated") != std::string::npos)
+      return;
+    while (!m.empty() && m.back() == '\n')
+      m.pop_back();
+    pending() += "attnc: warning: Halide: " + m + "\n";
+  }
+  [[noreturn]] void error(const char *msg) override { throw Halide::CompileError(msg); }
+  static std::string &pending() {
+    thread_local std::string text;
+    return text;
+  }
+};
+
 template <typename F> bool guarded(std::string &err, F &&f) {
+  static HalideReporter reporter;
+  static std::once_flag installed;
+  std::call_once(installed, [] { Halide::set_custom_compile_time_error_reporter(&reporter); });
+  struct Flush {
+    std::string &err;
+    ~Flush() {
+      err += HalideReporter::pending();
+      HalideReporter::pending().clear();
+    }
+  } flush{err};
   try {
     f();
     return true;

@@ -45,9 +45,14 @@ struct AttentionAlgorithm {
   Halide::Var d{"d"}, dv{"dv"}, ii{"ii"}, jj{"jj"}, qt{"qt"}, kb{"kb"}, h{"h"}, b{"b"};
   Halide::Var i{"i"};
   Halide::RVar rd, rj, rk; // reductions over d, over jj, over key blocks
+  /// bf16 q and k with an even literal head dim: q.k is a reduction over
+  /// pairs (rd = d % 2, rdPair = d / 2) and qT is stored (d % 2, ii, d / 2).
+  bool bf16Pairs = false;
+  Halide::RVar rdPair;
 
   // Stages, in dependency order.
   Halide::Func qT;    // (ii, d, qt, h, b): the query tile, transposed, compute type
+                      // (di, ii, dp, qt, h, b) in q's type when bf16Pairs
   Halide::Func kf;    // (d, j, hk, b): keys in compute type (wraps the input)
   Halide::Func vf;    // (dv, j, hk, b): values in compute type
   Halide::Func dotAcc; // (ii, jj, qt, kb, h, b): q.k, reduction over rd

@@ -75,7 +75,12 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
       .unroll(dvi)
       .unroll(iii);
 
-  alg.qT.compute_at(queryTile).vectorize(ii, vec);
+  if (alg.bf16Pairs) {
+    Var di = alg.qT.args()[0];
+    alg.qT.compute_at(queryTile).vectorize(di).vectorize(ii, vec);
+  } else {
+    alg.qT.compute_at(queryTile).vectorize(ii, vec);
+  }
 
   // QKᵀ: score in register tiles, the dot product accumulated in registers.
   alg.score.compute_at(alg.acc, alg.rk)
@@ -86,7 +91,19 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
       .unroll(iii)
       .unroll(ji);
   alg.dotAcc.compute_at(alg.score, io).vectorize(ii, vec).unroll(ii).unroll(jj);
-  alg.dotAcc.update().reorder(ii, jj, alg.rd).vectorize(ii, vec).unroll(ii).unroll(jj);
+  if (alg.bf16Pairs) {
+    // Pairs of bf16 products summed into one f32 lane: the VectorReduce
+    // Halide maps to vdpbf16ps on targets that have it.
+    alg.dotAcc.update()
+        .reorder(alg.rd, ii, jj, alg.rdPair)
+        .atomic()
+        .vectorize(alg.rd)
+        .vectorize(ii, vec)
+        .unroll(ii)
+        .unroll(jj);
+  } else {
+    alg.dotAcc.update().reorder(ii, jj, alg.rd).vectorize(ii, vec).unroll(ii).unroll(jj);
+  }
 
   if (softmax) {
     alg.blockMax.compute_at(alg.acc, alg.rk).vectorize(ii, vec);

@@ -1,0 +1,156 @@
+// The hard-max key cache for one (batch, head) stream with 2-D keys: keys are
+// kept on their convex hull so that a hard-max attention query q (score
+// q·k) is answered in O(log n) and a (key, value) pair is appended in
+// amortized O(log n), with LANGUAGE.md §5's tie rules (average, latest,
+// first) over duplicate and collinear keys. Also the O(n) scan with the same
+// semantics (the reference for tests, and the fallback decoder). Pure C++:
+// no MLIR or Halide. docs/hardmax.md explains what is exact.
+#pragma once
+
+#include "attn/dsl/AST.h" // dsl::TieRule
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace attn::runtime {
+
+using TieRule = dsl::TieRule;
+
+/// Exact geometric predicates on doubles (docs/hardmax.md). They are exact
+/// (the sign of the real-number expression) for finite arguments each of
+/// which is 0 or has magnitude in [2^-500, 2^500]; a floating-point filter
+/// answers most calls, an expansion-arithmetic fallback the rest.
+namespace hull {
+/// The sign (-1, 0, +1) of (ax - cx)(by - cy) - (ay - cy)(bx - cx): +1 when
+/// a, b, c turn counterclockwise, 0 when collinear.
+int orient2d(double ax, double ay, double bx, double by, double cx,
+             double cy);
+/// The sign of q·a − q·b: +1 when key a scores strictly higher than key b
+/// under query q, 0 on an exact tie.
+int compareScores(double qx, double qy, double ax, double ay, double bx,
+                  double by);
+/// The score as a kernel computes it: qx*kx + qy*ky in double, each product
+/// rounded, no fused multiply-add.
+double score(double qx, double qy, double kx, double ky);
+} // namespace hull
+
+/// A hard-max attention key cache for one (batch, head) stream.
+///
+/// Keys are points (kx, ky); the j-th appended key (j = 0, 1, ...) carries a
+/// value of `dv` doubles, copied into the cache. A query q returns, for
+/// score(j) = q·k_j, the tie set T = { j : score(j) = max_i score(i) } and
+///   average: the mean of the values of T,
+///   latest:  the value of max T,
+///   first:   the value of min T,
+/// which is LANGUAGE.md §5's hard-max. Ties are decided in exact real
+/// arithmetic on the double inputs (q·a = q·b as real numbers); this equals
+/// "exact equality of the computed double scores" whenever the scores are
+/// computed exactly, e.g. integer coordinates of magnitude < 2^26 (so every
+/// product and sum is an integer < 2^53). float inputs may be converted to
+/// double (exactly) and appended; see docs/hardmax.md.
+///
+/// Every key that can tie is kept: duplicate keys (each counts, with its own
+/// j), and keys lying exactly on a hull edge between its two end vertices,
+/// which tie with them for the query orthogonal to the edge. Keys strictly
+/// inside the hull can never be maximizers and are left out of the hull
+/// (their values are still stored, and they still count for the zero query,
+/// for which every key ties).
+///
+/// Complexity: append amortized O(log n), query O(log n), both independent
+/// of how many keys tie; memory O(n · dv) for the stored keys and values
+/// plus O(h) for the h keys on the hull.
+///
+/// Coordinates must be finite; append and query throw std::invalid_argument
+/// otherwise. Exactness needs each coordinate to be 0 or of magnitude in
+/// [2^-500, 2^500].
+class HullCache {
+public:
+  explicit HullCache(int dv);
+
+  int dv() const { return dv_; }
+  /// The number of appended keys (including those off the hull).
+  std::size_t size() const { return keys_.size() / 2; }
+  bool empty() const { return keys_.empty(); }
+  /// Forgets every key; dv stays.
+  void clear();
+
+  /// Appends key (kx, ky) with value[0..dv) as entry j = size().
+  void append(double kx, double ky, const double *value);
+
+  /// Hard-max attention of query (qx, qy) over the keys appended so far:
+  /// writes dv doubles to `out` (see the class comment for the tie rules)
+  /// and, when maxScore is not null, the maximum score, as
+  /// hull::score(q, k_j) for the largest j in the tie set (all tied keys
+  /// have the same exact score; their computed scores can differ only by
+  /// rounding, and do not when scores are computed exactly). The zero
+  /// query ties every key. An empty cache gives out = 0, maxScore = -inf.
+  void query(double qx, double qy, TieRule ties, double *out,
+             double *maxScore = nullptr) const;
+
+  /// The stored keys, [size(), 2] row-major, and values, [size(), dv].
+  const double *keys() const { return keys_.data(); }
+  const double *values() const { return values_.data(); }
+
+  /// The number of vertices of the upper and of the lower hull (for tests
+  /// and statistics).
+  std::size_t upperHullSize() const;
+  std::size_t lowerHullSize() const;
+
+  ~HullCache();
+  HullCache(HullCache &&) noexcept;
+  HullCache &operator=(HullCache &&) noexcept;
+
+private:
+  /// A chain of hull vertices ordered by x (a B+-tree; HullCache.cpp): the
+  /// upper hull of its points. The lower hull is kept as the upper hull of
+  /// the points mirrored to (x, -y).
+  class Chain;
+  /// A group of keys that tie together for some queries (the keys at one
+  /// hull vertex, or strictly inside one hull edge): count, smallest and
+  /// largest j; its compensated value sum is in sums_ at the same index.
+  struct Group {
+    int64_t count;
+    int64_t minJ;
+    int64_t maxJ;
+  };
+
+  void insertIntoChain(Chain &chain, double x, double y, int64_t j,
+                       const double *value);
+  /// The tie set of direction q (qy > 0) on a non-empty chain: the groups of
+  /// a vertex, or of an edge's two vertices and its inside (-1 for none).
+  int chainTies(const Chain &chain, double qx, double qy,
+                int32_t groups[3]) const;
+
+  int32_t newGroup(int64_t j, const double *value);
+  /// Adds key j to group g, creating it when g == -1.
+  void addToGroup(int32_t &g, int64_t j, const double *value);
+  /// Moves group `from` into `into` (either may be -1); from becomes -1.
+  void mergeGroup(int32_t &into, int32_t &from);
+  /// Frees group g (when not -1) and sets it to -1.
+  void releaseGroup(int32_t &g);
+
+  int dv_;
+  std::vector<double> keys_;   // [n, 2]
+  std::vector<double> values_; // [n, dv]
+  std::unique_ptr<Chain> upper_; // upper hull of (x, y)
+  std::unique_ptr<Chain> lower_; // upper hull of (x, -y)
+  int32_t all_ = -1;           // every key (the zero query)
+  int32_t minXGroup_ = -1, maxXGroup_ = -1; // keys at the smallest/largest x
+  double minX_ = 0, maxX_ = 0;
+  std::vector<Group> groups_;
+  std::vector<double> sums_;   // group g: [2*dv*g, 2*dv*(g+1)): sum, error
+  std::vector<int32_t> freeGroups_;
+};
+
+/// The O(n) brute-force hard-max with HullCache::query's semantics (exact
+/// ties, the same tie rules and maxScore) over n keys [n, 2] and values
+/// [n, dv] in append order. Results are bitwise equal to the cache's except
+/// that an `average` over values whose sums are not exact in double may
+/// differ in the last bits (both use compensated sums, in different orders).
+void scanQuery(const double *keys, const double *values, std::size_t n,
+               int dv, double qx, double qy, TieRule ties, double *out,
+               double *maxScore = nullptr);
+
+} // namespace attn::runtime
