@@ -483,9 +483,11 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
   alg.strategy = kernelStrategy(op);
   alg.tileQ = tiles.q;
   alg.tileK = tiles.k;
-  if (alg.normalize == "hardmax" || alg.normalize == "topk")
-    throw CompileError("attnc: normalize = " + alg.normalize +
-                       " is not available in the CPU kernels of this version");
+  if (auto t = kernel.getTies())
+    alg.ties = t->str();
+  if (alg.normalize == "topk")
+    throw CompileError("attnc: normalize = topk is not available in the CPU kernels of this "
+                       "version (hardmax is)");
 
   Translator tr(kernel, alg);
   tr.declareInputs();
@@ -599,19 +601,36 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
   alg.pvAcc = Func("pvAcc");
   alg.acc = Func("acc");
   Expr jr = min(kb * TK + rj, Lk - 1);
-  if (alg.normalize == "softmax") {
+  bool softmax = alg.normalize == "softmax", hardmax = alg.normalize == "hardmax";
+  if (softmax || hardmax) {
     alg.blockMax = Func("blockMax");
     alg.blockMax(ii, qt, kb, h, b) = negInf;
     alg.blockMax(ii, qt, kb, h, b) = max(alg.blockMax(ii, qt, kb, h, b),
                                          alg.score(ii, rj, qt, kb, h, b));
+  }
+  Expr sc = alg.score(ii, jj, qt, kb, h, b);
+  if (softmax) {
     Expr bm = alg.blockMax(ii, qt, kb, h, b);
-    Expr sc = alg.score(ii, jj, qt, kb, h, b);
     alg.weight(ii, jj, qt, kb, h, b) = select(live(sc), exp(sc - select(live(bm), bm, zero)), zero);
-    alg.blockSum = Func("blockSum");
-    alg.blockSum(ii, qt, kb, h, b) = zero;
-    alg.blockSum(ii, qt, kb, h, b) += alg.weight(ii, rj, qt, kb, h, b);
+  } else if (hardmax) {
+    // The keys of the block whose score equals the block's maximum exactly:
+    // all of them (average), or the last / first of them (latest / first).
+    Expr bm = alg.blockMax(ii, qt, kb, h, b);
+    Expr tied = live(sc) && sc == bm;
+    if (alg.ties == "average") {
+      alg.weight(ii, jj, qt, kb, h, b) = select(tied, make_const(ct, 1.0), zero);
+    } else {
+      bool latest = alg.ties == "latest";
+      alg.blockArg = Func("blockArg");
+      alg.blockArg(ii, qt, kb, h, b) = latest ? -1 : TK;
+      Expr scj = alg.score(ii, rj, qt, kb, h, b);
+      Expr candidate = select(live(scj) && scj == bm, rj, latest ? -1 : TK);
+      Expr current = alg.blockArg(ii, qt, kb, h, b);
+      alg.blockArg(ii, qt, kb, h, b) = latest ? max(current, candidate) : min(current, candidate);
+      alg.weight(ii, jj, qt, kb, h, b) =
+          select(jj == alg.blockArg(ii, qt, kb, h, b), make_const(ct, 1.0), zero);
+    }
   } else {
-    Expr sc = alg.score(ii, jj, qt, kb, h, b);
     Expr w;
     if (alg.normalize == "sigmoid")
       w = make_const(ct, 1.0) / (make_const(ct, 1.0) + exp(-sc));
@@ -620,6 +639,11 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
     else
       w = sc;
     alg.weight(ii, jj, qt, kb, h, b) = select(live(sc), w, zero);
+  }
+  if (softmax || hardmax) {
+    alg.blockSum = Func("blockSum");
+    alg.blockSum(ii, qt, kb, h, b) = zero;
+    alg.blockSum(ii, qt, kb, h, b) += alg.weight(ii, rj, qt, kb, h, b);
   }
   alg.pvAcc(dv, ii, qt, kb, h, b) = zero;
   alg.pvAcc(dv, ii, qt, kb, h, b) +=
@@ -634,22 +658,41 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
   };
   Type outType = q.type();
   alg.out = Func("out");
-  if (alg.normalize == "softmax") {
+  if (softmax || hardmax) {
+    // {O, m, l}: the running output numerator, maximum score and
+    // denominator (softmax: sum of exp; hardmax: number of tied keys).
     alg.acc(dv, ii, qt, h, b) = Tuple(zero, negInf, zero);
     Expr O = alg.acc(dv, ii, qt, h, b)[0], m = alg.acc(dv, ii, qt, h, b)[1],
          l = alg.acc(dv, ii, qt, h, b)[2];
     Expr mb = alg.blockMax(ii, qt, rk, h, b);
+    Expr pv = alg.pvAcc(dv, ii, qt, rk, h, b), bs = alg.blockSum(ii, qt, rk, h, b);
     Expr mNew = max(m, mb);
-    Expr a = select(live(m), exp(m - mNew), zero);
-    Expr c = select(live(mb), exp(mb - mNew), zero);
-    alg.acc(dv, ii, qt, h, b) = Tuple(O * a + alg.pvAcc(dv, ii, qt, rk, h, b) * c, mNew,
-                                      l * a + alg.blockSum(ii, qt, rk, h, b) * c);
+    if (softmax) {
+      Expr a = select(live(m), exp(m - mNew), zero);
+      Expr c = select(live(mb), exp(mb - mNew), zero);
+      alg.acc(dv, ii, qt, h, b) = Tuple(O * a + pv * c, mNew, l * a + bs * c);
+    } else if (alg.ties == "average") {
+      // Keys tied at the maximum across blocks all count.
+      Expr keepOld = live(m) && m == mNew, takeNew = live(mb) && mb == mNew;
+      alg.acc(dv, ii, qt, h, b) =
+          Tuple(select(keepOld, O, zero) + select(takeNew, pv, zero), mNew,
+                select(keepOld, l, zero) + select(takeNew, bs, zero));
+    } else {
+      // Blocks come in increasing j: on a tie the new block holds the later
+      // key (latest) and the old state the earlier one (first).
+      Expr better = alg.ties == "latest" ? mb >= m : mb > m;
+      Expr takeNew = live(mb) && (!live(m) || better);
+      alg.acc(dv, ii, qt, h, b) =
+          Tuple(select(takeNew, pv, O), mNew, select(takeNew, bs, l));
+    }
     Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[2];
     alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, select(lf > zero, Of / lf, zero)));
     if (alg.outputLse) {
+      // softmax: log-sum-exp; hardmax: the maximum score.
       Expr mf = alg.acc(0, iiOf, qtOf, h, b)[1], l0 = alg.acc(0, iiOf, qtOf, h, b)[2];
       alg.lse = Func("lse");
-      alg.lse(i, h, b) = cast(Float(32), select(l0 > zero, mf + log(l0), negInf));
+      alg.lse(i, h, b) =
+          cast(Float(32), select(l0 > zero, softmax ? mf + log(l0) : mf, negInf));
     }
   } else {
     alg.acc(dv, ii, qt, h, b) = zero;

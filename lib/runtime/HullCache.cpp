@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <iterator>
 #include <limits>
+#include <new>
 #include <stdexcept>
 
 namespace attn::runtime {
@@ -18,6 +20,10 @@ namespace attn::runtime {
 namespace {
 
 constexpr double kU = 0x1p-53; // unit roundoff of double
+
+// Group record layout (doubles): count, minJ, maxJ, latest key x, y, the
+// latest value [dv], the first value [dv], the value sum [dv], its error [dv].
+enum : std::size_t { kCount, kMinJ, kMaxJ, kKeyX, kKeyY, kLatest };
 
 /// x + y = a + b exactly (Knuth's TwoSum).
 inline void twoSum(double a, double b, double &x, double &y) {
@@ -128,7 +134,7 @@ double score(double qx, double qy, double kx, double ky) {
 
 namespace hull_detail {
 
-constexpr int kLeafCap = 32;
+constexpr int kLeafCap = 64;
 constexpr int kInnerCap = 32;
 
 struct Rec {
@@ -339,7 +345,9 @@ private:
       prefetchBytes(nd, sizeof(Inner));
   }
 
-  static Summary summarize(const Node *nd) {
+  // Out of line: inlined into a call on a Leaf, GCC warns about the Inner
+  // branch (-Warray-bounds).
+  __attribute__((noinline)) static Summary summarize(const Node *nd) {
     if (nd->leaf) {
       auto *lf = static_cast<const Leaf *>(nd);
       return {lf->r[0].x, lf->r[0].y, lf->r[lf->n - 1].x, lf->r[lf->n - 1].y};
@@ -456,7 +464,8 @@ private:
 
 HullCache::HullCache(int dv)
     : dv_(dv), upper_(std::make_unique<Chain>()),
-      lower_(std::make_unique<Chain>()) {
+      lower_(std::make_unique<Chain>()),
+      groupStride_((std::size_t(kLatest + 4 * std::max(dv, 0)) + 7) / 8 * 8) {
   if (dv < 1)
     throw std::invalid_argument("HullCache: dv must be >= 1");
 }
@@ -474,10 +483,11 @@ void HullCache::clear() {
   upper_->clear();
   lower_->clear();
   all_ = minXGroup_ = maxXGroup_ = -1;
-  groups_.clear();
-  sums_.clear();
+  groupCount_ = 0;
   freeGroups_.clear();
 }
+
+void HullCache::FreeDeleter::operator()(double *p) const { std::free(p); }
 
 int32_t HullCache::newGroup(int64_t j, const double *value) {
   int32_t g;
@@ -485,15 +495,29 @@ int32_t HullCache::newGroup(int64_t j, const double *value) {
     g = freeGroups_.back();
     freeGroups_.pop_back();
   } else {
-    g = static_cast<int32_t>(groups_.size());
-    groups_.emplace_back();
-    sums_.resize(sums_.size() + 2 * dv_);
+    if (groupCount_ == groupCapacity_) {
+      std::size_t cap = std::max<std::size_t>(64, 2 * groupCapacity_);
+      auto *mem = static_cast<double *>(
+          std::aligned_alloc(64, cap * groupStride_ * sizeof(double)));
+      if (!mem)
+        throw std::bad_alloc();
+      if (groupCount_)
+        std::copy_n(groupData_.get(), groupCount_ * groupStride_, mem);
+      groupData_.reset(mem);
+      groupCapacity_ = cap;
+    }
+    g = static_cast<int32_t>(groupCount_++);
   }
-  groups_[g] = Group{1, j, j};
-  double *s = &sums_[std::size_t(g) * 2 * dv_];
+  double *G = group(g);
+  G[kCount] = 1;
+  G[kMinJ] = G[kMaxJ] = static_cast<double>(j);
+  G[kKeyX] = keys_[2 * j];
+  G[kKeyY] = keys_[2 * j + 1];
+  double *latest = G + kLatest, *first = latest + dv_, *sum = first + dv_,
+         *err = sum + dv_;
   for (int d = 0; d < dv_; ++d) {
-    s[d] = value[d];
-    s[dv_ + d] = 0;
+    latest[d] = first[d] = sum[d] = value[d];
+    err[d] = 0;
   }
   return g;
 }
@@ -503,16 +527,19 @@ void HullCache::addToGroup(int32_t &g, int64_t j, const double *value) {
     g = newGroup(j, value);
     return;
   }
-  Group &G = groups_[g];
-  ++G.count;
-  G.minJ = std::min(G.minJ, j);
-  G.maxJ = std::max(G.maxJ, j);
-  double *s = &sums_[std::size_t(g) * 2 * dv_];
+  // j is the newest key, so it becomes the group's latest.
+  double *G = group(g);
+  G[kCount] += 1;
+  G[kMaxJ] = static_cast<double>(j);
+  G[kKeyX] = keys_[2 * j];
+  G[kKeyY] = keys_[2 * j + 1];
+  double *latest = G + kLatest, *sum = latest + 2 * dv_, *err = sum + dv_;
   for (int d = 0; d < dv_; ++d) {
-    double sum, err;
-    twoSum(s[d], value[d], sum, err);
-    s[d] = sum;
-    s[dv_ + d] += err;
+    latest[d] = value[d];
+    double t, e;
+    twoSum(sum[d], value[d], t, e);
+    sum[d] = t;
+    err[d] += e;
   }
 }
 
@@ -524,18 +551,26 @@ void HullCache::mergeGroup(int32_t &into, int32_t &from) {
     from = -1;
     return;
   }
-  Group &I = groups_[into];
-  const Group &F = groups_[from];
-  I.count += F.count;
-  I.minJ = std::min(I.minJ, F.minJ);
-  I.maxJ = std::max(I.maxJ, F.maxJ);
-  double *s = &sums_[std::size_t(into) * 2 * dv_];
-  const double *f = &sums_[std::size_t(from) * 2 * dv_];
+  double *I = group(into);
+  const double *F = group(from);
+  I[kCount] += F[kCount];
+  if (F[kMaxJ] > I[kMaxJ]) {
+    I[kMaxJ] = F[kMaxJ];
+    I[kKeyX] = F[kKeyX];
+    I[kKeyY] = F[kKeyY];
+    std::copy_n(F + kLatest, dv_, I + kLatest);
+  }
+  if (F[kMinJ] < I[kMinJ]) {
+    I[kMinJ] = F[kMinJ];
+    std::copy_n(F + kLatest + dv_, dv_, I + kLatest + dv_);
+  }
+  double *sum = I + kLatest + 2 * dv_, *err = sum + dv_;
+  const double *fsum = F + kLatest + 2 * dv_, *ferr = fsum + dv_;
   for (int d = 0; d < dv_; ++d) {
-    double sum, err;
-    twoSum(s[d], f[d], sum, err);
-    s[d] = sum;
-    s[dv_ + d] += f[dv_ + d] + err;
+    double t, e;
+    twoSum(sum[d], fsum[d], t, e);
+    sum[d] = t;
+    err[d] += ferr[d] + e;
   }
   releaseGroup(from);
 }
@@ -703,22 +738,24 @@ void HullCache::query(double qx, double qy, TieRule ties, double *out,
   else
     groups[0] = all_;
 
-  int64_t latest = -1, first = std::numeric_limits<int64_t>::max();
-  int64_t count = 0;
+  const double *latest = nullptr, *first = nullptr;
+  double count = 0;
   for (int g = 0; g < n; ++g) {
     if (groups[g] < 0)
       continue;
-    const Group &G = groups_[groups[g]];
-    latest = std::max(latest, G.maxJ);
-    first = std::min(first, G.minJ);
-    count += G.count;
+    const double *G = group(groups[g]);
+    if (!latest || G[kMaxJ] > latest[kMaxJ])
+      latest = G;
+    if (!first || G[kMinJ] < first[kMinJ])
+      first = G;
+    count += G[kCount];
   }
   switch (ties) {
   case TieRule::Latest:
-    std::copy_n(&values_[std::size_t(latest) * dv_], dv_, out);
+    std::copy_n(latest + kLatest, dv_, out);
     break;
   case TieRule::First:
-    std::copy_n(&values_[std::size_t(first) * dv_], dv_, out);
+    std::copy_n(first + kLatest + dv_, dv_, out);
     break;
   case TieRule::Average:
     for (int d = 0; d < dv_; ++d) {
@@ -726,18 +763,18 @@ void HullCache::query(double qx, double qy, TieRule ties, double *out,
       for (int g = 0; g < n; ++g) {
         if (groups[g] < 0)
           continue;
-        const double *s = &sums_[std::size_t(groups[g]) * 2 * dv_];
+        const double *s = group(groups[g]) + kLatest + 2 * dv_;
         double t, e;
         twoSum(sum, s[d], t, e);
         sum = t;
         err += s[dv_ + d] + e;
       }
-      out[d] = (sum + err) / static_cast<double>(count);
+      out[d] = (sum + err) / count;
     }
     break;
   }
   if (maxScore)
-    *maxScore = hull::score(qx, qy, keys_[2 * latest], keys_[2 * latest + 1]);
+    *maxScore = hull::score(qx, qy, latest[kKeyX], latest[kKeyY]);
 }
 
 // --- scan -------------------------------------------------------------------

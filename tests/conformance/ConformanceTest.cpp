@@ -131,9 +131,12 @@ Result runAndCompare(const JitKernel &k, const std::map<std::string, HostTensor>
   if (!s)
     return r;
 
-  bool softmax = kd.normalize.kind == dsl::NormKind::Softmax;
+  // The reference's lse tells fully masked rows (-inf) for the
+  // normalizations that define it.
+  bool hasLse = kd.normalize.kind == dsl::NormKind::Softmax ||
+                kd.normalize.kind == dsl::NormKind::Hardmax;
   HostTensor ref, refLse;
-  s = referenceAttention(kd, inputs, call.bindings, ref, softmax ? &refLse : nullptr);
+  s = referenceAttention(kd, inputs, call.bindings, ref, hasLse ? &refLse : nullptr);
   EXPECT_TRUE(s) << s.message();
   if (!s)
     return r;
@@ -150,7 +153,7 @@ Result runAndCompare(const JitKernel &k, const std::map<std::string, HostTensor>
   int64_t rows = bd.B * bd.H * bd.Lq, reported = 0;
   for (int64_t row = 0; row < rows; ++row) {
     int64_t b = row / (bd.H * bd.Lq), h = row / bd.Lq % bd.H, i = row % bd.Lq;
-    bool masked = softmax && refLse.getDouble(row) == -kInf;
+    bool masked = hasLse && refLse.getDouble(row) == -kInf;
     r.fullyMasked += masked;
     for (int64_t d = 0; d < bd.Dv; ++d) {
       int64_t n = row * bd.Dv + d;
@@ -561,3 +564,55 @@ TEST(Conformance, SecondCompileIsACacheHit) {
 }
 
 } // namespace
+
+/// Rounds every element to a multiple of 1/2: f32 dot products of such
+/// vectors are exact, so kernel and reference see the same exact ties.
+void halfIntegers(HostTensor &t) {
+  for (int64_t e = 0; e < t.numel(); ++e)
+    t.setDouble(e, std::round(t.getDouble(e) * 2) / 2);
+}
+
+TEST(Conformance, HardmaxAverageTiesAcrossBlocks) {
+  auto k = compileVariant("hardmax_average.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(31);
+  for (int64_t L : {1, 63, 129, 300}) {
+    auto in = qkv(ElemType::F32, 2, 2, 2, L, L, 4, 4, rng);
+    halfIntegers(in["q"]);
+    halfIntegers(in["k"]);
+    runAndCompare(*k, in, {}, shapeLabel(2, 2, L, L, 4));
+  }
+}
+
+TEST(Conformance, HardmaxTieRulesOnDuplicateKeys) {
+  // Every key repeated: ties on every row, spread over several key blocks.
+  for (const char *ties : {"average", "latest", "first"}) {
+    SourceFile src{"hardmax.attn",
+                   std::string("attention hm { q: f32[B, H, L, D]; k: f32[B, H, L, D];"
+                               " v: f32[B, H, L, Dv]\n score = dot(q, k)\n mask = j <= i\n"
+                               " normalize = hardmax(ties = ") +
+                       ties + ")\n output lse }"};
+    std::string messages;
+    auto k = JitKernel::compile(src, {}, messages);
+    ASSERT_TRUE(k) << messages;
+    std::mt19937 rng(32);
+    auto in = qkv(ElemType::F32, 1, 2, 2, 260, 260, 3, 5, rng);
+    halfIntegers(in["q"]);
+    HostTensor &keys = in["k"];
+    for (int64_t e = 0; e < keys.numel(); ++e) // only 4 distinct keys per head
+      keys.setDouble(e, std::round(keys.getDouble((e / 3 % 4) * 3 + e % 3) * 2) / 2);
+    runAndCompare(*k, in, {}, std::string("ties=") + ties);
+  }
+}
+
+TEST(Conformance, HardmaxLookup2D) {
+  auto k = compileVariant("hardmax_lookup_2d.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(33);
+  for (int64_t L : {1, 70, 257}) {
+    auto in = qkv(ElemType::F64, 2, 2, 2, L, L, 2, 2, rng);
+    halfIntegers(in["q"]);
+    halfIntegers(in["k"]);
+    runAndCompare(*k, in, {}, shapeLabel(2, 2, L, L, 2));
+  }
+}

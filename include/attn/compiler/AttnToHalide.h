@@ -31,6 +31,7 @@ struct AttentionAlgorithm {
   std::string name;
   std::string normalize; // softmax, sigmoid, relu, none, hardmax, topk
   std::string strategy;  // dense, masked
+  std::string ties;      // hardmax: average, latest, first
   bool outputLse = false;
   Halide::Type computeType;
   int tileQ = 64;  // queries per tile (i)
@@ -57,9 +58,10 @@ struct AttentionAlgorithm {
   Halide::Func vf;    // (dv, j, hk, b): values in compute type
   Halide::Func dotAcc; // (ii, jj, qt, kb, h, b): q.k, reduction over rd
   Halide::Func score; // (ii, jj, qt, kb, h, b): masked score (-inf when out)
-  Halide::Func blockMax;  // (ii, qt, kb, h, b) softmax only
+  Halide::Func blockMax;  // (ii, qt, kb, h, b) softmax and hardmax
   Halide::Func weight;    // (ii, jj, qt, kb, h, b): exp(s - blockMax) or w(s)
-  Halide::Func blockSum;  // (ii, qt, kb, h, b) softmax only
+  Halide::Func blockSum;  // (ii, qt, kb, h, b) softmax: sum of weights; hardmax: tie count
+  Halide::Func blockArg;  // (ii, qt, kb, h, b) hardmax latest/first: jj of the chosen key
   Halide::Func pvAcc; // (dv, ii, qt, kb, h, b): sum_jj weight * v, reduction over rj
   Halide::Func acc;   // (dv, ii, qt, h, b): {O, m, l} (softmax) or O, update over rk
   Halide::Func out;   // (dv, i, h, b), q's element type

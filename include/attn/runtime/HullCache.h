@@ -107,14 +107,18 @@ private:
   /// upper hull of its points. The lower hull is kept as the upper hull of
   /// the points mirrored to (x, -y).
   class Chain;
-  /// A group of keys that tie together for some queries (the keys at one
-  /// hull vertex, or strictly inside one hull edge): count, smallest and
-  /// largest j; its compensated value sum is in sums_ at the same index.
-  struct Group {
-    int64_t count;
-    int64_t minJ;
-    int64_t maxJ;
+  /// Group g (the keys at one hull vertex, or strictly inside one hull
+  /// edge, or another set that ties as a whole) is kept in groupStride_
+  /// doubles at groupData_ + g * groupStride_, 64-byte aligned: count, the
+  /// smallest and the largest j, the key and value of the largest j, the
+  /// value of the smallest j, and the compensated sum of the values (one
+  /// cache-line-sized record read per query).
+  struct FreeDeleter {
+    void operator()(double *p) const;
   };
+  double *group(int32_t g) const {
+    return groupData_.get() + std::size_t(g) * groupStride_;
+  }
 
   void insertIntoChain(Chain &chain, double x, double y, int64_t j,
                        const double *value);
@@ -139,8 +143,9 @@ private:
   int32_t all_ = -1;           // every key (the zero query)
   int32_t minXGroup_ = -1, maxXGroup_ = -1; // keys at the smallest/largest x
   double minX_ = 0, maxX_ = 0;
-  std::vector<Group> groups_;
-  std::vector<double> sums_;   // group g: [2*dv*g, 2*dv*(g+1)): sum, error
+  std::size_t groupStride_;
+  std::unique_ptr<double, FreeDeleter> groupData_;
+  std::size_t groupCapacity_ = 0, groupCount_ = 0;
   std::vector<int32_t> freeGroups_;
 };
 

@@ -46,7 +46,7 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
   Var qto("qto"), iin("iin"), t("t");
   Var io("io"), ji("ji"), jo("jo"), iii("iii"), dvo("dvo"), dvi("dvi");
   Var &ii = alg.ii, &jj = alg.jj, &dv = alg.dv, &qt = alg.qt, &h = alg.h, &b = alg.b;
-  bool softmax = alg.normalize == "softmax";
+  bool blockStats = alg.normalize == "softmax" || alg.normalize == "hardmax";
 
   // Output: one parallel task per (b, h, query tile).
   alg.out.split(alg.i, qto, iin, alg.tileQ, TailStrategy::GuardWithIf)
@@ -105,11 +105,15 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
     alg.dotAcc.update().reorder(ii, jj, alg.rd).vectorize(ii, vec).unroll(ii).unroll(jj);
   }
 
-  if (softmax) {
+  if (blockStats) {
     alg.blockMax.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
     alg.blockMax.update().reorder(ii, alg.rj).vectorize(ii, vec);
     alg.blockSum.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
     alg.blockSum.update().reorder(ii, alg.rj).vectorize(ii, vec);
+  }
+  if (alg.blockArg.defined()) {
+    alg.blockArg.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
+    alg.blockArg.update().reorder(ii, alg.rj).vectorize(ii, vec);
   }
   alg.weight.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
 
