@@ -485,9 +485,6 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
   alg.tileK = tiles.k;
   if (auto t = kernel.getTies())
     alg.ties = t->str();
-  if (alg.normalize == "topk")
-    throw CompileError("attnc: normalize = topk is not available in the CPU kernels of this "
-                       "version (hardmax is)");
 
   Translator tr(kernel, alg);
   tr.declareInputs();
@@ -575,33 +572,73 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
   Expr valid = jk < Lk && iq < Lq;
   if (alg.strategy != "dense")
     valid = valid && tr.evalPoint(kernel.getMask(), env);
-  alg.score = Func("score");
-  alg.score(ii, jj, qt, kb, h, b) = select(valid, s, negInf);
-
-  // Key blocks the mask provably empties for a query tile are skipped.
+  // Key blocks the mask provably empties for a query tile are skipped: a
+  // conservative test of block `kbE` for the tile qt.
   Expr nKB = (Lk + TK - 1) / TK;
-  RDom rk(0, nKB, "rk");
-  if (alg.strategy != "dense") {
-    auto tileRange = [](Expr lo, Expr size, int t, Expr extent) {
+  auto blockMayTakePart = [&](Expr kbE) -> Expr {
+    if (alg.strategy == "dense")
+      return Expr();
+    auto tileRange = [](Expr lo, int t, Expr extent) {
       return Interval{cast(Float(64), lo * t), cast(Float(64), min(lo * t + t, extent) - 1),
                       Expr(), Expr()};
     };
     std::map<unsigned, Interval> args{{0, point(b)},
                                       {1, point(h)},
-                                      {2, tileRange(qt, Lq, TQ, Lq)},
-                                      {3, tileRange(rk.x, Lk, TK, Lk)}};
-    Interval m = tr.evalInterval(kernel.getMask(), args);
-    rk.where(m.mayTrue);
-  }
+                                      {2, tileRange(qt, TQ, Lq)},
+                                      {3, tileRange(kbE, TK, Lk)}};
+    return tr.evalInterval(kernel.getMask(), args).mayTrue;
+  };
+  RDom rk(0, nKB, "rk");
+  if (Expr p = blockMayTakePart(rk.x); p.defined())
+    rk.where(p);
   alg.rk = RVar(rk.x);
   RDom rj(0, TK, "rj");
   alg.rj = RVar(rj.x);
+
+  alg.score = Func("score");
+  if (alg.normalize == "topk") {
+    // Pass 1 keeps, per query row, the K best (score, j) pairs seen so far,
+    // sorted by score then j (descending; a later key wins a tie), in K
+    // slots updated from the last to the first for every key. Pass 2 is the
+    // softmax over the keys that rank at least as high as the K-th pair.
+    int64_t K = *kernel.getTopk();
+    alg.rawScore = Func("rawScore");
+    alg.rawScore(ii, jj, qt, kb, h, b) = select(valid, s, negInf);
+    Var slot("slot");
+    alg.topkState = Func("topkState");
+    alg.topkState(slot, ii, qt, h, b) = Tuple(negInf, make_const(Int(32), -1));
+    // Innermost first: slot (reversed), key of the block, key block.
+    RDom rt(0, (int)K, 0, TK, 0, nKB, "rt");
+    if (Expr p = blockMayTakePart(rt.z); p.defined())
+      rt.where(p);
+    alg.rtSlot = RVar(rt.x);
+    alg.rtKey = RVar(rt.y);
+    alg.rtBlock = RVar(rt.z);
+    Expr x = alg.rawScore(ii, rt.y, qt, rt.z, h, b);
+    Expr jx = rt.z * TK + rt.y;
+    Expr sl = (int)K - 1 - rt.x;
+    Tuple old = alg.topkState(sl, ii, qt, h, b);
+    Tuple prev = alg.topkState(max(sl - 1, 0), ii, qt, h, b);
+    Expr insert = live(x) && x >= old[0];
+    Expr shift = sl > 0 && x >= prev[0];
+    alg.topkState(sl, ii, qt, h, b) =
+        Tuple(select(insert, select(shift, prev[0], x), old[0]),
+              select(insert, select(shift, prev[1], jx), old[1]));
+    Expr raw = alg.rawScore(ii, jj, qt, kb, h, b);
+    Expr t = alg.topkState((int)K - 1, ii, qt, h, b)[0];
+    Expr tj = alg.topkState((int)K - 1, ii, qt, h, b)[1];
+    alg.score(ii, jj, qt, kb, h, b) = select(raw > t || (raw == t && jk >= tj), raw, negInf);
+  } else {
+    alg.score(ii, jj, qt, kb, h, b) = select(valid, s, negInf);
+  }
 
   alg.weight = Func("weight");
   alg.pvAcc = Func("pvAcc");
   alg.acc = Func("acc");
   Expr jr = min(kb * TK + rj, Lk - 1);
-  bool softmax = alg.normalize == "softmax", hardmax = alg.normalize == "hardmax";
+  // top-k is a softmax over the keys pass 1 selected.
+  bool softmax = alg.normalize == "softmax" || alg.normalize == "topk";
+  bool hardmax = alg.normalize == "hardmax";
   if (softmax || hardmax) {
     alg.blockMax = Func("blockMax");
     alg.blockMax(ii, qt, kb, h, b) = negInf;

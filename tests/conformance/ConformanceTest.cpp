@@ -134,7 +134,8 @@ Result runAndCompare(const JitKernel &k, const std::map<std::string, HostTensor>
   // The reference's lse tells fully masked rows (-inf) for the
   // normalizations that define it.
   bool hasLse = kd.normalize.kind == dsl::NormKind::Softmax ||
-                kd.normalize.kind == dsl::NormKind::Hardmax;
+                kd.normalize.kind == dsl::NormKind::Hardmax ||
+                kd.normalize.kind == dsl::NormKind::TopK;
   HostTensor ref, refLse;
   s = referenceAttention(kd, inputs, call.bindings, ref, hasLse ? &refLse : nullptr);
   EXPECT_TRUE(s) << s.message();
@@ -614,5 +615,33 @@ TEST(Conformance, HardmaxLookup2D) {
     halfIntegers(in["q"]);
     halfIntegers(in["k"]);
     runAndCompare(*k, in, {}, shapeLabel(2, 2, L, L, 2));
+  }
+}
+
+TEST(Conformance, TopkCausal) {
+  auto k = compileVariant("topk.attn");
+  ASSERT_TRUE(k);
+  std::mt19937 rng(34);
+  // Rows shorter than K (all keys kept), K inside one block, and across blocks.
+  for (int64_t L : {1, 31, 100, 290})
+    runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, L, L, 16, 16, rng), {},
+                  shapeLabel(2, 2, L, L, 16));
+}
+
+TEST(Conformance, TopkBoundaryTiesGoToLaterKeys) {
+  for (int K : {1, 3, 8}) {
+    SourceFile src{"topk.attn",
+                   "attention tk { q: f32[B, H, L, D]; k: f32[B, H, L, D]; v: f32[B, H, L, Dv]\n"
+                   " score = dot(q, k)\n normalize = topk(" +
+                       std::to_string(K) + ")\n output lse }"};
+    std::string messages;
+    auto k = JitKernel::compile(src, {}, messages);
+    ASSERT_TRUE(k) << messages;
+    std::mt19937 rng(35);
+    // Half-integer q and k with 2 channels: few distinct scores, many ties.
+    auto in = qkv(ElemType::F32, 1, 2, 2, 150, 150, 2, 3, rng);
+    halfIntegers(in["q"]);
+    halfIntegers(in["k"]);
+    runAndCompare(*k, in, {}, "K=" + std::to_string(K));
   }
 }

@@ -58,6 +58,9 @@ struct AttentionAlgorithm {
   Halide::Func vf;    // (dv, j, hk, b): values in compute type
   Halide::Func dotAcc; // (ii, jj, qt, kb, h, b): q.k, reduction over rd
   Halide::Func score; // (ii, jj, qt, kb, h, b): masked score (-inf when out)
+  Halide::Func rawScore;  // topk only: the score before top-k selection
+  Halide::Func topkState; // topk only: (slot, ii, qt, h, b) -> {score, j}, K best
+  Halide::RVar rtBlock, rtKey, rtSlot; // topkState's update: key block, key, slot
   Halide::Func blockMax;  // (ii, qt, kb, h, b) softmax and hardmax
   Halide::Func weight;    // (ii, jj, qt, kb, h, b): exp(s - blockMax) or w(s)
   Halide::Func blockSum;  // (ii, qt, kb, h, b) softmax: sum of weights; hardmax: tie count

@@ -20,7 +20,7 @@ using TieRule = dsl::TieRule;
 
 /// Exact geometric predicates on doubles (docs/hardmax.md). They are exact
 /// (the sign of the real-number expression) for finite arguments each of
-/// which is 0 or has magnitude in [2^-500, 2^500]; a floating-point filter
+/// which is 0 or has magnitude in [2^-480, 2^480]; a floating-point filter
 /// answers most calls, an expansion-arithmetic fallback the rest.
 namespace hull {
 /// The sign (-1, 0, +1) of (ax - cx)(by - cy) - (ay - cy)(bx - cx): +1 when
@@ -60,11 +60,12 @@ double score(double qx, double qy, double kx, double ky);
 ///
 /// Complexity: append amortized O(log n), query O(log n), both independent
 /// of how many keys tie; memory O(n · dv) for the stored keys and values
-/// plus O(h) for the h keys on the hull.
+/// plus O(h · dv) for the h distinct keys on the hull.
 ///
 /// Coordinates must be finite; append and query throw std::invalid_argument
-/// otherwise. Exactness needs each coordinate to be 0 or of magnitude in
-/// [2^-500, 2^500].
+/// otherwise. Exactness needs each coordinate (of keys and queries) to be 0
+/// or of magnitude in [2^-480, 2^480]. Move-only; not thread-safe for
+/// concurrent appends (concurrent const queries are fine).
 class HullCache {
 public:
   explicit HullCache(int dv);

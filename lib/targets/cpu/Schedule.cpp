@@ -46,7 +46,8 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
   Var qto("qto"), iin("iin"), t("t");
   Var io("io"), ji("ji"), jo("jo"), iii("iii"), dvo("dvo"), dvi("dvi");
   Var &ii = alg.ii, &jj = alg.jj, &dv = alg.dv, &qt = alg.qt, &h = alg.h, &b = alg.b;
-  bool blockStats = alg.normalize == "softmax" || alg.normalize == "hardmax";
+  bool blockStats = alg.normalize != "sigmoid" && alg.normalize != "relu" &&
+                    alg.normalize != "none";
 
   // Output: one parallel task per (b, h, query tile).
   alg.out.split(alg.i, qto, iin, alg.tileQ, TailStrategy::GuardWithIf)
@@ -82,27 +83,41 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
     alg.qT.compute_at(queryTile).vectorize(ii, vec);
   }
 
-  // QKᵀ: score in register tiles, the dot product accumulated in registers.
-  alg.score.compute_at(alg.acc, alg.rk)
-      .split(ii, io, iii, regQ)
-      .split(jj, jo, ji, regK)
-      .reorder(iii, ji, io, jo)
-      .vectorize(iii, vec)
-      .unroll(iii)
-      .unroll(ji);
-  alg.dotAcc.compute_at(alg.score, io).vectorize(ii, vec).unroll(ii).unroll(jj);
-  if (alg.bf16Pairs) {
-    // Pairs of bf16 products summed into one f32 lane: the VectorReduce
-    // Halide maps to vdpbf16ps on targets that have it.
-    alg.dotAcc.update()
-        .reorder(alg.rd, ii, jj, alg.rdPair)
-        .atomic()
-        .vectorize(alg.rd)
-        .vectorize(ii, vec)
-        .unroll(ii)
-        .unroll(jj);
-  } else {
-    alg.dotAcc.update().reorder(ii, jj, alg.rd).vectorize(ii, vec).unroll(ii).unroll(jj);
+  // QKᵀ: the score block in register tiles, the dot product accumulated in
+  // registers; computed at `at`.
+  auto scheduleScores = [&](Func scores, Func dots, LoopLevel at) {
+    scores.compute_at(at)
+        .split(ii, io, iii, regQ)
+        .split(jj, jo, ji, regK)
+        .reorder(iii, ji, io, jo)
+        .vectorize(iii, vec)
+        .unroll(iii)
+        .unroll(ji);
+    dots.compute_at(scores, io).vectorize(ii, vec).unroll(ii).unroll(jj);
+    if (alg.bf16Pairs) {
+      // Pairs of bf16 products summed into one f32 lane: the VectorReduce
+      // Halide maps to vdpbf16ps on targets that have it.
+      dots.update()
+          .reorder(alg.rd, ii, jj, alg.rdPair)
+          .atomic()
+          .vectorize(alg.rd)
+          .vectorize(ii, vec)
+          .unroll(ii)
+          .unroll(jj);
+    } else {
+      dots.update().reorder(ii, jj, alg.rd).vectorize(ii, vec).unroll(ii).unroll(jj);
+    }
+  };
+  scheduleScores(alg.score, alg.dotAcc, LoopLevel(alg.acc, alg.rk));
+
+  if (alg.topkState.defined()) {
+    // Pass 1 of top-k computes its own copy of the scores, block by block,
+    // before the accumulator's loop over key blocks.
+    Func raw = alg.rawScore.clone_in(alg.topkState);
+    Func dots = alg.dotAcc.clone_in(raw);
+    alg.topkState.compute_at(queryTile).vectorize(ii, vec);
+    alg.topkState.update().reorder(ii, alg.rtSlot, alg.rtKey, alg.rtBlock).vectorize(ii, vec);
+    scheduleScores(raw, dots, LoopLevel(alg.topkState, alg.rtBlock));
   }
 
   if (blockStats) {
