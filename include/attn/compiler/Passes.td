@@ -12,6 +12,11 @@ def SelectStrategy : Pass<"attn-select-strategy", "::attn::KernelOp"> {
     skipping), `masked` otherwise (tiles of the (i, j) plane that the mask
     provably empties are skipped at run time and partial tiles evaluate the
     mask per pair). The lowering to Halide follows the attribute.
+
+    Also sets `decode`: `hull` for hard-max kernels with 2-D heads, a score
+    of `dot(q, k)` times an optional positive constant and no mask or a
+    causal one (the maximizer is a vertex of the keys' convex hull, so a
+    decoder can answer in O(log n)); `scan` otherwise.
   }];
   let constructor = "::attn::createSelectStrategyPass()";
 }
