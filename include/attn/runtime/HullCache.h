@@ -112,8 +112,8 @@ private:
   /// edge, or another set that ties as a whole) is kept in groupStride_
   /// doubles at groupData_ + g * groupStride_, 64-byte aligned: count, the
   /// smallest and the largest j, the key and value of the largest j, the
-  /// value of the smallest j, and the compensated sum of the values (one
-  /// cache-line-sized record read per query).
+  /// value of the smallest j, and the compensated sum of the values (a
+  /// `latest` query reads one record, mostly its first cache line).
   struct FreeDeleter {
     void operator()(double *p) const;
   };
