@@ -473,6 +473,10 @@ std::string kernelStrategy(Operation *op) {
   return "masked";
 }
 
+Type kernelComputeType(Operation *op) {
+  return halideType(llvm::cast<attn::KernelOp>(op).getComputeType());
+}
+
 AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
   auto kernel = llvm::cast<attn::KernelOp>(op);
   AttentionAlgorithm alg;
@@ -483,6 +487,10 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
   alg.strategy = kernelStrategy(op);
   alg.tileQ = tiles.q;
   alg.tileK = tiles.k;
+  alg.regQ = tiles.regQ;
+  alg.regK = tiles.regK;
+  if (tiles.q % tiles.regQ || tiles.k % tiles.regK)
+    throw CompileError("attnc: tile sizes must be multiples of the register tile sizes");
   if (auto t = kernel.getTies())
     alg.ties = t->str();
 
@@ -559,19 +567,24 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
     alg.extra.push_back(knorm);
   }
 
-  PointEnv env;
-  env.b = b;
-  env.h = h;
-  env.i = iq;
-  env.j = jk;
-  env.dot = [&] { return alg.dotAcc(ii, jj, qt, kb, h, b); };
-  env.sqnormQ = [&] { return qnorm(iClamped, h, b); };
-  env.sqnormK = [&] { return knorm(min(jk, Lk - 1), hk, b); };
+  // The masked score (-inf for pairs that do not take part) at position
+  // (iiE, jjE) of the tile (qt, kb).
+  auto maskedScore = [&](Expr iiE, Expr jjE) {
+    Expr iE = qt * TQ + iiE, jE = kb * TK + jjE;
+    PointEnv env;
+    env.b = b;
+    env.h = h;
+    env.i = iE;
+    env.j = jE;
+    env.dot = [&] { return alg.dotAcc(iiE, jjE, qt, kb, h, b); };
+    env.sqnormQ = [&] { return qnorm(min(iE, Lq - 1), h, b); };
+    env.sqnormK = [&] { return knorm(min(jE, Lk - 1), hk, b); };
+    Expr valid = jE < Lk && iE < Lq;
+    if (alg.strategy != "dense")
+      valid = valid && tr.evalPoint(kernel.getMask(), env);
+    return select(valid, tr.evalPoint(kernel.getScore(), env), negInf);
+  };
 
-  Expr s = tr.evalPoint(kernel.getScore(), env);
-  Expr valid = jk < Lk && iq < Lq;
-  if (alg.strategy != "dense")
-    valid = valid && tr.evalPoint(kernel.getMask(), env);
   // Key blocks the mask provably empties for a query tile are skipped: a
   // conservative test of block `kbE` for the tile qt.
   Expr nKB = (Lk + TK - 1) / TK;
@@ -603,7 +616,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
     // softmax over the keys that rank at least as high as the K-th pair.
     int64_t K = *kernel.getTopk();
     alg.rawScore = Func("rawScore");
-    alg.rawScore(ii, jj, qt, kb, h, b) = select(valid, s, negInf);
+    alg.rawScore(ii, jj, qt, kb, h, b) = maskedScore(ii, jj);
     Var slot("slot");
     alg.topkState = Func("topkState");
     alg.topkState(slot, ii, qt, h, b) = Tuple(negInf, make_const(Int(32), -1));
@@ -628,8 +641,29 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
     Expr t = alg.topkState((int)K - 1, ii, qt, h, b)[0];
     Expr tj = alg.topkState((int)K - 1, ii, qt, h, b)[1];
     alg.score(ii, jj, qt, kb, h, b) = select(raw > t || (raw == t && jk >= tj), raw, negInf);
+  } else if (alg.strategy == "dense") {
+    alg.score(ii, jj, qt, kb, h, b) = maskedScore(ii, jj);
   } else {
-    alg.score(ii, jj, qt, kb, h, b) = select(valid, s, negInf);
+    // Register tiles (tiles.regQ x tiles.regK) of a block that the mask
+    // provably empties are skipped, q.k included: the score is -inf, then
+    // an update over the register tiles that may take part.
+    alg.score(ii, jj, qt, kb, h, b) = negInf;
+    const int RQ = tiles.regQ, RK = tiles.regK;
+    RDom rs(0, RQ, 0, RK, 0, TQ / RQ, 0, TK / RK, "rs");
+    Expr tq = qt * TQ + rs.z * RQ, tk = kb * TK + rs.w * RK;
+    std::map<unsigned, Interval> args{
+        {0, point(b)},
+        {1, point(h)},
+        {2, Interval{cast(Float(64), tq), cast(Float(64), min(tq + RQ, Lq) - 1), Expr(), Expr()}},
+        {3, Interval{cast(Float(64), tk), cast(Float(64), min(tk + RK, Lk) - 1), Expr(), Expr()}}};
+    rs.where(tr.evalInterval(kernel.getMask(), args).mayTrue);
+    Expr iiE = rs.z * RQ + rs.x, jjE = rs.w * RK + rs.y;
+    alg.score(iiE, jjE, qt, kb, h, b) = maskedScore(iiE, jjE);
+    alg.rsQ = RVar(rs.x);
+    alg.rsK = RVar(rs.y);
+    alg.rsQo = RVar(rs.z);
+    alg.rsKo = RVar(rs.w);
+    alg.scoreRegisterTiles = true;
   }
 
   alg.weight = Func("weight");

@@ -36,6 +36,8 @@ struct AttentionAlgorithm {
   Halide::Type computeType;
   int tileQ = 64;  // queries per tile (i)
   int tileK = 128; // keys per block (j)
+  int regQ = 32;   // register tile of q.k: queries
+  int regK = 8;    // register tile of q.k: keys
 
   // Inputs in ABI order: q, k, v, aux tensors, then params.
   std::vector<Halide::ImageParam> tensors;
@@ -58,6 +60,10 @@ struct AttentionAlgorithm {
   Halide::Func vf;    // (dv, j, hk, b): values in compute type
   Halide::Func dotAcc; // (ii, jj, qt, kb, h, b): q.k, reduction over rd
   Halide::Func score; // (ii, jj, qt, kb, h, b): masked score (-inf when out)
+  /// Masked kernels: score is -inf, then an update over the register tiles
+  /// (rsQ, rsK inside; rsQo, rsKo: which tile) the mask does not empty.
+  bool scoreRegisterTiles = false;
+  Halide::RVar rsQ, rsK, rsQo, rsKo;
   Halide::Func rawScore;  // topk only: the score before top-k selection
   Halide::Func topkState; // topk only: (slot, ii, qt, h, b) -> {score, j}, K best
   Halide::RVar rtBlock, rtKey, rtSlot; // topkState's update: key block, key, slot
@@ -84,11 +90,16 @@ struct AttentionAlgorithm {
 struct TileSizes {
   int q = 64;
   int k = 128;
+  int regQ = 32; // queries per register tile of q.k (masked kernels skip
+  int regK = 8;  // register tiles the mask empties)
 };
 
 /// The strategy attn-select-strategy recorded on `kernelOp` ("dense" or
 /// "masked"; "masked" when the pass has not run).
 std::string kernelStrategy(mlir::Operation *kernelOp);
+
+/// The kernel's compute type (f32 or f64) as a Halide type.
+Halide::Type kernelComputeType(mlir::Operation *kernelOp);
 
 /// Builds the algorithm of `kernelOp` (an attn::KernelOp, after the default
 /// pipeline). Halide may throw Halide::Error; an unsupported construct throws

@@ -25,22 +25,24 @@ Target parseTarget(const std::string &spec) {
   return Target(spec);
 }
 
-TileSizes chooseTiles(const Target &target, const std::string &strategy) {
+TileSizes chooseTiles(const Target &target, const std::string &strategy, Type computeType) {
   TileSizes t;
   t.q = 64;
   t.k = 128;
+  t.regQ = 2 * target.natural_vector_size(computeType);
+  t.regK = 8;
   if (const char *env = std::getenv("ATTNC_TILES")) {
     int q = 0, k = 0;
     if (std::sscanf(env, "%dx%d", &q, &k) == 2 && q >= 32 && k >= 8 && q % 32 == 0 && k % 8 == 0)
-      t = {q, k};
+      t.q = q, t.k = k;
   }
   return t;
 }
 
 void schedule(AttentionAlgorithm &alg, const Target &target) {
   const int vec = target.natural_vector_size(alg.computeType);
-  const int regQ = 2 * vec; // queries per register tile of QKᵀ
-  const int regK = 8;       // keys per register tile of QKᵀ
+  const int regQ = alg.regQ; // queries per register tile of QKᵀ (chooseTiles)
+  const int regK = alg.regK; // keys per register tile of QKᵀ
   const int regV = 2 * vec; // value channels per register tile of PV
   const int regI = 8;       // queries per register tile of PV
   Var qto("qto"), iin("iin"), t("t");
@@ -83,17 +85,10 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
     alg.qT.compute_at(queryTile).vectorize(ii, vec);
   }
 
-  // QKᵀ: the score block in register tiles, the dot product accumulated in
-  // registers; computed at `at`.
-  auto scheduleScores = [&](Func scores, Func dots, LoopLevel at) {
-    scores.compute_at(at)
-        .split(ii, io, iii, regQ)
-        .split(jj, jo, ji, regK)
-        .reorder(iii, ji, io, jo)
-        .vectorize(iii, vec)
-        .unroll(iii)
-        .unroll(ji);
-    dots.compute_at(scores, io).vectorize(ii, vec).unroll(ii).unroll(jj);
+  // The dot products of one register tile, accumulated in registers with
+  // the reduction over d outside the unrolled tile.
+  auto scheduleDots = [&](Func dots, LoopLevel at) {
+    dots.compute_at(at).vectorize(ii, vec).unroll(ii).unroll(jj);
     if (alg.bf16Pairs) {
       // Pairs of bf16 products summed into one f32 lane: the VectorReduce
       // Halide maps to vdpbf16ps on targets that have it.
@@ -108,7 +103,36 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
       dots.update().reorder(ii, jj, alg.rd).vectorize(ii, vec).unroll(ii).unroll(jj);
     }
   };
-  scheduleScores(alg.score, alg.dotAcc, LoopLevel(alg.acc, alg.rk));
+
+  // QKᵀ: the score block in register tiles, the dot product accumulated in
+  // registers; computed at `at`.
+  auto scheduleScores = [&](Func scores, Func dots, LoopLevel at) {
+    scores.compute_at(at)
+        .split(ii, io, iii, regQ)
+        .split(jj, jo, ji, regK)
+        .reorder(iii, ji, io, jo)
+        .vectorize(iii, vec)
+        .unroll(iii)
+        .unroll(ji);
+    scheduleDots(dots, LoopLevel(scores, io));
+  };
+  if (alg.scoreRegisterTiles) {
+    // The same register tiles, as an update over the tiles the mask does not
+    // empty; q.k is computed per visited tile.
+    alg.score.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
+    // Every point of the update domain writes its own element
+    // (rsQo * regQ + rsQ, rsKo * regK + rsK) and reads no other: vectorizing
+    // rsQ cannot race, which Halide cannot prove through the where clause.
+    alg.score.update()
+        .allow_race_conditions()
+        .reorder(alg.rsQ, alg.rsK, alg.rsQo, alg.rsKo)
+        .vectorize(alg.rsQ, vec)
+        .unroll(alg.rsQ)
+        .unroll(alg.rsK);
+    scheduleDots(alg.dotAcc, LoopLevel(alg.score, alg.rsQo));
+  } else {
+    scheduleScores(alg.score, alg.dotAcc, LoopLevel(alg.acc, alg.rk));
+  }
 
   if (alg.topkState.defined()) {
     // Pass 1 of top-k computes its own copy of the scores, block by block,

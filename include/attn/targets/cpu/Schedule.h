@@ -15,7 +15,8 @@ Halide::Target parseTarget(const std::string &spec);
 
 /// Tile sizes of the algorithm for `target` and a kernel's strategy.
 /// ATTNC_TILES=QxK in the environment overrides them (for tuning).
-TileSizes chooseTiles(const Halide::Target &target, const std::string &strategy);
+TileSizes chooseTiles(const Halide::Target &target, const std::string &strategy,
+                      Halide::Type computeType);
 
 /// Applies the CPU schedule: query tiles of alg.tileQ rows, parallel over
 /// (batch, head, query tile); key blocks of alg.tileK keys visited in order
