@@ -493,6 +493,10 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
     throw CompileError("attnc: tile sizes must be multiples of the register tile sizes");
   if (auto t = kernel.getTies())
     alg.ties = t->str();
+  if (auto d = kernel->getAttrOfType<mlir::StringAttr>("decode"))
+    alg.decode = d.str();
+  if (auto c = kernel->getAttrOfType<mlir::FloatAttr>("decode_scale"))
+    alg.decodeScale = c.getValueAsDouble();
 
   Translator tr(kernel, alg);
   tr.declareInputs();

@@ -48,6 +48,8 @@ std::string KernelManifest::toJson() const {
   j["name"] = name;
   j["target"] = target;
   j["strategy"] = strategy;
+  j["decode"] = decode;
+  j["decode_scale"] = decodeScale;
   j["has_index_check"] = hasIndexCheck;
   j["index_checks"] = nlohmann::json::array();
   for (const Check &c : indexChecks)
@@ -63,6 +65,8 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
   out.name = j.value("name", "");
   out.target = j.value("target", "");
   out.strategy = j.value("strategy", "");
+  out.decode = j.value("decode", "none");
+  out.decodeScale = j.value("decode_scale", 1.0);
   out.hasIndexCheck = j.value("has_index_check", false);
   if (j.contains("index_checks") && j["index_checks"].is_array())
     for (auto &c : j["index_checks"])
@@ -246,6 +250,8 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
   manifest.name = a.name;
   manifest.target = built.target.to_string();
   manifest.strategy = a.strategy;
+  manifest.decode = a.decode;
+  manifest.decodeScale = a.decodeScale;
   Halide::Pipeline kernel(a.outputs());
   std::vector<Halide::Module> modules{kernel.compile_to_module(a.arguments(), a.name, built.target)};
   if (a.indexBounds.defined()) {

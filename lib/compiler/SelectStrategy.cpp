@@ -4,6 +4,8 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/Matchers.h"
 
+#include <optional>
+
 namespace attn {
 #define GEN_PASS_DEF_SELECTSTRATEGY
 #include "attn/compiler/Passes.h.inc"
@@ -32,35 +34,38 @@ bool maskIsCausal(attn::KernelOp kernel) {
          (cmp.getPredicate() == P::sge && cmp.getLhs() == i && cmp.getRhs() == j);
 }
 
-/// True when the score is `dot(q, k)` times an optional positive constant.
-bool scoreIsScaledDot(attn::KernelOp kernel) {
+/// The constant c when the score is `dot(q, k)` or `dot(q, k) * c`.
+std::optional<double> dotScale(attn::KernelOp kernel) {
   auto yield = llvm::cast<attn::YieldOp>(kernel.getScore().front().getTerminator());
   Value s = yield.getValue();
   if (s.getDefiningOp<attn::DotOp>())
-    return true;
+    return 1.0;
   auto mul = s.getDefiningOp<arith::MulFOp>();
   if (!mul)
-    return false;
+    return std::nullopt;
   for (auto [dot, scale] : {std::pair(mul.getLhs(), mul.getRhs()), std::pair(mul.getRhs(), mul.getLhs())}) {
     FloatAttr c;
-    if (dot.getDefiningOp<attn::DotOp>() && matchPattern(scale, m_Constant(&c)) &&
-        c.getValueAsDouble() > 0)
-      return true;
+    if (dot.getDefiningOp<attn::DotOp>() && matchPattern(scale, m_Constant(&c)))
+      return c.getValueAsDouble();
   }
-  return false;
+  return std::nullopt;
 }
 
-/// Hard-max attention with 2-D heads, a (positively scaled) dot-product
-/// score and no mask or a causal one: the maximizing key is a vertex of the
-/// keys' convex hull, so decoding can use the hull key cache.
-bool hullDecodable(attn::KernelOp kernel) {
-  if (kernel.getNormalize() != "hardmax")
-    return false;
-  auto q = kernel.getTensor("q");
-  auto d = llvm::dyn_cast<IntegerAttr>(q.getAs<ArrayAttr>("dims")[3]);
-  if (!d || d.getInt() != 2)
-    return false;
-  return scoreIsScaledDot(kernel) && (maskIsAlwaysTrue(kernel) || maskIsCausal(kernel));
+/// How a kernel can be decoded one position at a time (runtime/Decoder.h):
+/// `hull` for hard-max attention with 2-D heads, a score of dot(q, k) times
+/// a positive constant and no mask or a causal one (the maximizing key is a
+/// vertex of the keys' convex hull); `scan` for other kernels whose score is
+/// a constant times dot(q, k), with no mask or a causal one and no aux
+/// tensors; `none` otherwise.
+StringRef decodeStrategy(attn::KernelOp kernel, std::optional<double> scale) {
+  if (!scale || !(maskIsAlwaysTrue(kernel) || maskIsCausal(kernel)))
+    return "none";
+  if (kernel.getTensors().size() > 3)
+    return "none"; // aux tensors have no meaning for one decoded stream
+  auto d = llvm::dyn_cast<IntegerAttr>(kernel.getTensor("q").getAs<ArrayAttr>("dims")[3]);
+  if (kernel.getNormalize() == "hardmax" && d && d.getInt() == 2 && *scale > 0)
+    return "hull";
+  return "scan";
 }
 
 struct SelectStrategyPass : attn::impl::SelectStrategyBase<SelectStrategyPass> {
@@ -68,8 +73,11 @@ struct SelectStrategyPass : attn::impl::SelectStrategyBase<SelectStrategyPass> {
     attn::KernelOp kernel = getOperation();
     StringRef strategy = maskIsAlwaysTrue(kernel) ? "dense" : "masked";
     kernel->setAttr("strategy", StringAttr::get(&getContext(), strategy));
-    kernel->setAttr("decode",
-                    StringAttr::get(&getContext(), hullDecodable(kernel) ? "hull" : "scan"));
+    std::optional<double> scale = dotScale(kernel);
+    StringRef decode = decodeStrategy(kernel, scale);
+    kernel->setAttr("decode", StringAttr::get(&getContext(), decode));
+    if (decode != "none")
+      kernel->setAttr("decode_scale", FloatAttr::get(Float64Type::get(&getContext()), *scale));
   }
 };
 

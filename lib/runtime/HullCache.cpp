@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <iterator>
 #include <limits>
 #include <new>
@@ -20,10 +21,6 @@ namespace attn::runtime {
 namespace {
 
 constexpr double kU = 0x1p-53; // unit roundoff of double
-
-// Group record layout (doubles): count, minJ, maxJ, latest key x, y, the
-// latest value [dv], the first value [dv], the value sum [dv], its error [dv].
-enum : std::size_t { kCount, kMinJ, kMaxJ, kKeyX, kKeyY, kLatest };
 
 /// x + y = a + b exactly (Knuth's TwoSum).
 inline void twoSum(double a, double b, double &x, double &y) {
@@ -129,19 +126,34 @@ double score(double qx, double qy, double kx, double ky) {
 // falls strictly, so "does the edge from child c's last vertex to child
 // c+1's first vertex go up?" is monotone in c. Nodes are split on insertion
 // and freed when empty (never merged), so the height stays O(log of the
-// number of insertions). Each level is a few contiguous cache lines, which
-// is what makes queries on a million-vertex hull fast.
+// number of insertions).
+//
+// A leaf keeps its records as two arrays: the coordinates (x, y) of every
+// vertex, contiguous, which is all that a search reads (16 bytes a vertex:
+// a full leaf is 16 cache lines, prefetched as a whole while the search
+// descends), and the payloads, one per vertex, read only at the position
+// found. A payload describes the vertex's own keys inline — their smallest
+// and largest j and, for dv <= kInlineDv, the value of the largest j — so
+// that a `latest` query costs one payload line after the search and a
+// vertex that holds one key needs no other storage. Counts and compensated
+// sums (for `average`) of a vertex with two or more keys, and every edge
+// group, live in the group pool (HullCache::group).
 
 namespace hull_detail {
 
 constexpr int kLeafCap = 64;
 constexpr int kInnerCap = 32;
+/// Values of at most this many doubles are copied into the leaf payloads.
+constexpr int kInlineDv = 4;
 
-struct Rec {
-  double x, y;
-  int32_t self; // the keys at exactly (x, y)
-  int32_t edge; // the keys strictly inside the edge to the next vertex
+/// The payload of a vertex (followed by the latest value when inline).
+struct Head {
+  double minJ, maxJ; // the smallest and largest j of the keys at the vertex
+  int32_t sums;      // pool group of the vertex's keys when >= 2, else -1
+  int32_t edge;      // pool group of the keys strictly inside the edge to
+                     // the next vertex, or -1
 };
+
 struct Inner;
 struct Node {
   bool leaf;
@@ -149,18 +161,21 @@ struct Node {
   Inner *parent = nullptr;
   explicit Node(bool isLeaf) : leaf(isLeaf) {}
 };
-struct Leaf : Node {
+struct alignas(64) Leaf : Node {
   Leaf() : Node(true) {}
   Leaf *prev = nullptr, *next = nullptr;
-  Rec r[kLeafCap];
+  alignas(64) double xy[2 * kLeafCap];
+  // The payloads (Chain::stride_ bytes each) follow the struct.
+  char *pay() { return reinterpret_cast<char *>(this + 1); }
+  const char *pay() const { return reinterpret_cast<const char *>(this + 1); }
 };
 struct Summary {
   double fx, fy, lx, ly; // first and last vertex of a subtree
 };
-struct Inner : Node {
+struct alignas(64) Inner : Node {
   Inner() : Node(false) {}
-  Node *child[kInnerCap];
   Summary s[kInnerCap];
+  Node *child[kInnerCap];
 };
 
 inline void prefetchBytes(const void *p, std::size_t bytes) {
@@ -169,15 +184,30 @@ inline void prefetchBytes(const void *p, std::size_t bytes) {
     __builtin_prefetch(c + o);
 }
 
-/// q·b > q·a, exactly.
+/// q·b > q·a, exactly. The filter decides all but near-ties; its outcome is
+/// used without a branch by the searches below.
 inline bool rises(double qx, double qy, double ax, double ay, double bx,
                   double by) {
   double a1 = qx * ax, a2 = qy * ay, b1 = qx * bx, b2 = qy * by;
   double t = std::fabs(a1) + std::fabs(a2) + std::fabs(b1) + std::fabs(b2);
   double d = (b1 + b2) - (a1 + a2);
-  if (std::fabs(d) > 4 * kU * t)
-    return d > 0;
-  return hull::compareScores(qx, qy, bx, by, ax, ay) > 0;
+  if (__builtin_expect(!(std::fabs(d) > 4 * kU * t), 0))
+    return hull::compareScores(qx, qy, bx, by, ax, ay) > 0;
+  return d > 0;
+}
+
+/// The number of i in [0, m) with pred(i), for a pred that is true then
+/// false; a binary search whose steps compile to conditional moves.
+template <class Pred> inline int countTrue(int m, Pred pred) {
+  if (m <= 0)
+    return 0;
+  int base = 0;
+  while (m > 1) {
+    int half = m / 2;
+    base = pred(base + half) ? base + half : base;
+    m -= half;
+  }
+  return base + (pred(base) ? 1 : 0);
 }
 
 } // namespace hull_detail
@@ -193,7 +223,12 @@ public:
     bool end() const { return leaf == nullptr; }
   };
 
-  Chain() { reset(); }
+  explicit Chain(int dv)
+      : inlineValue_(dv <= kInlineDv),
+        stride_(sizeof(Head) +
+                (dv <= kInlineDv ? sizeof(double) * std::size_t(dv) : 0)) {
+    reset();
+  }
   ~Chain() { destroy(root_); }
   Chain(const Chain &) = delete;
   Chain &operator=(const Chain &) = delete;
@@ -203,8 +238,21 @@ public:
     destroy(root_);
     reset();
   }
+  /// Whether payloads carry the value of their largest j.
+  bool inlineValue() const { return inlineValue_; }
+  std::size_t stride() const { return stride_; }
 
-  Rec &at(Pos p) const { return p.leaf->r[p.i]; }
+  double x(Pos p) const { return p.leaf->xy[2 * p.i]; }
+  double y(Pos p) const { return p.leaf->xy[2 * p.i + 1]; }
+  Head &head(Pos p) const {
+    return *reinterpret_cast<Head *>(p.leaf->pay() + p.i * stride_);
+  }
+  /// The value of head(p).maxJ (inlineValue() only).
+  double *value(Pos p) const {
+    return reinterpret_cast<double *>(p.leaf->pay() + p.i * stride_ +
+                                      sizeof(Head));
+  }
+
   /// Whether a record precedes p (p may be the end).
   bool hasPrev(Pos p) const {
     return size_ > 0 && !(p.leaf == first_ && p.i == 0);
@@ -222,34 +270,22 @@ public:
       return Pos{p.leaf, p.i - 1};
     return Pos{p.leaf->prev, p.leaf->prev->n - 1};
   }
+  Pos last() const { return Pos{last_, last_->n - 1}; }
 
   /// The first record with x' >= x (or the end).
   Pos lowerBound(double x) const {
     const Node *nd = root_;
     while (!nd->leaf) {
       auto *in = static_cast<const Inner *>(nd);
-      int lo = 0, hi = in->n - 1; // the last child with fx < x, else 0
-      while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if (in->s[mid].fx < x)
-          lo = mid;
-        else
-          hi = mid - 1;
-      }
-      nd = in->child[lo];
+      // The last child with fx < x, else 0 (fx increases with c).
+      int c = countTrue(in->n - 1, [&](int k) { return in->s[k + 1].fx < x; });
+      nd = in->child[c];
       prefetchNode(nd);
     }
     auto *lf = const_cast<Leaf *>(static_cast<const Leaf *>(nd));
-    int lo = 0, hi = lf->n; // the first i with r[i].x >= x
-    while (lo < hi) {
-      int mid = (lo + hi) / 2;
-      if (lf->r[mid].x < x)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-    if (lo < lf->n)
-      return Pos{lf, lo};
+    int i = countTrue(lf->n, [&](int k) { return lf->xy[2 * k] < x; });
+    if (i < lf->n)
+      return Pos{lf, i};
     return Pos{lf->next, 0};
   }
 
@@ -260,39 +296,32 @@ public:
     const Node *nd = root_;
     while (!nd->leaf) {
       auto *in = static_cast<const Inner *>(nd);
-      int lo = 0, hi = in->n - 1;
-      while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (rises(qx, qy, in->s[mid].lx, in->s[mid].ly, in->s[mid + 1].fx,
-                  in->s[mid + 1].fy))
-          lo = mid + 1;
-        else
-          hi = mid;
-      }
-      nd = in->child[lo];
+      int c = countTrue(in->n - 1, [&](int k) {
+        return rises(qx, qy, in->s[k].lx, in->s[k].ly, in->s[k + 1].fx,
+                     in->s[k + 1].fy);
+      });
+      nd = in->child[c];
       prefetchNode(nd);
     }
     auto *lf = const_cast<Leaf *>(static_cast<const Leaf *>(nd));
-    int lo = 0, hi = lf->n - 1;
-    while (lo < hi) {
-      int mid = (lo + hi) / 2;
-      if (rises(qx, qy, lf->r[mid].x, lf->r[mid].y, lf->r[mid + 1].x,
-                lf->r[mid + 1].y))
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-    return Pos{lf, lo};
+    const double *r = lf->xy;
+    int i = countTrue(lf->n - 1, [&](int k) {
+      return rises(qx, qy, r[2 * k], r[2 * k + 1], r[2 * k + 2],
+                   r[2 * k + 3]);
+    });
+    return Pos{lf, i};
   }
 
-  /// Inserts rec before p (p may be the end); positions are invalidated.
-  void insert(Pos p, const Rec &rec) {
+  /// Inserts vertex (x, y) with payload `pay` (stride() bytes) before p (p
+  /// may be the end); positions are invalidated.
+  void insert(Pos p, double x, double y, const void *pay) {
     Leaf *lf = p.end() ? last_ : p.leaf;
     int i = p.end() ? lf->n : p.i;
+    bool refresh = i == 0 || i == lf->n;
     if (lf->n == kLeafCap) {
-      auto *nl = new Leaf;
+      Leaf *nl = newLeaf();
       int h = kLeafCap / 2;
-      std::copy(lf->r + h, lf->r + kLeafCap, nl->r);
+      move(nl, 0, lf, h, kLeafCap - h);
       nl->n = kLeafCap - h;
       lf->n = h;
       nl->next = lf->next;
@@ -308,22 +337,27 @@ public:
         lf = nl;
         i -= h;
       }
+      refresh = true;
     }
-    std::copy_backward(lf->r + i, lf->r + lf->n, lf->r + lf->n + 1);
-    lf->r[i] = rec;
+    move(lf, i + 1, lf, i, lf->n - i);
+    lf->xy[2 * i] = x;
+    lf->xy[2 * i + 1] = y;
+    std::memcpy(lf->pay() + i * stride_, pay, stride_);
     ++lf->n;
     ++size_;
-    refreshUp(lf);
+    if (refresh)
+      refreshUp(lf);
   }
 
   /// Erases the record at p; returns the position of the record after it.
   Pos erase(Pos p) {
     Leaf *lf = p.leaf;
-    std::copy(lf->r + p.i + 1, lf->r + lf->n, lf->r + p.i);
+    move(lf, p.i, lf, p.i + 1, lf->n - p.i - 1);
     --lf->n;
     --size_;
     if (lf->n > 0) {
-      refreshUp(lf);
+      if (p.i == 0 || p.i == lf->n)
+        refreshUp(lf);
       return p.i < lf->n ? p : Pos{lf->next, 0};
     }
     if (lf == root_)
@@ -332,17 +366,38 @@ public:
     (lf->prev ? lf->prev->next : first_) = lf->next;
     (lf->next ? lf->next->prev : last_) = lf->prev;
     removeChild(lf);
-    delete lf;
+    freeLeaf(lf);
     return Pos{after, 0};
   }
 
 private:
+  /// Moves records [si, si + count) of s to [di, di + count) of d (the
+  /// ranges may overlap).
+  void move(Leaf *d, int di, Leaf *s, int si, int count) {
+    if (count <= 0)
+      return;
+    std::memmove(d->xy + 2 * di, s->xy + 2 * si,
+                 sizeof(double) * 2 * std::size_t(count));
+    std::memmove(d->pay() + di * stride_, s->pay() + si * stride_,
+                 stride_ * std::size_t(count));
+  }
+  Leaf *newLeaf() const {
+    void *mem = ::operator new(sizeof(Leaf) + kLeafCap * stride_,
+                               std::align_val_t(alignof(Leaf)));
+    return new (mem) Leaf;
+  }
+  static void freeLeaf(Leaf *lf) {
+    lf->~Leaf();
+    ::operator delete(lf, std::align_val_t(alignof(Leaf)));
+  }
+
   static void prefetchNode(const Node *nd) {
     if (nd->leaf)
-      prefetchBytes(static_cast<const Leaf *>(nd)->r,
-                    sizeof(Rec) * static_cast<std::size_t>(nd->n));
+      prefetchBytes(static_cast<const Leaf *>(nd)->xy,
+                    2 * sizeof(double) * static_cast<std::size_t>(nd->n));
     else
-      prefetchBytes(nd, sizeof(Inner));
+      prefetchBytes(static_cast<const Inner *>(nd)->s,
+                    sizeof(Summary) * static_cast<std::size_t>(nd->n));
   }
 
   // Out of line: inlined into a call on a Leaf, GCC warns about the Inner
@@ -350,7 +405,9 @@ private:
   __attribute__((noinline)) static Summary summarize(const Node *nd) {
     if (nd->leaf) {
       auto *lf = static_cast<const Leaf *>(nd);
-      return {lf->r[0].x, lf->r[0].y, lf->r[lf->n - 1].x, lf->r[lf->n - 1].y};
+      const double *r = lf->xy;
+      int l = 2 * (lf->n - 1);
+      return {r[0], r[1], r[l], r[l + 1]};
     }
     auto *in = static_cast<const Inner *>(nd);
     return {in->s[0].fx, in->s[0].fy, in->s[in->n - 1].lx,
@@ -439,14 +496,14 @@ private:
   }
 
   void reset() {
-    auto *lf = new Leaf;
+    Leaf *lf = newLeaf();
     root_ = lf;
     first_ = last_ = lf;
     size_ = 0;
   }
   static void destroy(Node *nd) {
     if (nd->leaf) {
-      delete static_cast<Leaf *>(nd);
+      freeLeaf(static_cast<Leaf *>(nd));
       return;
     }
     auto *in = static_cast<Inner *>(nd);
@@ -455,6 +512,8 @@ private:
     delete in;
   }
 
+  bool inlineValue_;
+  std::size_t stride_; // payload bytes per vertex
   Node *root_;
   Leaf *first_, *last_;
   std::size_t size_;
@@ -462,10 +521,17 @@ private:
 
 // --- HullCache --------------------------------------------------------------
 
+namespace {
+// Pool group record layout (doubles): count, minJ, maxJ, the value sum [dv]
+// and its error [dv]. The key and value of j are keys_[2j..] and
+// values_[j*dv..].
+enum : std::size_t { kCount, kMinJ, kMaxJ, kSum };
+} // namespace
+
 HullCache::HullCache(int dv)
-    : dv_(dv), upper_(std::make_unique<Chain>()),
-      lower_(std::make_unique<Chain>()),
-      groupStride_((std::size_t(kLatest + 4 * std::max(dv, 0)) + 7) / 8 * 8) {
+    : dv_(dv), upper_(std::make_unique<Chain>(std::max(dv, 1))),
+      lower_(std::make_unique<Chain>(std::max(dv, 1))),
+      groupStride_(std::size_t(kSum + 2 * std::max(dv, 0))) {
   if (dv < 1)
     throw std::invalid_argument("HullCache: dv must be >= 1");
 }
@@ -498,7 +564,7 @@ int32_t HullCache::newGroup(int64_t j, const double *value) {
     if (groupCount_ == groupCapacity_) {
       std::size_t cap = std::max<std::size_t>(64, 2 * groupCapacity_);
       auto *mem = static_cast<double *>(
-          std::aligned_alloc(64, cap * groupStride_ * sizeof(double)));
+          std::malloc(cap * groupStride_ * sizeof(double)));
       if (!mem)
         throw std::bad_alloc();
       if (groupCount_)
@@ -511,12 +577,9 @@ int32_t HullCache::newGroup(int64_t j, const double *value) {
   double *G = group(g);
   G[kCount] = 1;
   G[kMinJ] = G[kMaxJ] = static_cast<double>(j);
-  G[kKeyX] = keys_[2 * j];
-  G[kKeyY] = keys_[2 * j + 1];
-  double *latest = G + kLatest, *first = latest + dv_, *sum = first + dv_,
-         *err = sum + dv_;
+  double *sum = G + kSum, *err = sum + dv_;
   for (int d = 0; d < dv_; ++d) {
-    latest[d] = first[d] = sum[d] = value[d];
+    sum[d] = value[d];
     err[d] = 0;
   }
   return g;
@@ -531,11 +594,8 @@ void HullCache::addToGroup(int32_t &g, int64_t j, const double *value) {
   double *G = group(g);
   G[kCount] += 1;
   G[kMaxJ] = static_cast<double>(j);
-  G[kKeyX] = keys_[2 * j];
-  G[kKeyY] = keys_[2 * j + 1];
-  double *latest = G + kLatest, *sum = latest + 2 * dv_, *err = sum + dv_;
+  double *sum = G + kSum, *err = sum + dv_;
   for (int d = 0; d < dv_; ++d) {
-    latest[d] = value[d];
     double t, e;
     twoSum(sum[d], value[d], t, e);
     sum[d] = t;
@@ -554,18 +614,10 @@ void HullCache::mergeGroup(int32_t &into, int32_t &from) {
   double *I = group(into);
   const double *F = group(from);
   I[kCount] += F[kCount];
-  if (F[kMaxJ] > I[kMaxJ]) {
-    I[kMaxJ] = F[kMaxJ];
-    I[kKeyX] = F[kKeyX];
-    I[kKeyY] = F[kKeyY];
-    std::copy_n(F + kLatest, dv_, I + kLatest);
-  }
-  if (F[kMinJ] < I[kMinJ]) {
-    I[kMinJ] = F[kMinJ];
-    std::copy_n(F + kLatest + dv_, dv_, I + kLatest + dv_);
-  }
-  double *sum = I + kLatest + 2 * dv_, *err = sum + dv_;
-  const double *fsum = F + kLatest + 2 * dv_, *ferr = fsum + dv_;
+  I[kMaxJ] = std::max(I[kMaxJ], F[kMaxJ]);
+  I[kMinJ] = std::min(I[kMinJ], F[kMinJ]);
+  double *sum = I + kSum, *err = sum + dv_;
+  const double *fsum = F + kSum, *ferr = fsum + dv_;
   for (int d = 0; d < dv_; ++d) {
     double t, e;
     twoSum(sum[d], fsum[d], t, e);
@@ -584,30 +636,47 @@ void HullCache::releaseGroup(int32_t &g) {
 void HullCache::insertIntoChain(Chain &ch, double x, double y, int64_t j,
                                 const double *value) {
   using Pos = Chain::Pos;
+  // The pool group of the keys at vertex p (created for a single key); the
+  // vertex is about to leave the chain.
+  auto takeVertexKeys = [&](Pos p) {
+    Head &h = ch.head(p);
+    int32_t g = h.sums;
+    h.sums = -1;
+    if (g < 0)
+      g = newGroup(static_cast<int64_t>(h.minJ),
+                   values_.data() + std::size_t(h.minJ) * dv_);
+    return g;
+  };
+
   Pos it = ch.lowerBound(x);
   Pos from = it, to = it; // the vertices p replaces: [from, to)
   int removed = 0;
-  if (!it.end() && ch.at(it).x == x) {
-    Rec &e = ch.at(it);
-    if (y == e.y) {
-      addToGroup(e.self, j, value);
+  if (!it.end() && ch.x(it) == x) {
+    Head &e = ch.head(it);
+    if (y == ch.y(it)) { // a duplicate of the vertex: j is its newest key
+      if (e.sums < 0)
+        e.sums = newGroup(static_cast<int64_t>(e.minJ),
+                          values_.data() + std::size_t(e.minJ) * dv_);
+      addToGroup(e.sums, j, value);
+      e.maxJ = static_cast<double>(j);
+      if (ch.inlineValue())
+        std::copy_n(value, dv_, ch.value(it));
       return;
     }
-    if (y < e.y)
+    if (y < ch.y(it))
       return; // below the vertex at the same x
     // The old vertex is strictly below p, and so is its edges' inside.
-    releaseGroup(e.self);
+    releaseGroup(e.sums);
     releaseGroup(e.edge);
     to = ch.next(it);
     removed = 1;
   } else if (!it.end() && ch.hasPrev(it)) {
-    Rec &l = ch.at(ch.prev(it));
-    const Rec &r = ch.at(it);
-    int o = hull::orient2d(l.x, l.y, r.x, r.y, x, y);
+    Pos l = ch.prev(it);
+    int o = hull::orient2d(ch.x(l), ch.y(l), ch.x(it), ch.y(it), x, y);
     if (o < 0)
       return; // strictly inside
     if (o == 0) {
-      addToGroup(l.edge, j, value); // strictly inside the edge (l, r)
+      addToGroup(ch.head(l).edge, j, value); // strictly inside the edge
       return;
     }
   }
@@ -618,39 +687,45 @@ void HullCache::insertIntoChain(Chain &ch, double x, double y, int64_t j,
   // it ended) and stops the walk.
   if (ch.hasPrev(from)) {
     Pos l = ch.prev(from);
-    releaseGroup(ch.at(l).edge);
+    releaseGroup(ch.head(l).edge);
     int32_t leftEdge = -1;
     while (ch.hasPrev(l)) {
       Pos ll = ch.prev(l);
-      Rec &L = ch.at(l), &LL = ch.at(ll);
-      int o = hull::orient2d(LL.x, LL.y, L.x, L.y, x, y);
+      int o = hull::orient2d(ch.x(ll), ch.y(ll), ch.x(l), ch.y(l), x, y);
       if (o < 0)
         break;
-      if (o == 0)
-        mergeGroup(leftEdge, LL.edge), mergeGroup(leftEdge, L.self);
-      else
-        releaseGroup(LL.edge), releaseGroup(L.self);
+      if (o == 0) {
+        mergeGroup(leftEdge, ch.head(ll).edge);
+        int32_t keys = takeVertexKeys(l);
+        mergeGroup(leftEdge, keys);
+      } else {
+        releaseGroup(ch.head(ll).edge);
+        releaseGroup(ch.head(l).sums);
+      }
       from = l;
       ++removed;
       l = ll;
       if (o == 0)
         break;
     }
-    ch.at(l).edge = leftEdge;
+    ch.head(l).edge = leftEdge;
   }
   // Right, the same way.
   int32_t rightEdge = -1;
   if (!to.end()) {
     Pos r = to;
     for (Pos rr = ch.next(r); !rr.end(); r = rr, rr = ch.next(r)) {
-      Rec &R = ch.at(r), &RR = ch.at(rr);
-      int o = hull::orient2d(x, y, R.x, R.y, RR.x, RR.y);
+      int o = hull::orient2d(x, y, ch.x(r), ch.y(r), ch.x(rr), ch.y(rr));
       if (o < 0)
         break;
-      if (o == 0)
-        mergeGroup(rightEdge, R.self), mergeGroup(rightEdge, R.edge);
-      else
-        releaseGroup(R.self), releaseGroup(R.edge);
+      if (o == 0) {
+        int32_t keys = takeVertexKeys(r);
+        mergeGroup(rightEdge, keys);
+        mergeGroup(rightEdge, ch.head(r).edge);
+      } else {
+        releaseGroup(ch.head(r).sums);
+        releaseGroup(ch.head(r).edge);
+      }
       ++removed;
       if (o == 0)
         break;
@@ -659,7 +734,12 @@ void HullCache::insertIntoChain(Chain &ch, double x, double y, int64_t j,
   Pos pos = from;
   for (int k = 0; k < removed; ++k)
     pos = ch.erase(pos);
-  ch.insert(pos, Rec{x, y, newGroup(j, value), rightEdge});
+  alignas(8) char pay[sizeof(Head) + sizeof(double) * kInlineDv];
+  Head h{static_cast<double>(j), static_cast<double>(j), -1, rightEdge};
+  std::memcpy(pay, &h, sizeof h);
+  if (ch.inlineValue())
+    std::memcpy(pay + sizeof h, value, sizeof(double) * std::size_t(dv_));
+  ch.insert(pos, x, y, pay);
 }
 
 void HullCache::append(double kx, double ky, const double *value) {
@@ -699,23 +779,6 @@ void HullCache::append(double kx, double ky, const double *value) {
   insertIntoChain(*lower_, kx, -ky, j, v);
 }
 
-int HullCache::chainTies(const Chain &ch, double qx, double qy,
-                         int32_t groups[3]) const {
-  Chain::Pos p = ch.peak(qx, qy);
-  const Rec &v = ch.at(p);
-  groups[0] = v.self;
-  Chain::Pos nx = ch.next(p);
-  if (!nx.end()) {
-    const Rec &w = ch.at(nx);
-    if (hull::compareScores(qx, qy, v.x, v.y, w.x, w.y) == 0) {
-      groups[1] = v.edge;
-      groups[2] = w.self;
-      return 3;
-    }
-  }
-  return 1;
-}
-
 void HullCache::query(double qx, double qy, TieRule ties, double *out,
                       double *maxScore) const {
   checkFinite(qx, qy, "query");
@@ -725,56 +788,83 @@ void HullCache::query(double qx, double qy, TieRule ties, double *out,
       *maxScore = -std::numeric_limits<double>::infinity();
     return;
   }
-  int32_t groups[3];
-  int n = 1;
-  if (qy > 0)
-    n = chainTies(*upper_, qx, qy, groups);
-  else if (qy < 0)
-    n = chainTies(*lower_, qx, -qy, groups);
-  else if (qx > 0)
-    groups[0] = maxXGroup_;
-  else if (qx < 0)
-    groups[0] = minXGroup_;
-  else
-    groups[0] = all_;
+  // The tie set: one to three groups, each a vertex's keys or a pool group.
+  struct Tied {
+    double minJ, maxJ;
+    int32_t pool;         // the pool group with the count and sums, or -1:
+                          // a single key, whose value is `latest`
+    const double *latest; // the value of maxJ
+    double kx, ky;        // the key of maxJ
+  };
+  Tied g[3];
+  int n = 0;
+  auto poolGroup = [&](int32_t id) {
+    const double *G = group(id);
+    std::size_t maxJ = static_cast<std::size_t>(G[kMaxJ]);
+    g[n++] = Tied{G[kMinJ],        G[kMaxJ],         id,
+                  values_.data() + maxJ * dv_, keys_[2 * maxJ],
+                  keys_[2 * maxJ + 1]};
+  };
+  if (qy != 0) {
+    const Chain &ch = qy > 0 ? *upper_ : *lower_;
+    const double cy = std::fabs(qy), sy = qy > 0 ? 1.0 : -1.0;
+    auto vertex = [&](Chain::Pos p) {
+      const Head &h = ch.head(p);
+      const double *latest =
+          ch.inlineValue()
+              ? ch.value(p)
+              : values_.data() + static_cast<std::size_t>(h.maxJ) * dv_;
+      g[n++] = Tied{h.minJ, h.maxJ, h.sums, latest, ch.x(p), sy * ch.y(p)};
+    };
+    Chain::Pos p = ch.peak(qx, cy);
+    vertex(p);
+    Chain::Pos nx = ch.next(p);
+    if (!nx.end() &&
+        hull::compareScores(qx, cy, ch.x(p), ch.y(p), ch.x(nx), ch.y(nx)) ==
+            0) {
+      if (ch.head(p).edge >= 0)
+        poolGroup(ch.head(p).edge);
+      vertex(nx);
+    }
+  } else {
+    poolGroup(qx > 0 ? maxXGroup_ : qx < 0 ? minXGroup_ : all_);
+  }
 
-  const double *latest = nullptr, *first = nullptr;
-  double count = 0;
-  for (int g = 0; g < n; ++g) {
-    if (groups[g] < 0)
-      continue;
-    const double *G = group(groups[g]);
-    if (!latest || G[kMaxJ] > latest[kMaxJ])
-      latest = G;
-    if (!first || G[kMinJ] < first[kMinJ])
-      first = G;
-    count += G[kCount];
+  const Tied *latest = &g[0], *first = &g[0];
+  for (int k = 1; k < n; ++k) {
+    if (g[k].maxJ > latest->maxJ)
+      latest = &g[k];
+    if (g[k].minJ < first->minJ)
+      first = &g[k];
   }
   switch (ties) {
   case TieRule::Latest:
-    std::copy_n(latest + kLatest, dv_, out);
+    std::copy_n(latest->latest, dv_, out);
     break;
   case TieRule::First:
-    std::copy_n(first + kLatest + dv_, dv_, out);
+    std::copy_n(values_.data() + static_cast<std::size_t>(first->minJ) * dv_,
+                dv_, out);
     break;
-  case TieRule::Average:
+  case TieRule::Average: {
+    double count = 0;
+    for (int k = 0; k < n; ++k)
+      count += g[k].pool >= 0 ? group(g[k].pool)[kCount] : 1.0;
     for (int d = 0; d < dv_; ++d) {
       double sum = 0, err = 0;
-      for (int g = 0; g < n; ++g) {
-        if (groups[g] < 0)
-          continue;
-        const double *s = group(groups[g]) + kLatest + 2 * dv_;
+      for (int k = 0; k < n; ++k) {
+        const double *G = g[k].pool >= 0 ? group(g[k].pool) : nullptr;
         double t, e;
-        twoSum(sum, s[d], t, e);
+        twoSum(sum, G ? G[kSum + d] : g[k].latest[d], t, e);
         sum = t;
-        err += s[dv_ + d] + e;
+        err += (G ? G[kSum + dv_ + d] : 0.0) + e;
       }
       out[d] = (sum + err) / count;
     }
     break;
   }
+  }
   if (maxScore)
-    *maxScore = hull::score(qx, qy, latest[kKeyX], latest[kKeyY]);
+    *maxScore = hull::score(qx, qy, latest->kx, latest->ky);
 }
 
 // --- scan -------------------------------------------------------------------

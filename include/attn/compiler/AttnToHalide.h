@@ -32,6 +32,8 @@ struct AttentionAlgorithm {
   std::string normalize; // softmax, sigmoid, relu, none, hardmax, topk
   std::string strategy;  // dense, masked
   std::string ties;      // hardmax: average, latest, first
+  std::string decode = "none"; // attn-select-strategy: hull, scan, none
+  double decodeScale = 1;      // the score is decodeScale * dot(q, k)
   bool outputLse = false;
   Halide::Type computeType;
   int tileQ = 64;  // queries per tile (i)

@@ -13,10 +13,13 @@ def SelectStrategy : Pass<"attn-select-strategy", "::attn::KernelOp"> {
     provably empties are skipped at run time and partial tiles evaluate the
     mask per pair). The lowering to Halide follows the attribute.
 
-    Also sets `decode`: `hull` for hard-max kernels with 2-D heads, a score
-    of `dot(q, k)` times an optional positive constant and no mask or a
-    causal one (the maximizer is a vertex of the keys' convex hull, so a
-    decoder can answer in O(log n)); `scan` otherwise.
+    Also sets `decode`, how runtime/Decoder decodes the kernel one position
+    at a time: `hull` for hard-max kernels with 2-D heads, a score of
+    `dot(q, k)` times a positive constant and no mask or a causal one (the
+    maximizer is a vertex of the keys' convex hull: O(log n) per step);
+    `scan` for other kernels with a score of `dot(q, k)` times a constant,
+    no mask or a causal one and no aux tensors (O(n) per step); `none`
+    otherwise. `decode_scale` holds the constant.
   }];
   let constructor = "::attn::createSelectStrategyPass()";
 }

@@ -106,14 +106,15 @@ public:
 private:
   /// A chain of hull vertices ordered by x (a B+-tree; HullCache.cpp): the
   /// upper hull of its points. The lower hull is kept as the upper hull of
-  /// the points mirrored to (x, -y).
+  /// the points mirrored to (x, -y). Each vertex record carries its own keys
+  /// inline (smallest and largest j, and the latest value when dv is small).
   class Chain;
-  /// Group g (the keys at one hull vertex, or strictly inside one hull
-  /// edge, or another set that ties as a whole) is kept in groupStride_
-  /// doubles at groupData_ + g * groupStride_, 64-byte aligned: count, the
-  /// smallest and the largest j, the key and value of the largest j, the
-  /// value of the smallest j, and the compensated sum of the values (a
-  /// `latest` query reads one record, mostly its first cache line).
+  /// Pool group g (the keys strictly inside one hull edge, the keys of a
+  /// vertex that holds two or more, all keys, the keys at the smallest or
+  /// largest x) is kept in groupStride_ doubles at groupData_ + g *
+  /// groupStride_: count, the smallest and the largest j, and the
+  /// compensated sum of the values (the key and value of a j are read from
+  /// keys_ and values_).
   struct FreeDeleter {
     void operator()(double *p) const;
   };
@@ -123,10 +124,6 @@ private:
 
   void insertIntoChain(Chain &chain, double x, double y, int64_t j,
                        const double *value);
-  /// The tie set of direction q (qy > 0) on a non-empty chain: the groups of
-  /// a vertex, or of an edge's two vertices and its inside (-1 for none).
-  int chainTies(const Chain &chain, double qx, double qy,
-                int32_t groups[3]) const;
 
   int32_t newGroup(int64_t j, const double *value);
   /// Adds key j to group g, creating it when g == -1.

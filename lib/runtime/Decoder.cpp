@@ -1,0 +1,194 @@
+// Decoders (see Decoder.h): the hull-backed one for hard-max with 2-D heads,
+// and a scan over the cached keys for the other decodable kernels.
+#include "attn/runtime/Decoder.h"
+
+#include "attn/runtime/HullCache.h"
+#include "attn/runtime/Jit.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+namespace attn {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+class HullDecoder final : public Decoder {
+public:
+  HullDecoder(double scale, dsl::TieRule ties, int dv)
+      : Decoder(2, dv), scale_(scale), ties_(ties), cache_(dv) {}
+  const char *strategy() const override { return "hull"; }
+  int64_t size() const override { return (int64_t)cache_.size(); }
+  void append(const double *key, const double *value) override {
+    cache_.append(key[0], key[1], value);
+  }
+  void query(const double *q, double *out, double *lse) const override {
+    // c > 0: the keys maximizing c q.k are those maximizing q.k.
+    double m = -kInf;
+    cache_.query(q[0], q[1], ties_, out, &m);
+    if (lse)
+      *lse = cache_.empty() ? -kInf : scale_ * m;
+  }
+
+private:
+  double scale_;
+  dsl::TieRule ties_;
+  runtime::HullCache cache_;
+};
+
+class ScanDecoder final : public Decoder {
+public:
+  ScanDecoder(double scale, const dsl::Normalize &norm, int d, int dv)
+      : Decoder(d, dv), scale_(scale), norm_(norm) {}
+  const char *strategy() const override { return "scan"; }
+  int64_t size() const override { return (int64_t)keys_.size() / d_; }
+  void append(const double *key, const double *value) override {
+    keys_.insert(keys_.end(), key, key + d_);
+    values_.insert(values_.end(), value, value + dv_);
+  }
+
+  void query(const double *q, double *out, double *lse) const override {
+    int64_t n = size();
+    std::fill(out, out + dv_, 0.0);
+    double rowLse = std::nan("");
+    std::vector<double> s(n);
+    for (int64_t j = 0; j < n; ++j) {
+      const double *k = &keys_[j * d_];
+      s[j] = scale_ * std::inner_product(q, q + d_, k, 0.0);
+    }
+    auto addValue = [&](int64_t j, double w) {
+      for (int c = 0; c < dv_; ++c)
+        out[c] += w * values_[j * dv_ + c];
+    };
+    switch (norm_.kind) {
+    case dsl::NormKind::Softmax:
+    case dsl::NormKind::TopK: {
+      std::vector<int64_t> keep(n);
+      std::iota(keep.begin(), keep.end(), 0);
+      if (norm_.kind == dsl::NormKind::TopK && (int64_t)norm_.k < n) {
+        // The K best by score, a later key first on a tie.
+        std::nth_element(keep.begin(), keep.begin() + norm_.k, keep.end(), [&](int64_t a, int64_t b) {
+          return s[a] != s[b] ? s[a] > s[b] : a > b;
+        });
+        keep.resize(norm_.k);
+      }
+      double m = -kInf;
+      for (int64_t j : keep)
+        m = std::max(m, s[j]);
+      double sum = 0;
+      for (int64_t j : keep) {
+        double w = std::exp(s[j] - m);
+        sum += w;
+        addValue(j, w);
+      }
+      if (sum > 0)
+        for (int c = 0; c < dv_; ++c)
+          out[c] /= sum;
+      rowLse = n ? m + std::log(sum) : -kInf;
+      break;
+    }
+    case dsl::NormKind::Hardmax: {
+      double m = -kInf;
+      for (int64_t j = 0; j < n; ++j)
+        m = std::max(m, s[j]);
+      int64_t count = 0, first = -1, last = -1;
+      for (int64_t j = 0; j < n; ++j)
+        if (s[j] == m) {
+          ++count;
+          last = j;
+          if (first < 0)
+            first = j;
+          if (norm_.ties == dsl::TieRule::Average)
+            addValue(j, 1.0);
+        }
+      if (count) {
+        if (norm_.ties == dsl::TieRule::Average)
+          for (int c = 0; c < dv_; ++c)
+            out[c] /= (double)count;
+        else
+          addValue(norm_.ties == dsl::TieRule::Latest ? last : first, 1.0);
+      }
+      rowLse = m;
+      break;
+    }
+    case dsl::NormKind::Sigmoid:
+      for (int64_t j = 0; j < n; ++j)
+        addValue(j, 1.0 / (1.0 + std::exp(-s[j])));
+      break;
+    case dsl::NormKind::Relu:
+      for (int64_t j = 0; j < n; ++j)
+        addValue(j, std::max(s[j], 0.0));
+      break;
+    case dsl::NormKind::None:
+      for (int64_t j = 0; j < n; ++j)
+        addValue(j, s[j]);
+      break;
+    }
+    if (lse)
+      *lse = n ? rowLse : -kInf;
+  }
+
+private:
+  double scale_;
+  dsl::Normalize norm_;
+  std::vector<double> keys_, values_;
+};
+
+} // namespace
+
+std::unique_ptr<Decoder> Decoder::create(const std::string &strategy, double scale,
+                                         const dsl::Normalize &normalize, int d, int dv,
+                                         std::string &error) {
+  if (d < 1 || dv < 1) {
+    error = "attnc: error: a decoder needs head dims of at least 1";
+    return nullptr;
+  }
+  if (strategy == "hull") {
+    if (d != 2 || normalize.kind != dsl::NormKind::Hardmax || !(scale > 0)) {
+      error = "attnc: error: the hull decoder needs hard-max attention with 2-D heads "
+              "and a positive score scale";
+      return nullptr;
+    }
+    return std::make_unique<HullDecoder>(scale, normalize.ties, dv);
+  }
+  if (strategy == "scan")
+    return std::make_unique<ScanDecoder>(scale, normalize, d, dv);
+  error = "attnc: error: unknown decode strategy '" + strategy + "'";
+  return nullptr;
+}
+
+std::unique_ptr<Decoder> Decoder::create(const JitKernel &kernel, std::string &error, int d,
+                                         int dv) {
+  const KernelManifest &m = kernel.manifest();
+  const dsl::Kernel &k = kernel.kernel();
+  if (m.decode != "hull" && m.decode != "scan") {
+    error = "attnc: error: kernel '" + k.name +
+            "' cannot be decoded position by position: that needs a score c * dot(q, k), "
+            "no mask or a causal one (j <= i), and no aux tensors";
+    return nullptr;
+  }
+  const dsl::Dim &qd = k.q->dims[3], &vd = k.v->dims[3];
+  if (qd.isLiteral())
+    d = (int)qd.value;
+  if (vd.isLiteral())
+    dv = (int)vd.value;
+  if (d < 1 || dv < 1) {
+    error = "attnc: error: kernel '" + k.name +
+            "' names its head dims; give them to Decoder::create";
+    return nullptr;
+  }
+  return create(m.decode, m.decodeScale, k.normalize, d, dv, error);
+}
+
+void Decoder::prefill(int64_t L, const double *q, const double *k, const double *v, double *out) {
+  for (int64_t i = 0; i < L; ++i) {
+    append(k + i * d_, v + i * dv_);
+    query(q + i * d_, out + i * dv_);
+  }
+}
+
+} // namespace attn

@@ -1,0 +1,128 @@
+// Decoders (runtime/Decoder.h) against the compiled kernels: a causal
+// prefill through the decoder must reproduce the kernel's rows, for the hull
+// (hard-max, 2-D heads) and for the scan (everything else decodable).
+#include "attn/runtime/Decoder.h"
+#include "attn/runtime/Jit.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+using namespace attn;
+using attn::runtime::HostTensor;
+
+namespace {
+
+std::unique_ptr<JitKernel> compile(const std::string &text) {
+  JitOptions opts;
+  opts.cacheDir = (std::filesystem::temp_directory_path() / "attnc-decoder-test-cache").string();
+  std::string messages;
+  auto k = JitKernel::compile({"decoder.attn", text}, opts, messages);
+  EXPECT_TRUE(k) << messages;
+  return k;
+}
+
+/// q, k, v of one stream: [1, 1, L, d] (v: dv), half-integers when `exact`
+/// so that f64 dot products and their ties are exact.
+std::map<std::string, HostTensor> stream(int64_t L, int d, int dv, bool exact, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(-3, 3);
+  std::map<std::string, HostTensor> in;
+  for (auto [name, w] : {std::pair("q", d), std::pair("k", d), std::pair("v", dv)}) {
+    HostTensor t(dsl::ElemType::F64, {1, 1, L, w});
+    for (int64_t e = 0; e < t.numel(); ++e)
+      t.setDouble(e, exact ? std::round(u(rng) * 2) / 2 : u(rng));
+    in[name] = std::move(t);
+  }
+  return in;
+}
+
+/// Max |prefill - kernel| over a causal sequence.
+double prefillError(const JitKernel &kernel, Decoder &dec, int64_t L, bool exact, unsigned seed) {
+  auto in = stream(L, dec.keyDim(), dec.valueDim(), exact, seed);
+  HostTensor out;
+  auto s = kernel.run(in, {}, out, nullptr);
+  EXPECT_TRUE(s) << s.message();
+  std::vector<double> got(L * dec.valueDim());
+  dec.prefill(L, in["q"].as<double>(), in["k"].as<double>(), in["v"].as<double>(), got.data());
+  double err = 0;
+  for (int64_t e = 0; e < out.numel(); ++e)
+    err = std::max(err, std::abs(got[e] - out.getDouble(e)));
+  return err;
+}
+
+} // namespace
+
+TEST(Decoder, HullPrefillReproducesTheKernelForEveryTieRule) {
+  for (const char *ties : {"latest", "first", "average"}) {
+    auto k = compile(std::string("attention h { q: f64[B, H, L, 2]; k: f64[B, H, L, 2];"
+                                 " v: f64[B, H, L, 3]\n score = dot(q, k) * 0.5\n"
+                                 " mask = j <= i\n normalize = hardmax(ties = ") +
+                     ties + ") }");
+    ASSERT_TRUE(k);
+    std::string error;
+    auto dec = Decoder::create(*k, error);
+    ASSERT_TRUE(dec) << error;
+    EXPECT_STREQ(dec->strategy(), "hull");
+    // Half-integer data: many exact ties, duplicate and collinear keys.
+    EXPECT_EQ(prefillError(*k, *dec, 700, true, 1), 0.0) << ties;
+  }
+}
+
+TEST(Decoder, HullLseIsTheScaledMaximum) {
+  auto k = compile("attention h { q: f64[B, H, L, 2]; k: f64[B, H, L, 2]; v: f64[B, H, L, 2]\n"
+                   " score = dot(q, k) * 2.0\n normalize = hardmax(ties = latest) }");
+  ASSERT_TRUE(k);
+  std::string error;
+  auto dec = Decoder::create(*k, error);
+  ASSERT_TRUE(dec) << error;
+  double out[2], lse;
+  dec->query(std::array<double, 2>{1, 0}.data(), out, &lse); // no key yet
+  EXPECT_EQ(lse, -INFINITY);
+  EXPECT_EQ(out[0], 0.0);
+  double k1[2] = {3, 1}, v1[2] = {5, 6}, k2[2] = {1, 4}, v2[2] = {7, 8};
+  dec->append(k1, v1);
+  dec->append(k2, v2);
+  double q[2] = {0, 1};
+  dec->query(q, out, &lse);
+  EXPECT_EQ(lse, 8.0); // 2 * (0 * 1 + 1 * 4)
+  EXPECT_EQ(out[0], 7.0);
+  EXPECT_EQ(out[1], 8.0);
+}
+
+TEST(Decoder, ScanPrefillReproducesSoftmaxTopkAndThreeDimensionalHardmax) {
+  struct Case {
+    const char *body;
+    int d, dv;
+    bool exact;
+    double tol;
+  } cases[] = {
+      {"score = dot(q, k) * 0.25\n mask = j <= i", 8, 5, false, 1e-12},
+      {"score = dot(q, k)\n mask = j <= i\n normalize = topk(4)", 4, 3, true, 1e-12},
+      {"score = dot(q, k)\n mask = j <= i\n normalize = hardmax(ties = average)", 3, 2, true, 0},
+      {"score = dot(q, k) * -1.0\n mask = j <= i\n normalize = hardmax(ties = latest)", 2, 2, true, 0},
+      {"score = dot(q, k) * 0.1\n mask = j <= i\n normalize = sigmoid", 6, 4, false, 1e-12},
+  };
+  for (const Case &c : cases) {
+    auto k = compile("attention s { q: f64[B, H, L, " + std::to_string(c.d) + "]; k: f64[B, H, L, " +
+                     std::to_string(c.d) + "]; v: f64[B, H, L, " + std::to_string(c.dv) + "]\n " +
+                     c.body + " }");
+    ASSERT_TRUE(k);
+    std::string error;
+    auto dec = Decoder::create(*k, error);
+    ASSERT_TRUE(dec) << error;
+    EXPECT_STREQ(dec->strategy(), "scan") << c.body;
+    EXPECT_LE(prefillError(*k, *dec, 300, c.exact, 2), c.tol) << c.body;
+  }
+}
+
+TEST(Decoder, KernelsThatCannotBeDecodedSaySo) {
+  auto k = compile("attention w { q: f64[B, H, L, 2]; k: f64[B, H, L, 2]; v: f64[B, H, L, 2]\n"
+                   " mask = j <= i && i - j < 8\n normalize = hardmax }");
+  ASSERT_TRUE(k);
+  std::string error;
+  EXPECT_FALSE(Decoder::create(*k, error));
+  EXPECT_NE(error.find("cannot be decoded"), std::string::npos) << error;
+}
