@@ -8,4 +8,5 @@ void attn::buildDefaultPipeline(mlir::OpPassManager &pm) {
   pm.addPass(mlir::createCSEPass());
   mlir::OpPassManager &kernels = pm.nest<KernelOp>();
   kernels.addPass(createSelectStrategyPass());
+  kernels.addPass(createAnalyzeMaskPass());
 }

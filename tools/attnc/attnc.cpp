@@ -1,5 +1,6 @@
-// attnc: the command line of LANGUAGE.md §7 — check, emit, compile, run.
+// attnc: the command line of LANGUAGE.md §7 — check, emit, compile, run, viz.
 #include "attn/compiler/Driver.h"
+#include "attn/compiler/Viz.h"
 #include "attn/dsl/Sema.h"
 #include "attn/runtime/Jit.h"
 #include "attn/runtime/Npy.h"
@@ -190,6 +191,20 @@ int cmdRun(const RunArgs &a) {
   return 0;
 }
 
+int cmdViz(attn::VizRequest req) {
+  attn::SourceFile src;
+  std::string err, out;
+  if (!readSource(req.fileName, src, err))
+    return fail(err);
+  req.source = src.text;
+  bool ok = attn::runViz(req, out, err);
+  fmt::print(stderr, "{}", err);
+  if (!ok)
+    return 1;
+  fmt::print("{}", out);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -226,6 +241,18 @@ int main(int argc, char **argv) {
       ->check(CLI::NonNegativeNumber);
   runCmd->add_flag("--no-cache", run.noCache, "always compile, ignore the compile cache");
 
+  attn::VizRequest viz;
+  auto *vizCmd = app.add_subcommand("viz", "PNG of the mask's empty / partial / full tiles");
+  vizCmd->add_option("FILE", viz.fileName, ".attn file")->required();
+  vizCmd->add_option("--kernel", viz.kernel, "kernel name");
+  vizCmd->add_option("--size", viz.sizes, "NAME=N, the sizes the picture needs (Lq, Lk, ...)")
+      ->take_all();
+  vizCmd->add_option("--param", viz.params, "NAME=VALUE")->take_all();
+  vizCmd->add_option("--tile", viz.tile, "tile shape QxK (default 64x128)");
+  vizCmd->add_option("--batch", viz.batch, "the batch index b drawn (default 0)");
+  vizCmd->add_option("--head", viz.head, "the head index h drawn (default 0)");
+  vizCmd->add_option("-o", viz.output, "output .png")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
@@ -239,5 +266,7 @@ int main(int argc, char **argv) {
     return cmdCompile(file, outDir, kernel, target);
   if (*runCmd)
     return cmdRun(run);
+  if (*vizCmd)
+    return cmdViz(viz);
   return 1;
 }

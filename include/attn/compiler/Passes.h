@@ -11,6 +11,7 @@
 namespace attn {
 
 std::unique_ptr<mlir::Pass> createSelectStrategyPass();
+std::unique_ptr<mlir::Pass> createAnalyzeMaskPass();
 
 #define GEN_PASS_DECL
 #define GEN_PASS_REGISTRATION

@@ -24,4 +24,39 @@ def SelectStrategy : Pass<"attn-select-strategy", "::attn::KernelOp"> {
   let constructor = "::attn::createSelectStrategyPass()";
 }
 
+def AnalyzeMask : Pass<"attn-analyze-mask", "::attn::KernelOp"> {
+  let summary = "classify the mask: what it reads, and which tiles it empties or fills";
+  let description = [{
+    Records on each `attn.kernel`:
+    - `mask_kind`: `"all"` (the constant true), `"affine"` (built only from
+      b, h, i, j, sizes, params and integer constants with integer ops whose
+      range rules are exact for the language's operators), `"non-affine"`
+      (no aux loads, but float arithmetic or other ops the analysis treats
+      as unknown), or `"data-dependent"` (reads aux tensors);
+    and on each `attn.load` of the mask region `attn.summary`, from the
+    backward slice of its indices: `"uniform"` (depends on b and h only),
+    `"query-tile"` (on i, not j), `"key-block"` (on j, not i) or `"pair"`
+    (on both). A per-tile min/max summary of a `query-tile` or `key-block`
+    load can be built in O(tokens) at run time; `pair` loads stay unknown.
+
+    With the `tile` option, also classifies the tiles of the (i, j) plane
+    for the given sizes and params (include/attn/compiler/MaskAnalysis.h;
+    loads unknown, so data-dependent tiles are conservatively partial) and
+    records `tile_counts` = [empty, partial, full] and, for at most 64×64
+    tiles, `tile_classes` = "EPF/..." (one letter per tile, rows separated
+    by '/'). The map holds for every b and h (their sizes bound the range
+    when given). Example:
+    `attn-analyze-mask{sizes=L:256 params=window:64 tile=64x64}`.
+  }];
+  let constructor = "::attn::createAnalyzeMaskPass()";
+  let options = [
+    ListOption<"sizes", "sizes", "std::string",
+               "size bindings NAME:VALUE for the tile map (e.g. L:256,B:1)">,
+    ListOption<"params", "params", "std::string",
+               "integer/bool param bindings NAME:VALUE for the tile map">,
+    Option<"tile", "tile", "std::string", /*default=*/"\"\"",
+           "tile shape QxK (rows of queries x keys); empty: no tile map">,
+  ];
+}
+
 #endif // ATTN_PASSES_TD

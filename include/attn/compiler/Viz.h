@@ -1,0 +1,41 @@
+// `attnc viz` (LANGUAGE.md §7): the tile classes of a kernel's mask over the
+// (i, j) plane for given sizes, as a PNG and a printed summary.
+#pragma once
+
+#include "attn/compiler/MaskAnalysis.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace attn {
+
+struct VizRequest {
+  std::string fileName, source; // the .attn file and its text
+  std::string kernel;           // may be empty when the file has one kernel
+  std::vector<std::string> sizes, params; // NAME=VALUE
+  std::string tile = "64x128";  // QxK: the CPU kernels' query tile x key block
+  int64_t batch = 0, head = 0;  // the (b, h) whose plane is drawn
+  std::string output;           // the PNG path
+};
+
+/// Parses and lowers the file (default pipeline), classifies the tiles of
+/// one (b, h) plane, writes the PNG and appends the summary (grid, tile
+/// counts and fractions, fraction of pairs taking part, legend) to `out`.
+/// On error appends a message to `err` and returns false; no PNG is written.
+bool runViz(const VizRequest &request, std::string &out, std::string &err);
+
+/// Colors of the tile classes in the PNG (RGB).
+struct VizColor {
+  uint8_t r, g, b;
+};
+VizColor vizColor(TileClass c);
+
+/// Writes a PNG with one `cell`×`cell` pixel square per tile (rows = query
+/// tiles from the top, columns = key blocks from the left) and a legend strip
+/// of the three class colors below the map. `cell` 0 picks a size that keeps
+/// the map readable (at most ~1024 pixels a side when the grid allows).
+bool writeTileMapPng(const std::string &path, const std::vector<TileClass> &tiles,
+                     int64_t rows, int64_t cols, int cell, std::string &err);
+
+} // namespace attn
