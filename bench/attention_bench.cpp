@@ -28,9 +28,10 @@ struct Case {
 /// Compiles variants/NAME.attn and prepares a call on random q/k/v of
 /// [B, H, L, D] (every named size of q/k/v bound by these).
 Case &prepare(const std::string &name, int64_t B, int64_t H, int64_t L, int64_t D,
-              const std::map<std::string, std::string> &params = {}) {
+              const std::map<std::string, std::string> &params = {},
+              std::map<std::string, HostTensor> aux = {}, double pairsPerHead = 0) {
   static std::map<std::string, Case> cases;
-  std::string key = name + "/" + std::to_string(L) + "/" + std::to_string(D);
+  std::string key = name + "/" + std::to_string(H) + "/" + std::to_string(L) + "/" + std::to_string(D);
   auto it = cases.find(key);
   if (it != cases.end())
     return it->second;
@@ -52,11 +53,17 @@ Case &prepare(const std::string &name, int64_t B, int64_t H, int64_t L, int64_t 
       h.as<float>()[e] = normal(rng);
     c.inputs[t] = std::move(h);
   }
+  for (auto &[n, t] : aux)
+    c.inputs[n] = std::move(t);
   if (auto s = c.kernel->prepare(c.inputs, params, c.call); !s) {
     std::fprintf(stderr, "%s\n", s.message().c_str());
     std::exit(1);
   }
-  c.flops = attn::runtime::attentionFlops(c.kernel->kernel(), c.call.bindings, c.inputs);
+  // DESIGN.md's work: 4 D per participating pair; counted by evaluating the
+  // mask, or given in closed form for the largest cases.
+  c.flops = pairsPerHead > 0 ? 4.0 * D * pairsPerHead * B * H
+                             : attn::runtime::attentionFlops(c.kernel->kernel(), c.call.bindings,
+                                                             c.inputs);
   return c;
 }
 
@@ -82,8 +89,29 @@ void BM_SlidingWindow256_L8192(benchmark::State &s) {
   run(s, prepare("sliding_window", 1, 8, 8192, 128, {{"window", "256"}}));
 }
 
+// Issue 3's comparison: B=1 H=4 D=128, L=16384.
+constexpr int64_t kLongL = 16384;
+double causalPairs(int64_t L) { return 0.5 * L * (L + 1); }
+void BM_Causal_H4_L16384(benchmark::State &s) {
+  run(s, prepare("causal", 1, 4, kLongL, 128, {}, {}, causalPairs(kLongL)));
+}
+void BM_PackedDocs16x1024_H4_L16384(benchmark::State &s) {
+  HostTensor doc(attn::dsl::ElemType::I32, {1, kLongL});
+  for (int64_t i = 0; i < kLongL; ++i)
+    doc.as<int32_t>()[i] = int32_t(i / 1024);
+  run(s, prepare("packed_documents", 1, 4, kLongL, 128, {}, {{"doc", std::move(doc)}},
+                 16 * causalPairs(1024)));
+}
+void BM_SlidingWindow256_H4_L16384(benchmark::State &s) {
+  double pairs = causalPairs(256) + double(kLongL - 256) * 256;
+  run(s, prepare("sliding_window", 1, 4, kLongL, 128, {{"window", "256"}}, {}, pairs));
+}
+
 } // namespace
 
+BENCHMARK(BM_Causal_H4_L16384)->Unit(benchmark::kMillisecond)->UseManualTime();
+BENCHMARK(BM_PackedDocs16x1024_H4_L16384)->Unit(benchmark::kMillisecond)->UseManualTime();
+BENCHMARK(BM_SlidingWindow256_H4_L16384)->Unit(benchmark::kMillisecond)->UseManualTime();
 BENCHMARK(BM_Dense_L2048)->Unit(benchmark::kMillisecond)->UseManualTime();
 BENCHMARK(BM_Causal_L2048)->Unit(benchmark::kMillisecond)->UseManualTime();
 BENCHMARK(BM_Causal_L8192)->Unit(benchmark::kMillisecond)->UseManualTime();

@@ -79,7 +79,16 @@ public:
   Interval evalInterval(mlir::Region &region, const std::map<unsigned, Interval> &args);
   void collectIndexChecks(mlir::Region &region, std::vector<std::pair<IndexCheck, Operation *>> &out);
   Expr indexExprFor(Operation *load, unsigned operand, const PointEnv &env);
+  Expr evalSlice(Value value, const PointEnv &env);
   unsigned argsUsedBy(Value v);
+
+  /// The tile that evalInterval reasons about: query tile qt, key block kb,
+  /// batch b, head h. Aux reads are then bounded by per-tile summaries.
+  struct TileContext {
+    bool defined = false;
+    Expr qt, kb, b, h;
+  };
+  void setTile(TileContext t) { tile_ = t; }
 
   Halide::ImageParam &tensor(const std::string &name) { return alg_.tensors[tensorIndex_.at(name)]; }
   int rank(const std::string &name) const { return ranks_.at(name); }
@@ -87,7 +96,10 @@ public:
 private:
   Expr evalOp(Operation *op, std::map<void *, Expr> &vals, const PointEnv &env);
   Interval intervalOp(Operation *op, std::map<void *, Interval> &vals);
+  Interval loadInterval(Operation *load);
 
+  TileContext tile_;
+  std::map<std::pair<Operation *, bool>, Func> summaries_;
   attn::KernelOp kernel_;
   AttentionAlgorithm &alg_;
   std::map<std::string, Expr> sizes_;
@@ -122,6 +134,9 @@ void Translator::declareInputs() {
     ranks_[name] = n;
     alg_.tensors.push_back(p);
   }
+  // Query and key counts, under names no user size can have.
+  sizes_["__Lq"] = alg_.tensors[0].dim(1).extent();
+  sizes_["__Lk"] = alg_.tensors[1].dim(1).extent();
   for (auto [idx, a] : llvm::enumerate(kernel_.getParams())) {
     auto dict = llvm::cast<mlir::DictionaryAttr>(a);
     std::string name = dict.getAs<mlir::StringAttr>("name").str();
@@ -292,6 +307,8 @@ Interval Translator::intervalOp(Operation *op, std::map<void *, Interval> &vals)
   Interval unknown = isBool ? unknownBool() : unknownInt();
   if (!isBool && !isInt)
     return unknown; // floats are not tracked
+  if (llvm::isa<attn::LoadOp>(op))
+    return loadInterval(op);
 
   if (auto c = llvm::dyn_cast<mlir::arith::ConstantOp>(op)) {
     auto i = llvm::cast<mlir::IntegerAttr>(c.getValue());
@@ -394,7 +411,7 @@ Interval Translator::intervalOp(Operation *op, std::map<void *, Interval> &vals)
     Expr hi = select(c.mayTrue, select(c.mayFalse, max(x.hi, y.hi), x.hi), y.hi);
     return {lo, hi, Expr(), Expr()};
   }
-  return unknownInt(); // loads and anything else: no knowledge
+  return unknownInt(); // anything else: no knowledge
 }
 
 //===----------------------------------------------------------------------===//
@@ -409,14 +426,14 @@ void Translator::collectIndexChecks(mlir::Region &region,
         out.push_back({IndexCheck{l.getTensor().str(), (int)k}, &op});
 }
 
-Expr Translator::indexExprFor(Operation *load, unsigned operand, const PointEnv &env) {
-  // Evaluate only the backward slice of the index: the values it depends on.
+Expr Translator::evalSlice(Value value, const PointEnv &env) {
+  // Evaluate only the backward slice of `value`: the values it depends on.
   std::map<void *, Expr> vals;
-  mlir::Block &block = *load->getBlock();
+  mlir::Block &block = *value.getParentBlock();
   Expr args[4] = {env.b, env.h, env.i, env.j};
   for (int a = 0; a < 4; ++a)
     vals[block.getArgument(a).getAsOpaquePointer()] = args[a];
-  std::vector<Value> stack{load->getOperand(operand)};
+  std::vector<Value> stack{value};
   while (!stack.empty()) {
     Value v = stack.back();
     if (vals.count(v.getAsOpaquePointer())) {
@@ -435,7 +452,66 @@ Expr Translator::indexExprFor(Operation *load, unsigned operand, const PointEnv 
       stack.pop_back();
     }
   }
-  return cast(Int(64), vals.at(load->getOperand(operand).getAsOpaquePointer()));
+  return vals.at(value.getAsOpaquePointer());
+}
+
+Expr Translator::indexExprFor(Operation *load, unsigned operand, const PointEnv &env) {
+  return cast(Int(64), evalSlice(load->getOperand(operand), env));
+}
+
+Interval Translator::loadInterval(Operation *load) {
+  // An aux read whose indices depend on i but not j (or j but not i) is
+  // bounded over a tile by the minimum and maximum of the values it reads
+  // for the tile's rows (or the block's keys): per-tile summaries computed
+  // once per call in O(number of tokens). A read depending on b and h only
+  // is exact. Other reads are unknown.
+  Value result = load->getResult(0);
+  bool isBool = result.getType().isInteger(1);
+  // attn-analyze-mask says which tile index a read's summary follows;
+  // without it (the pass did not run), find out from the read's slice.
+  unsigned used = argsUsedBy(result);
+  bool onI = used & 4, onJ = used & 8;
+  if (auto kind = load->getAttrOfType<mlir::StringAttr>("attn.summary")) {
+    onI = kind == "query-tile" || kind == "pair";
+    onJ = kind == "key-block" || kind == "pair";
+  }
+  if ((onI && onJ) || !tile_.defined)
+    return isBool ? unknownBool() : unknownInt();
+  auto asInterval = [&](Expr lo, Expr hi) {
+    if (isBool)
+      return Interval{Expr(), Expr(), hi != 0, lo == 0};
+    return Interval{cast(Float(64), lo), cast(Float(64), hi), Expr(), Expr()};
+  };
+  Var t("t"), hv("h"), bv("b");
+  if (!onI && !onJ) {
+    PointEnv env;
+    env.b = tile_.b;
+    env.h = tile_.h;
+    env.i = env.j = Expr(0);
+    Expr v = cast(Int(64), evalSlice(result, env));
+    return asInterval(v, v);
+  }
+  auto [it, fresh] = summaries_.try_emplace(std::make_pair(load, onI), Func());
+  Func &summary = it->second;
+  if (fresh) {
+    // summary(t, h, b) = {min, max} of the read over tile t of i (or j).
+    int T = onI ? alg_.tileQ : alg_.tileK;
+    Expr extent = onI ? size("__Lq") : size("__Lk");
+    RDom r(0, T, "rsum");
+    Expr pos = min(t * T + r, extent - 1);
+    PointEnv env;
+    env.b = bv;
+    env.h = hv;
+    env.i = onI ? pos : Expr(0);
+    env.j = onI ? Expr(0) : pos;
+    Expr v = cast(Int(64), evalSlice(result, env));
+    summary = Func(std::string("summary_") + (onI ? "q" : "k") + std::to_string(summaries_.size()));
+    summary(t, hv, bv) = Tuple(Int(64).max(), Int(64).min());
+    summary(t, hv, bv) = Tuple(min(summary(t, hv, bv)[0], v), max(summary(t, hv, bv)[1], v));
+    alg_.tileSummaries.push_back(summary);
+  }
+  Expr tileIndex = onI ? tile_.qt : tile_.kb;
+  return asInterval(summary(tileIndex, tile_.h, tile_.b)[0], summary(tileIndex, tile_.h, tile_.b)[1]);
 }
 
 } // namespace
@@ -603,6 +679,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
                                       {1, point(h)},
                                       {2, tileRange(qt, TQ, Lq)},
                                       {3, tileRange(kbE, TK, Lk)}};
+    tr.setTile({true, qt, kbE, b, h});
     return tr.evalInterval(kernel.getMask(), args).mayTrue;
   };
   RDom rk(0, nKB, "rk");
@@ -660,6 +737,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
         {1, point(h)},
         {2, Interval{cast(Float(64), tq), cast(Float(64), min(tq + RQ, Lq) - 1), Expr(), Expr()}},
         {3, Interval{cast(Float(64), tk), cast(Float(64), min(tk + RK, Lk) - 1), Expr(), Expr()}}};
+    tr.setTile({true, qt, kb, b, h});
     rs.where(tr.evalInterval(kernel.getMask(), args).mayTrue);
     Expr iiE = rs.z * RQ + rs.x, jjE = rs.w * RK + rs.y;
     alg.score(iiE, jjE, qt, kb, h, b) = maskedScore(iiE, jjE);

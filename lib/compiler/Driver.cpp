@@ -232,6 +232,8 @@ std::string printAlgorithm(const AttentionAlgorithm &a) {
     printFunc(os, *f);
   for (const auto &f : a.extra)
     printFunc(os, f);
+  for (const auto &f : a.tileSummaries)
+    printFunc(os, f);
   if (a.indexBounds.defined())
     printFunc(os, a.indexBounds);
   return os.str();

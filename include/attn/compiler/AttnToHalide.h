@@ -78,6 +78,9 @@ struct AttentionAlgorithm {
   Halide::Func out;   // (dv, i, h, b), q's element type
   Halide::Func lse;   // (i, h, b), f32; defined when outputLse
   std::vector<Halide::Func> extra; // qnorm / knorm etc: compute_root helpers
+  /// (t, h, b) -> {min, max} of an aux read over query tile or key block t;
+  /// bound the mask's aux reads in the tile tests. compute_root.
+  std::vector<Halide::Func> tileSummaries;
 
   /// Index-range check pipeline (min/max of every aux index), or empty.
   Halide::Func indexBounds; // (c, e) -> e = 0: min, 1: max of check c

@@ -168,6 +168,8 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
 
   for (Func &f : alg.extra)
     f.compute_root();
+  for (Func &f : alg.tileSummaries)
+    f.compute_root();
 }
 
 } // namespace attn::cpu
