@@ -128,20 +128,21 @@ double score(double qx, double qy, double kx, double ky) {
 // and freed when empty (never merged), so the height stays O(log of the
 // number of insertions).
 //
-// A leaf keeps its records as two arrays: the coordinates (x, y) of every
-// vertex, contiguous, which is all that a search reads (16 bytes a vertex:
-// a full leaf is 16 cache lines, prefetched as a whole while the search
-// descends), and the payloads, one per vertex, read only at the position
-// found. A payload describes the vertex's own keys inline — their smallest
-// and largest j and, for dv <= kInlineDv, the value of the largest j — so
-// that a `latest` query costs one payload line after the search and a
-// vertex that holds one key needs no other storage. Counts and compensated
-// sums (for `average`) of a vertex with two or more keys, and every edge
-// group, live in the group pool (HullCache::group).
+// A vertex record is (x, y), then a Head describing the vertex's own keys
+// inline — their smallest and largest j — and, for dv <= kInlineDv, the
+// value of the largest j: 56 bytes for dv = 2. So a `latest` query reads
+// nothing but the nodes on its path, and a vertex that holds a single key
+// (every vertex of a parabola memory written once per address) needs no
+// other storage. The count and compensated sums (for `average`) of a vertex
+// with two or more keys, and every edge group, live in the group pool
+// (HullCache::group). The tree's height is tracked, so a search knows when
+// the next node is a leaf and prefetches the whole node (an inner node's
+// 32 summaries, a leaf's records) before reading any of it: one memory
+// round trip a level even when nothing is in cache.
 
 namespace hull_detail {
 
-constexpr int kLeafCap = 64;
+constexpr int kLeafCap = 16;
 constexpr int kInnerCap = 32;
 /// Values of at most this many doubles are copied into the leaf payloads.
 constexpr int kInlineDv = 4;
@@ -164,10 +165,10 @@ struct Node {
 struct alignas(64) Leaf : Node {
   Leaf() : Node(true) {}
   Leaf *prev = nullptr, *next = nullptr;
-  alignas(64) double xy[2 * kLeafCap];
-  // The payloads (Chain::stride_ bytes each) follow the struct.
-  char *pay() { return reinterpret_cast<char *>(this + 1); }
-  const char *pay() const { return reinterpret_cast<const char *>(this + 1); }
+  // The records (Chain::stride_ bytes each: x, y, Head, the inline value)
+  // follow the struct.
+  char *recs() { return reinterpret_cast<char *>(this + 1); }
+  const char *recs() const { return reinterpret_cast<const char *>(this + 1); }
 };
 struct Summary {
   double fx, fy, lx, ly; // first and last vertex of a subtree
@@ -225,7 +226,7 @@ public:
 
   explicit Chain(int dv)
       : inlineValue_(dv <= kInlineDv),
-        stride_(sizeof(Head) +
+        stride_(2 * sizeof(double) + sizeof(Head) +
                 (dv <= kInlineDv ? sizeof(double) * std::size_t(dv) : 0)) {
     reset();
   }
@@ -240,17 +241,19 @@ public:
   }
   /// Whether payloads carry the value of their largest j.
   bool inlineValue() const { return inlineValue_; }
-  std::size_t stride() const { return stride_; }
 
-  double x(Pos p) const { return p.leaf->xy[2 * p.i]; }
-  double y(Pos p) const { return p.leaf->xy[2 * p.i + 1]; }
+  double *rec(const Leaf *lf, int i) const {
+    return reinterpret_cast<double *>(const_cast<char *>(lf->recs()) +
+                                      std::size_t(i) * stride_);
+  }
+  double x(Pos p) const { return rec(p.leaf, p.i)[0]; }
+  double y(Pos p) const { return rec(p.leaf, p.i)[1]; }
   Head &head(Pos p) const {
-    return *reinterpret_cast<Head *>(p.leaf->pay() + p.i * stride_);
+    return *reinterpret_cast<Head *>(rec(p.leaf, p.i) + 2);
   }
   /// The value of head(p).maxJ (inlineValue() only).
   double *value(Pos p) const {
-    return reinterpret_cast<double *>(p.leaf->pay() + p.i * stride_ +
-                                      sizeof(Head));
+    return reinterpret_cast<double *>(&head(p) + 1);
   }
 
   /// Whether a record precedes p (p may be the end).
@@ -275,15 +278,15 @@ public:
   /// The first record with x' >= x (or the end).
   Pos lowerBound(double x) const {
     const Node *nd = root_;
-    while (!nd->leaf) {
+    for (int level = height_; level > 0; --level) {
       auto *in = static_cast<const Inner *>(nd);
       // The last child with fx < x, else 0 (fx increases with c).
       int c = countTrue(in->n - 1, [&](int k) { return in->s[k + 1].fx < x; });
       nd = in->child[c];
-      prefetchNode(nd);
+      prefetchNode(nd, level == 1);
     }
     auto *lf = const_cast<Leaf *>(static_cast<const Leaf *>(nd));
-    int i = countTrue(lf->n, [&](int k) { return lf->xy[2 * k] < x; });
+    int i = countTrue(lf->n, [&](int k) { return rec(lf, k)[0] < x; });
     if (i < lf->n)
       return Pos{lf, i};
     return Pos{lf->next, 0};
@@ -294,26 +297,25 @@ public:
   /// the two ends of the maximizing edge.
   Pos peak(double qx, double qy) const {
     const Node *nd = root_;
-    while (!nd->leaf) {
+    for (int level = height_; level > 0; --level) {
       auto *in = static_cast<const Inner *>(nd);
       int c = countTrue(in->n - 1, [&](int k) {
         return rises(qx, qy, in->s[k].lx, in->s[k].ly, in->s[k + 1].fx,
                      in->s[k + 1].fy);
       });
       nd = in->child[c];
-      prefetchNode(nd);
+      prefetchNode(nd, level == 1);
     }
     auto *lf = const_cast<Leaf *>(static_cast<const Leaf *>(nd));
-    const double *r = lf->xy;
     int i = countTrue(lf->n - 1, [&](int k) {
-      return rises(qx, qy, r[2 * k], r[2 * k + 1], r[2 * k + 2],
-                   r[2 * k + 3]);
+      const double *a = rec(lf, k), *b = rec(lf, k + 1);
+      return rises(qx, qy, a[0], a[1], b[0], b[1]);
     });
     return Pos{lf, i};
   }
 
-  /// Inserts vertex (x, y) with payload `pay` (stride() bytes) before p (p
-  /// may be the end); positions are invalidated.
+  /// Inserts vertex (x, y) with `pay` (a Head, then the inline value)
+  /// before p (p may be the end); positions are invalidated.
   void insert(Pos p, double x, double y, const void *pay) {
     Leaf *lf = p.end() ? last_ : p.leaf;
     int i = p.end() ? lf->n : p.i;
@@ -340,9 +342,10 @@ public:
       refresh = true;
     }
     move(lf, i + 1, lf, i, lf->n - i);
-    lf->xy[2 * i] = x;
-    lf->xy[2 * i + 1] = y;
-    std::memcpy(lf->pay() + i * stride_, pay, stride_);
+    double *r = rec(lf, i);
+    r[0] = x;
+    r[1] = y;
+    std::memcpy(r + 2, pay, stride_ - 2 * sizeof(double));
     ++lf->n;
     ++size_;
     if (refresh)
@@ -376,10 +379,7 @@ private:
   void move(Leaf *d, int di, Leaf *s, int si, int count) {
     if (count <= 0)
       return;
-    std::memmove(d->xy + 2 * di, s->xy + 2 * si,
-                 sizeof(double) * 2 * std::size_t(count));
-    std::memmove(d->pay() + di * stride_, s->pay() + si * stride_,
-                 stride_ * std::size_t(count));
+    std::memmove(rec(d, di), rec(s, si), stride_ * std::size_t(count));
   }
   Leaf *newLeaf() const {
     void *mem = ::operator new(sizeof(Leaf) + kLeafCap * stride_,
@@ -391,23 +391,20 @@ private:
     ::operator delete(lf, std::align_val_t(alignof(Leaf)));
   }
 
-  static void prefetchNode(const Node *nd) {
-    if (nd->leaf)
-      prefetchBytes(static_cast<const Leaf *>(nd)->xy,
-                    2 * sizeof(double) * static_cast<std::size_t>(nd->n));
-    else
-      prefetchBytes(static_cast<const Inner *>(nd)->s,
-                    sizeof(Summary) * static_cast<std::size_t>(nd->n));
+  /// Prefetches a whole node (without reading it: its header would be a
+  /// cache miss of its own before the prefetches could start).
+  void prefetchNode(const Node *nd, bool isLeaf) const {
+    prefetchBytes(nd, isLeaf ? sizeof(Leaf) + kLeafCap * stride_
+                             : sizeof(Inner));
   }
 
   // Out of line: inlined into a call on a Leaf, GCC warns about the Inner
   // branch (-Warray-bounds).
-  __attribute__((noinline)) static Summary summarize(const Node *nd) {
+  __attribute__((noinline)) Summary summarize(const Node *nd) const {
     if (nd->leaf) {
       auto *lf = static_cast<const Leaf *>(nd);
-      const double *r = lf->xy;
-      int l = 2 * (lf->n - 1);
-      return {r[0], r[1], r[l], r[l + 1]};
+      const double *r = rec(lf, 0), *l = rec(lf, lf->n - 1);
+      return {r[0], r[1], l[0], l[1]};
     }
     auto *in = static_cast<const Inner *>(nd);
     return {in->s[0].fx, in->s[0].fy, in->s[in->n - 1].lx,
@@ -421,7 +418,7 @@ private:
   }
   /// Updates the summaries of nd's ancestors after nd's first or last
   /// vertex may have changed.
-  static void refreshUp(Node *nd) {
+  void refreshUp(Node *nd) const {
     while (nd->parent) {
       Inner *p = nd->parent;
       int c = indexOf(p, nd);
@@ -442,6 +439,7 @@ private:
       p->s[0] = summarize(left);
       left->parent = p;
       root_ = p;
+      ++height_;
     }
     int c = indexOf(p, left) + 1;
     if (p->n == kInnerCap) {
@@ -491,6 +489,7 @@ private:
       Inner *old = static_cast<Inner *>(root_);
       root_ = old->child[0];
       root_->parent = nullptr;
+      --height_;
       delete old;
     }
   }
@@ -500,6 +499,7 @@ private:
     root_ = lf;
     first_ = last_ = lf;
     size_ = 0;
+    height_ = 0;
   }
   static void destroy(Node *nd) {
     if (nd->leaf) {
@@ -515,6 +515,7 @@ private:
   bool inlineValue_;
   std::size_t stride_; // payload bytes per vertex
   Node *root_;
+  int height_; // inner levels above the leaves
   Leaf *first_, *last_;
   std::size_t size_;
 };

@@ -404,21 +404,22 @@ TEST(HullCache, AppendValueFromTheCacheItself) {
 
 // --- long random runs against the scan ------------------------------------
 
-/// Random keys from `key`, values from `val`; after each append, queries
-/// from `qry` compared with the scan for all three tie rules.
+/// Random keys from `key`, values (`dv` of them) random; after each
+/// append, queries from `qry` compared with the scan for all three tie
+/// rules.
 template <class KeyGen, class QueryGen>
 void randomRun(uint32_t seed, int steps, int queriesPerStep, KeyGen key,
-               QueryGen qry, bool integerValues, double avgTol) {
+               QueryGen qry, bool integerValues, double avgTol, int dv = 3) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int> iv(-50, 50);
-  std::normal_distribution<double> dv(0, 1);
-  HullCache c(3);
+  std::normal_distribution<double> nv(0, 1);
+  HullCache c(dv);
+  std::vector<double> v(dv);
   for (int step = 0; step < steps; ++step) {
     auto [x, y] = key(rng);
-    double v[3];
     for (double &e : v)
-      e = integerValues ? iv(rng) : dv(rng);
-    c.append(x, y, v);
+      e = integerValues ? iv(rng) : nv(rng);
+    c.append(x, y, v.data());
     for (int k = 0; k < queriesPerStep; ++k) {
       auto [qx, qy] = qry(rng);
       ASSERT_TRUE(agrees(c, qx, qy, avgTol)) << "seed " << seed << " step "
@@ -439,6 +440,20 @@ TEST(HullCacheRandom, SmallIntegerGridManyTies) {
     return std::pair<double, double>(d(r), d(r));
   };
   randomRun(7, 20000, 1, key, qry, true, 0);
+}
+
+TEST(HullCacheRandom, SmallIntegerGridWideValues) {
+  // As above with dv = 6: values too wide to be copied into the hull's
+  // vertex records, so latest/first are read from the stored values.
+  auto key = [](std::mt19937_64 &r) {
+    std::uniform_int_distribution<int> d(-6, 6);
+    return std::pair<double, double>(d(r), d(r));
+  };
+  auto qry = [](std::mt19937_64 &r) {
+    std::uniform_int_distribution<int> d(-3, 3);
+    return std::pair<double, double>(d(r), d(r));
+  };
+  randomRun(17, 20000, 1, key, qry, true, 0, /*dv=*/6);
 }
 
 TEST(HullCacheRandom, GrowingIntegerRangeRandomOrder) {
@@ -499,11 +514,18 @@ TEST(HullCacheRandom, ParabolaWithRepeatsAllQuadrants) {
   randomRun(11, 20000, 1, key, qry, true, 0);
 }
 
-TEST(HullCacheRandom, LargeHullWithRangeRemovals) {
-  // A hull of ~20000 vertices (a B+-tree several levels deep), then keys
-  // above the parabola that pop runs of vertices spanning many leaves, and
-  // keys exactly on chords of the parabola (collinear with two keys).
-  HullCache c(1);
+/// A hull of ~20000 vertices (a B+-tree several levels deep), then keys
+/// above the parabola that pop runs of vertices spanning many leaves, and
+/// keys exactly on chords of the parabola (collinear with two keys). Values
+/// are (step, step + 1, ...), dv of them.
+void largeHullWithRangeRemovals(int dv) {
+  HullCache c(dv);
+  std::vector<double> v(dv);
+  auto value = [&](double step) {
+    for (int d = 0; d < dv; ++d)
+      v[d] = step + d;
+    return v.data();
+  };
   std::mt19937_64 rng(13);
   std::uniform_int_distribution<int> addr(-15000, 14999);
   auto check = [&](int step) {
@@ -514,26 +536,34 @@ TEST(HullCacheRandom, LargeHullWithRangeRemovals) {
     }
   };
   for (int step = 0; step < 30000; ++step) {
-    double a = addr(rng), v = step;
-    c.append(2 * a, -a * a, &v);
+    double a = addr(rng);
+    c.append(2 * a, -a * a, value(step));
     if (step % 500 == 0)
       check(step);
   }
   EXPECT_GT(c.upperHullSize(), 15000u);
   std::uniform_int_distribution<int> lift(1, 2000000);
   for (int step = 0; step < 300; ++step) {
-    double a = addr(rng), v = 30000 + step;
+    double a = addr(rng);
     if (step % 3 == 0) {
       // Exactly on the chord from a-1 to a+1: on a hull edge when a was
       // never written and both neighbours are vertices, else inside.
-      c.append(2 * a, -a * a - 1, &v);
+      c.append(2 * a, -a * a - 1, value(30000 + step));
     } else {
-      c.append(2 * a, -a * a + lift(rng), &v);
+      c.append(2 * a, -a * a + lift(rng), value(30000 + step));
     }
     if (step % 10 == 0)
       check(step);
   }
   EXPECT_LT(c.upperHullSize(), 15000u);
+}
+
+TEST(HullCacheRandom, LargeHullWithRangeRemovals) {
+  largeHullWithRangeRemovals(1);
+}
+
+TEST(HullCacheRandom, LargeHullWithRangeRemovalsWideValues) {
+  largeHullWithRangeRemovals(6); // values not copied into the hull
 }
 
 TEST(HullCacheRandom, ExactTiesEqualComputedTiesForSmallIntegers) {
