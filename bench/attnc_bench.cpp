@@ -9,12 +9,16 @@
 // from an empty cache; one untimed warm-up run, then --reps timed runs, and
 // the median is reported (docs/hardmax.md, "Measuring"). Prints one line:
 // `hull n=<N> ns_per_step=<X>` (or `scan ...`).
+#include "attn/runtime/Decoder.h"
 #include "attn/runtime/HullCache.h"
+#include "attn/runtime/Jit.h"
 
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <map>
 #include <cstdio>
 #include <random>
 #include <ctime>
@@ -84,6 +88,54 @@ double runOnce(int64_t n, int64_t addresses, bool useScan, TieRule ties,
   return (t1 - t0) / static_cast<double>(n);
 }
 
+/// Prints `prefill n=<L> hull_ms=<X> kernel_ms=<Y> max_diff=<Z>`: the same
+/// causal hard-max sequence (half-integer data: exact scores and ties)
+/// through Decoder::prefill and through the JIT-compiled kernel.
+int runPrefill(int64_t L) {
+  const std::string source = "attention lookup { q: f64[B, H, L, 2]; k: f64[B, H, L, 2];"
+                             " v: f64[B, H, L, 2]\n score = dot(q, k)\n mask = j <= i\n"
+                             " normalize = hardmax(ties = latest) }";
+  std::string messages;
+  auto kernel = attn::JitKernel::compile({"prefill.attn", source}, {}, messages);
+  if (!kernel) {
+    std::fprintf(stderr, "%s", messages.c_str());
+    return 1;
+  }
+  std::string error;
+  auto decoder = attn::Decoder::create(*kernel, error);
+  if (!decoder) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    return 1;
+  }
+  std::mt19937_64 rng(7);
+  std::uniform_int_distribution<int> coord(-2000, 2000);
+  std::map<std::string, attn::runtime::HostTensor> in;
+  for (const char *t : {"q", "k", "v"}) {
+    attn::runtime::HostTensor h(attn::dsl::ElemType::F64, {1, 1, L, 2});
+    for (int64_t e = 0; e < h.numel(); ++e)
+      h.as<double>()[e] = coord(rng) / 2.0;
+    in[t] = std::move(h);
+  }
+  std::vector<double> viaHull(L * 2);
+  auto t0 = std::chrono::steady_clock::now();
+  decoder->prefill(L, in["q"].as<double>(), in["k"].as<double>(), in["v"].as<double>(),
+                   viaHull.data());
+  auto t1 = std::chrono::steady_clock::now();
+  attn::runtime::HostTensor out;
+  if (auto s = kernel->run(in, {}, out, nullptr); !s) {
+    std::fprintf(stderr, "%s\n", s.message().c_str());
+    return 1;
+  }
+  auto t2 = std::chrono::steady_clock::now();
+  double diff = 0;
+  for (int64_t e = 0; e < L * 2; ++e)
+    diff = std::max(diff, std::abs(viaHull[e] - out.as<double>()[e]));
+  std::printf("prefill n=%lld hull_ms=%.1f kernel_ms=%.1f max_diff=%g\n", (long long)L,
+              std::chrono::duration<double, std::milli>(t1 - t0).count(),
+              std::chrono::duration<double, std::milli>(t2 - t1).count(), diff);
+  return diff == 0 ? 0 : 1;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -117,7 +169,16 @@ int main(int argc, char **argv) {
   hull->add_flag("--cpu-time", cpuTime,
                  "time with the thread's CPU clock instead of the wall clock");
 
+  CLI::App *prefill = app.add_subcommand(
+      "prefill", "hard-max causal prefill of L positions (2-D heads): through "
+                 "the hull decoder and through the compiled kernel");
+  int64_t L = 100000;
+  prefill->add_option("--n", L, "sequence length")->check(CLI::PositiveNumber);
+
   CLI11_PARSE(app, argc, argv);
+
+  if (prefill->parsed())
+    return runPrefill(L);
 
   if (hull->parsed()) {
     if (addresses > (int64_t(1) << 26)) {
