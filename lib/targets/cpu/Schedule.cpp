@@ -76,7 +76,11 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
       .reorder(dvi, iii, dvo, io, alg.rk)
       .vectorize(dvi, vec)
       .unroll(dvi)
-      .unroll(iii);
+      .unroll(iii)
+      // Partitioning the key-block loop would copy the whole block body
+      // (q.k, softmax, PV) for the first/last blocks: twice the code and
+      // compile time for a boundary test that costs nothing at run time.
+      .partition(alg.rk, Partition::Never);
 
   if (alg.bf16Pairs) {
     Var di = alg.qT.args()[0];
