@@ -138,24 +138,6 @@ bool parseInt(const std::string &text, int64_t &v) {
   return true;
 }
 
-/// NAME=VALUE items -> map; false with a message on a malformed or repeated item.
-bool splitAssignments(const std::vector<std::string> &items, const char *flag,
-                      std::map<std::string, std::string> &out, std::string &err) {
-  for (const std::string &item : items) {
-    size_t eq = item.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      err += std::string("attnc: error: ") + flag + " expects NAME=VALUE, got '" + item + "'\n";
-      return false;
-    }
-    std::string name = item.substr(0, eq);
-    if (!out.emplace(name, item.substr(eq + 1)).second) {
-      err += std::string("attnc: error: ") + flag + " " + name + " given twice\n";
-      return false;
-    }
-  }
-  return true;
-}
-
 std::string join(const std::vector<std::string> &v) {
   std::string s;
   for (size_t k = 0; k < v.size(); ++k)
@@ -200,10 +182,7 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
   }
 
   // Sizes: every given name must be a size of the kernel, a positive i32.
-  std::map<std::string, std::string> sizeText, paramText;
-  if (!splitAssignments(req.sizes, "--size", sizeText, err) ||
-      !splitAssignments(req.params, "--param", paramText, err))
-    return false;
+  const std::map<std::string, std::string> &sizeText = req.sizes, &paramText = req.params;
   std::vector<std::string> sizeNames = kernel->sizeNames();
   std::map<std::string, int64_t> sizes;
   for (auto &[name, text] : sizeText) {

@@ -191,10 +191,14 @@ int cmdRun(const RunArgs &a) {
   return 0;
 }
 
-int cmdViz(attn::VizRequest req) {
+int cmdViz(attn::VizRequest req, const std::vector<std::string> &sizes,
+           const std::vector<std::string> &params) {
   attn::SourceFile src;
   std::string err, out;
   if (!readSource(req.fileName, src, err))
+    return fail(err);
+  if (!splitAssignments(sizes, "--size", req.sizes, err) ||
+      !splitAssignments(params, "--param", req.params, err))
     return fail(err);
   req.source = src.text;
   bool ok = attn::runViz(req, out, err);
@@ -242,12 +246,13 @@ int main(int argc, char **argv) {
   runCmd->add_flag("--no-cache", run.noCache, "always compile, ignore the compile cache");
 
   attn::VizRequest viz;
+  std::vector<std::string> vizSizes, vizParams;
   auto *vizCmd = app.add_subcommand("viz", "PNG of the mask's empty / partial / full tiles");
   vizCmd->add_option("FILE", viz.fileName, ".attn file")->required();
   vizCmd->add_option("--kernel", viz.kernel, "kernel name");
-  vizCmd->add_option("--size", viz.sizes, "NAME=N, the sizes the picture needs (Lq, Lk, ...)")
+  vizCmd->add_option("--size", vizSizes, "NAME=N, the sizes the picture needs (Lq, Lk, ...)")
       ->take_all();
-  vizCmd->add_option("--param", viz.params, "NAME=VALUE")->take_all();
+  vizCmd->add_option("--param", vizParams, "NAME=VALUE")->take_all();
   vizCmd->add_option("--tile", viz.tile, "tile shape QxK (default 64x128)");
   vizCmd->add_option("--batch", viz.batch, "the batch index b drawn (default 0)");
   vizCmd->add_option("--head", viz.head, "the head index h drawn (default 0)");
@@ -267,6 +272,6 @@ int main(int argc, char **argv) {
   if (*runCmd)
     return cmdRun(run);
   if (*vizCmd)
-    return cmdViz(viz);
+    return cmdViz(viz, vizSizes, vizParams);
   return 1;
 }

@@ -5,6 +5,7 @@
 #include "attn/compiler/MaskAnalysis.h"
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -13,7 +14,7 @@ namespace attn {
 struct VizRequest {
   std::string fileName, source; // the .attn file and its text
   std::string kernel;           // may be empty when the file has one kernel
-  std::vector<std::string> sizes, params; // NAME=VALUE
+  std::map<std::string, std::string> sizes, params; // --size / --param NAME -> VALUE text
   std::string tile = "64x128";  // QxK: the CPU kernels' query tile x key block
   int64_t batch = 0, head = 0;  // the (b, h) whose plane is drawn
   std::string output;           // the PNG path
