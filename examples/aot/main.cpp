@@ -154,8 +154,19 @@ int main() {
         return 1;
       }
 
+    // A data-dependent mask comes with its tile map: which key blocks may
+    // take part for each query tile (uint8 [B][H][query tiles][key blocks],
+    // the tile sizes are in packed_documents.json). Build it once per doc
+    // tensor; the kernel then skips every block the map rules out.
+    const int tileQ = 64, tileK = 128;
+    Buffer<uint8_t> tileMap((L + tileK - 1) / tileK, (L + tileQ - 1) / tileQ, H, B);
+    if (int rc = packed_documents_tile_map(q, k, v, doc, window, tileMap); rc != 0) {
+      std::fprintf(stderr, "packed_documents_tile_map failed (%d): %s\n", rc, lastError.c_str());
+      return 1;
+    }
+
     Buffer<float> out(D, L, H, B), lse(L, H, B);
-    if (int rc = packed_documents(q, k, v, doc, window, out, lse); rc != 0) {
+    if (int rc = packed_documents(q, k, v, doc, tileMap, window, out, lse); rc != 0) {
       std::fprintf(stderr, "packed_documents failed (%d): %s\n", rc, lastError.c_str());
       return 1;
     }

@@ -524,6 +524,17 @@ std::vector<Argument> AttentionAlgorithm::arguments() const {
   std::vector<Argument> args;
   for (const ImageParam &p : tensors)
     args.push_back(p);
+  if (hasTileMap)
+    args.push_back(tileMapInput);
+  for (const Param<> &p : params)
+    args.push_back(p);
+  return args;
+}
+
+std::vector<Argument> AttentionAlgorithm::inputArguments() const {
+  std::vector<Argument> args;
+  for (const ImageParam &p : tensors)
+    args.push_back(p);
   for (const Param<> &p : params)
     args.push_back(p);
   return args;
@@ -683,8 +694,18 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
     return tr.evalInterval(kernel.getMask(), args).mayTrue;
   };
   RDom rk(0, nKB, "rk");
-  if (Expr p = blockMayTakePart(rk.x); p.defined())
-    rk.where(p);
+  auto maskKind = kernel->getAttrOfType<mlir::StringAttr>("mask_kind");
+  if (Expr p = blockMayTakePart(rk.x); p.defined()) {
+    if (maskKind && maskKind.getValue() == "data-dependent") {
+      alg.hasTileMap = true;
+      alg.tileMap = Func("tileMap");
+      alg.tileMap(kb, qt, h, b) = cast(UInt(8), select(blockMayTakePart(kb), 1, 0));
+      alg.tileMapInput = ImageParam(UInt(8), 4, "tilemap");
+      rk.where(alg.tileMapInput(rk.x, qt, h, b) != 0);
+    } else {
+      rk.where(p);
+    }
+  }
   alg.rk = RVar(rk.x);
   RDom rj(0, TK, "rj");
   alg.rj = RVar(rj.x);

@@ -51,6 +51,9 @@ std::string KernelManifest::toJson() const {
   j["decode"] = decode;
   j["decode_scale"] = decodeScale;
   j["has_index_check"] = hasIndexCheck;
+  j["has_tile_map"] = hasTileMap;
+  j["tile_q"] = tileQ;
+  j["tile_k"] = tileK;
   j["index_checks"] = nlohmann::json::array();
   for (const Check &c : indexChecks)
     j["index_checks"].push_back({{"tensor", c.tensor}, {"dim", c.dim}});
@@ -68,6 +71,9 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
   out.decode = j.value("decode", "none");
   out.decodeScale = j.value("decode_scale", 1.0);
   out.hasIndexCheck = j.value("has_index_check", false);
+  out.hasTileMap = j.value("has_tile_map", false);
+  out.tileQ = j.value("tile_q", 64);
+  out.tileK = j.value("tile_k", 128);
   if (j.contains("index_checks") && j["index_checks"].is_array())
     for (auto &c : j["index_checks"])
       if (c.is_object())
@@ -234,6 +240,8 @@ std::string printAlgorithm(const AttentionAlgorithm &a) {
     printFunc(os, f);
   for (const auto &f : a.tileSummaries)
     printFunc(os, f);
+  if (a.tileMap.defined())
+    printFunc(os, a.tileMap);
   if (a.indexBounds.defined())
     printFunc(os, a.indexBounds);
   return os.str();
@@ -256,10 +264,18 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
   manifest.decodeScale = a.decodeScale;
   Halide::Pipeline kernel(a.outputs());
   std::vector<Halide::Module> modules{kernel.compile_to_module(a.arguments(), a.name, built.target)};
+  if (a.hasTileMap) {
+    Halide::Pipeline tileMap(a.tileMap);
+    modules.push_back(
+        tileMap.compile_to_module(a.inputArguments(), a.name + "_tile_map", built.target));
+    manifest.hasTileMap = true;
+    manifest.tileQ = a.tileQ;
+    manifest.tileK = a.tileK;
+  }
   if (a.indexBounds.defined()) {
     Halide::Pipeline check(a.indexBounds);
     modules.push_back(check.compile_to_module(
-        a.arguments(), a.name + "_check_indices",
+        a.inputArguments(), a.name + "_check_indices",
         built.target));
     manifest.hasIndexCheck = true;
     for (const IndexCheck &c : a.indexChecks)

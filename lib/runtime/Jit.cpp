@@ -211,9 +211,13 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
   if (k->manifest_.hasIndexCheck)
     k->check_ =
         (int (*)(void **))dlsym(k->handle_, (k->kernel_->name + "_check_indices_argv").c_str());
+  if (k->manifest_.hasTileMap)
+    k->tileMap_ =
+        (int (*)(void **))dlsym(k->handle_, (k->kernel_->name + "_tile_map_argv").c_str());
   auto setHandler = (void (*)(void (*)(void *, const char *)))dlsym(k->handle_,
                                                                      "halide_set_error_handler");
-  if (!k->entry_ || (k->manifest_.hasIndexCheck && !k->check_) || !setHandler) {
+  if (!k->entry_ || (k->manifest_.hasIndexCheck && !k->check_) ||
+      (k->manifest_.hasTileMap && !k->tileMap_) || !setHandler) {
     messages += "attnc: error: the compiled kernel " + so.string() +
                 " lacks its entry points; delete it and try again\n";
     return nullptr;
@@ -232,40 +236,60 @@ Status JitKernel::prepare(const std::map<std::string, HostTensor> &inputs,
   const runtime::Bindings &bd = call.bindings;
   call.argv.clear();
   call.storage.clear();
-  auto addBuffer = [&](const HostTensor &t) {
-    auto view = std::make_shared<BufferView>(t, halideType(t.type));
-    call.argv.push_back(&view->buf);
-    call.storage.push_back(view);
+  auto view = [&](const HostTensor &t, halide_type_t type) {
+    auto v = std::make_shared<BufferView>(t, type);
+    call.storage.push_back(v);
+    return (void *)&v->buf;
   };
-  // ABI order: q, k, v, aux tensors in declaration order, params, outputs.
+  // The helper pipelines (index check, tile map) take the inputs: q, k, v,
+  // aux tensors in declaration order, params. The kernel takes the tile map
+  // after the aux tensors, and its outputs last.
+  std::vector<void *> tensors, scalars;
   for (const dsl::TensorDecl *t : {k.q, k.k, k.v})
-    addBuffer(inputs.at(t->name));
+    tensors.push_back(view(inputs.at(t->name), halideType(t->type)));
   for (const dsl::TensorDecl &t : k.tensors)
     if (t.role == dsl::TensorRole::Aux)
-      addBuffer(inputs.at(t.name));
+      tensors.push_back(view(inputs.at(t.name), halideType(t.type)));
   for (const dsl::ParamDecl &p : k.params) {
     std::shared_ptr<void> v = scalar(p, bd.params.at(p.name));
-    call.argv.push_back(v.get());
+    scalars.push_back(v.get());
     call.storage.push_back(v);
   }
-  if (Status s = checkIndices(call); !s)
+  std::vector<void *> helperArgv = tensors;
+  helperArgv.insert(helperArgv.end(), scalars.begin(), scalars.end());
+  if (Status s = checkIndices(call, helperArgv); !s)
     return s;
+
+  call.argv = tensors;
+  if (manifest_.hasTileMap) {
+    int64_t nQT = (bd.Lq + manifest_.tileQ - 1) / manifest_.tileQ;
+    int64_t nKB = (bd.Lk + manifest_.tileK - 1) / manifest_.tileK;
+    call.tileMap = HostTensor(dsl::ElemType::Bool, {bd.B, bd.H, nQT, nKB});
+    void *map = view(call.tileMap, halide_type_t(halide_type_uint, 8));
+    std::vector<void *> argv = helperArgv;
+    argv.push_back(map);
+    if (tileMap_(argv.data()) != 0)
+      return Status::error("attnc: error: building the tile map of '" + k.name +
+                           "' failed: " + lastHalideError);
+    call.argv.push_back(map);
+  }
+  call.argv.insert(call.argv.end(), scalars.begin(), scalars.end());
   call.out = HostTensor(k.q->type, {bd.B, bd.H, bd.Lq, bd.Dv});
-  addBuffer(call.out);
+  call.argv.push_back(view(call.out, halideType(k.q->type)));
   if (k.outputLse) {
     call.lse = HostTensor(dsl::ElemType::F32, {bd.B, bd.H, bd.Lq});
-    addBuffer(call.lse);
+    call.argv.push_back(view(call.lse, halideType(dsl::ElemType::F32)));
   }
   return Status::ok();
 }
 
-Status JitKernel::checkIndices(Call &call) const {
+Status JitKernel::checkIndices(Call &call, const std::vector<void *> &inputArgv) const {
   if (!check_)
     return Status::ok();
   size_t n = manifest_.indexChecks.size();
   HostTensor bounds(dsl::ElemType::I64, {2, (int64_t)n}); // Halide dims (c, e)
   auto view = std::make_shared<BufferView>(bounds, halideType(bounds.type));
-  std::vector<void *> argv = call.argv;
+  std::vector<void *> argv = inputArgv;
   argv.push_back(&view->buf);
   if (check_(argv.data()) != 0)
     return Status::error("attnc: error: " + lastHalideError);

@@ -86,7 +86,20 @@ struct AttentionAlgorithm {
   Halide::Func indexBounds; // (c, e) -> e = 0: min, 1: max of check c
   std::vector<IndexCheck> indexChecks;
 
+  /// Data-dependent masks: the run-time tile map, uint8 (kb, qt, h, b), 1
+  /// where key block kb may take part for query tile qt. Computed by its own
+  /// pipeline (tileMap) from the aux tensors, then passed to the kernel as
+  /// an input, so the kernel's block test reads an input buffer: Halide
+  /// lifts such a test out of the inner loops and skips the whole block,
+  /// which it does not do for a test that reads a Func.
+  bool hasTileMap = false;
+  Halide::ImageParam tileMapInput;
+  Halide::Func tileMap; // (kb, qt, h, b)
+
+  /// Kernel arguments: tensors, the tile map (when any), params.
   std::vector<Halide::Argument> arguments() const;
+  /// Arguments of the helper pipelines (index check, tile map): tensors, params.
+  std::vector<Halide::Argument> inputArguments() const;
   std::vector<Halide::Func> outputs() const;
 };
 

@@ -26,6 +26,11 @@ struct KernelManifest {
   std::string decode = "none"; // hull, scan or none (runtime/Decoder.h)
   double decodeScale = 1;      // decodable kernels: score = decodeScale * dot(q, k)
   bool hasIndexCheck = false;
+  /// Data-dependent masks: NAME_tile_map(inputs..., params..., map) builds
+  /// the uint8 tile map [B][H][ceil(Lq/tileQ)][ceil(Lk/tileK)] that NAME
+  /// takes after its aux tensors.
+  bool hasTileMap = false;
+  int tileQ = 64, tileK = 128;
   struct Check {
     std::string tensor;
     int dim = 0;

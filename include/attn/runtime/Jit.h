@@ -53,10 +53,14 @@ public:
     std::vector<void *> argv;
     std::vector<std::shared_ptr<void>> storage; // buffers and scalars argv points to
     runtime::HostTensor out, lse;
+    /// Data-dependent masks: the tile map built from the aux tensors
+    /// (uint8 [B, H, query tiles, key blocks]); reused by every execute.
+    runtime::HostTensor tileMap;
   };
 
   /// Checks every argument (names, dtypes, ranks, sizes, params) and every
-  /// aux-tensor index, allocates out (and lse when the kernel outputs it).
+  /// aux-tensor index, builds the tile map of a data-dependent mask, and
+  /// allocates out (and lse when the kernel outputs it).
   runtime::Status prepare(const std::map<std::string, runtime::HostTensor> &inputs,
                           const std::map<std::string, std::string> &params, Call &call) const;
   /// Runs a prepared call.
@@ -72,7 +76,7 @@ public:
 
 private:
   JitKernel() = default;
-  runtime::Status checkIndices(Call &call) const;
+  runtime::Status checkIndices(Call &call, const std::vector<void *> &inputArgv) const;
 
   std::unique_ptr<dsl::Module> module_;
   const dsl::Kernel *kernel_ = nullptr;
@@ -80,6 +84,7 @@ private:
   void *handle_ = nullptr;
   int (*entry_)(void **) = nullptr;
   int (*check_)(void **) = nullptr;
+  int (*tileMap_)(void **) = nullptr;
   bool cacheHit_ = false;
   double compileSeconds_ = 0;
 };

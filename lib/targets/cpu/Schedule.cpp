@@ -174,6 +174,8 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
     f.compute_root();
   for (Func &f : alg.tileSummaries)
     f.compute_root();
+  if (alg.tileMap.defined())
+    alg.tileMap.parallel(b);
 }
 
 } // namespace attn::cpu
