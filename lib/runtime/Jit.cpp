@@ -268,9 +268,12 @@ Status JitKernel::prepare(const std::map<std::string, HostTensor> &inputs,
     void *map = view(call.tileMap, halide_type_t(halide_type_uint, 8));
     std::vector<void *> argv = helperArgv;
     argv.push_back(map);
+    auto t0 = std::chrono::steady_clock::now();
     if (tileMap_(argv.data()) != 0)
       return Status::error("attnc: error: building the tile map of '" + k.name +
                            "' failed: " + lastHalideError);
+    call.tileMapSeconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     call.argv.push_back(map);
   }
   call.argv.insert(call.argv.end(), scalars.begin(), scalars.end());

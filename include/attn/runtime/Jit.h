@@ -56,6 +56,7 @@ public:
     /// Data-dependent masks: the tile map built from the aux tensors
     /// (uint8 [B, H, query tiles, key blocks]); reused by every execute.
     runtime::HostTensor tileMap;
+    double tileMapSeconds = 0; // time prepare() spent building it
   };
 
   /// Checks every argument (names, dtypes, ranks, sizes, params) and every
