@@ -564,7 +564,7 @@ Type kernelComputeType(Operation *op) {
   return halideType(llvm::cast<attn::KernelOp>(op).getComputeType());
 }
 
-AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
+AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles) {
   auto kernel = llvm::cast<attn::KernelOp>(op);
   AttentionAlgorithm alg;
   alg.name = kernel.getSymName().str();
@@ -679,8 +679,11 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
   // Key blocks the mask provably empties for a query tile are skipped: a
   // conservative test of block `kbE` for the tile qt.
   Expr nKB = (Lk + TK - 1) / TK;
+  // Without skipping (the unanalysed kernel), every pair is evaluated.
+  skipTiles = skipTiles && alg.strategy != "dense";
+  alg.skipsTiles = skipTiles;
   auto blockMayTakePart = [&](Expr kbE) -> Expr {
-    if (alg.strategy == "dense")
+    if (!skipTiles)
       return Expr();
     auto tileRange = [](Expr lo, int t, Expr extent) {
       return Interval{cast(Float(64), lo * t), cast(Float(64), min(lo * t + t, extent) - 1),
@@ -743,7 +746,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles) {
     Expr t = alg.topkState((int)K - 1, ii, qt, h, b)[0];
     Expr tj = alg.topkState((int)K - 1, ii, qt, h, b)[1];
     alg.score(ii, jj, qt, kb, h, b) = select(raw > t || (raw == t && jk >= tj), raw, negInf);
-  } else if (alg.strategy == "dense") {
+  } else if (!skipTiles) {
     alg.score(ii, jj, qt, kb, h, b) = maskedScore(ii, jj);
   } else {
     // Register tiles (tiles.regQ x tiles.regK) of a block that the mask

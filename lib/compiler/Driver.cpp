@@ -175,9 +175,10 @@ struct Built {
 /// AttnToHalide + the target schedule. Throws Halide::Error.
 Built buildHalide(Lowered &low, const CompileOptions &opts, std::string &err) {
   Built built{AttentionAlgorithm(), resolveHalideTarget(opts.target, err)};
-  built.alg = buildAlgorithm(low.kernelOp, cpu::chooseTiles(built.target,
-                                                            kernelStrategy(low.kernelOp),
-                                                            kernelComputeType(low.kernelOp)));
+  built.alg = buildAlgorithm(low.kernelOp,
+                             cpu::chooseTiles(built.target, kernelStrategy(low.kernelOp),
+                                              kernelComputeType(low.kernelOp)),
+                             opts.skipTiles);
   cpu::schedule(built.alg, built.target);
   return built;
 }

@@ -166,7 +166,8 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
 
   uint64_t h = 1469598103934665603ull;
   const char *tiles = std::getenv("ATTNC_TILES"); // a tuning override of the schedule
-  for (const std::string &part : {std::string(version()), buildStamp(), std::string(tiles ? tiles : ""), std::to_string(HALIDE_VERSION_MAJOR) + "." +
+  for (const std::string &part : {std::string(version()), buildStamp(), std::string(tiles ? tiles : ""),
+                                  std::string(opts.skipTiles ? "skip" : "noskip"), std::to_string(HALIDE_VERSION_MAJOR) + "." +
                                                                 std::to_string(HALIDE_VERSION_MINOR),
                                   target, k->kernel_->name, src.text})
     h = fnv1a(h, part);
@@ -190,6 +191,7 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
     CompileOptions copts;
     copts.kernel = k->kernel_->name;
     copts.target = target;
+    copts.skipTiles = opts.skipTiles;
     fs::path tmpSo = so;
     tmpSo += ".tmp" + std::to_string(::getpid());
     if (!compileSharedObject(src, copts, tmpSo.string(), k->manifest_, messages))

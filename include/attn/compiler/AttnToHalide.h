@@ -31,6 +31,7 @@ struct AttentionAlgorithm {
   std::string name;
   std::string normalize; // softmax, sigmoid, relu, none, hardmax, topk
   std::string strategy;  // dense, masked
+  bool skipsTiles = true; // masked kernels: tiles the mask empties are skipped
   std::string ties;      // hardmax: average, latest, first
   std::string decode = "none"; // attn-select-strategy: hull, scan, none
   double decodeScale = 1;      // the score is decodeScale * dot(q, k)
@@ -122,6 +123,9 @@ Halide::Type kernelComputeType(mlir::Operation *kernelOp);
 /// Builds the algorithm of `kernelOp` (an attn::KernelOp, after the default
 /// pipeline). Halide may throw Halide::Error; an unsupported construct throws
 /// Halide::CompileError. Never call it from inside an MLIR callback.
-AttentionAlgorithm buildAlgorithm(mlir::Operation *kernelOp, TileSizes tiles);
+/// `skipTiles` false builds the unanalysed kernel: the mask is evaluated on
+/// every pair and no tile is skipped (tests compare it with the analysed one).
+AttentionAlgorithm buildAlgorithm(mlir::Operation *kernelOp, TileSizes tiles,
+                                  bool skipTiles = true);
 
 } // namespace attn

@@ -43,6 +43,9 @@ struct KernelManifest {
 struct CompileOptions {
   std::string kernel; // may be empty when the file has one kernel
   std::string target = "host";
+  /// false: evaluate the mask on every pair and skip no tile (for tests
+  /// that compare the analysed kernel with the unanalysed one).
+  bool skipTiles = true;
 };
 
 /// Diagnostics (clang-style for source errors, `attnc: error: ...` for the

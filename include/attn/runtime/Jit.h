@@ -28,6 +28,7 @@ struct JitOptions {
   std::string target = "host";
   bool useCache = true;
   std::string cacheDir;      // empty: the default cache directory
+  bool skipTiles = true;     // see CompileOptions::skipTiles
 };
 
 class JitKernel {
