@@ -613,11 +613,10 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   alg.vf(dv, j, hkv, b) = cast(ct, v(min(dv, v.dim(0).extent() - 1), j, hkv, b));
 
   alg.qT = Func("qT");
-  alg.dotAcc = Func("dotAcc");
-  alg.dotAcc(ii, jj, qt, kb, h, b) = zero;
   std::optional<int64_t> literalD = literalDim(kernel, 0, 3);
   alg.bf16Pairs = q.type() == BFloat(16) && k.type() == BFloat(16) && ct == Float(32) &&
                   literalD && *literalD % 2 == 0;
+  Expr dotTerm; // the summand of q.k over the reduction domain
   if (alg.bf16Pairs) {
     // bf16 q.k as a sum of products of adjacent pairs, so that a target with
     // BF16 dot-product instructions (vdpbf16ps) can use them: the query tile
@@ -627,16 +626,22 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     RDom rd(0, 2, 0, int(*literalD / 2), "rd");
     alg.rd = RVar(rd.x);
     alg.rdPair = RVar(rd.y);
-    alg.dotAcc(ii, jj, qt, kb, h, b) +=
-        cast(ct, alg.qT(rd.x, ii, rd.y, qt, h, b)) *
-        cast(ct, k(rd.y * 2 + rd.x, min(jk, Lk - 1), hk, b));
+    dotTerm = cast(ct, alg.qT(rd.x, ii, rd.y, qt, h, b)) *
+              cast(ct, k(rd.y * 2 + rd.x, min(jk, Lk - 1), hk, b));
   } else {
     alg.qT(ii, d, qt, h, b) = cast(ct, q(d, min(qt * TQ + ii, Lq - 1), h, b));
     RDom rd(0, D, "rd");
     alg.rd = RVar(rd.x);
-    alg.dotAcc(ii, jj, qt, kb, h, b) +=
-        alg.qT(ii, rd, qt, h, b) * alg.kf(rd, min(jk, Lk - 1), hk, b);
+    dotTerm = alg.qT(ii, rd, qt, h, b) * alg.kf(rd, min(jk, Lk - 1), hk, b);
   }
+  // q.k for a block: dotAcc; its twin dotAccFull serves the register tiles
+  // that a mask makes full (computed in their own loop).
+  auto defineDot = [&](Func &f, const char *name) {
+    f = Func(name);
+    f(ii, jj, qt, kb, h, b) = zero;
+    f(ii, jj, qt, kb, h, b) += dotTerm;
+  };
+  defineDot(alg.dotAcc, "dotAcc");
 
   // sqnorm(q) / sqnorm(k), when used: small compute_root helpers.
   Func qnorm("qnorm"), knorm("knorm");
@@ -660,18 +665,18 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
 
   // The masked score (-inf for pairs that do not take part) at position
   // (iiE, jjE) of the tile (qt, kb).
-  auto maskedScore = [&](Expr iiE, Expr jjE) {
+  auto maskedScore = [&](Expr iiE, Expr jjE, Func dot, bool evalMask) {
     Expr iE = qt * TQ + iiE, jE = kb * TK + jjE;
     PointEnv env;
     env.b = b;
     env.h = h;
     env.i = iE;
     env.j = jE;
-    env.dot = [&] { return alg.dotAcc(iiE, jjE, qt, kb, h, b); };
+    env.dot = [&] { return dot(iiE, jjE, qt, kb, h, b); };
     env.sqnormQ = [&] { return qnorm(min(iE, Lq - 1), h, b); };
     env.sqnormK = [&] { return knorm(min(jE, Lk - 1), hk, b); };
     Expr valid = jE < Lk && iE < Lq;
-    if (alg.strategy != "dense")
+    if (evalMask && alg.strategy != "dense")
       valid = valid && tr.evalPoint(kernel.getMask(), env);
     return select(valid, tr.evalPoint(kernel.getScore(), env), negInf);
   };
@@ -721,7 +726,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     // softmax over the keys that rank at least as high as the K-th pair.
     int64_t K = *kernel.getTopk();
     alg.rawScore = Func("rawScore");
-    alg.rawScore(ii, jj, qt, kb, h, b) = maskedScore(ii, jj);
+    alg.rawScore(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, alg.dotAcc, true);
     Var slot("slot");
     alg.topkState = Func("topkState");
     alg.topkState(slot, ii, qt, h, b) = Tuple(negInf, make_const(Int(32), -1));
@@ -747,24 +752,42 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     Expr tj = alg.topkState((int)K - 1, ii, qt, h, b)[1];
     alg.score(ii, jj, qt, kb, h, b) = select(raw > t || (raw == t && jk >= tj), raw, negInf);
   } else if (!skipTiles) {
-    alg.score(ii, jj, qt, kb, h, b) = maskedScore(ii, jj);
+    alg.score(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, alg.dotAcc, true);
   } else {
     // Register tiles (tiles.regQ x tiles.regK) of a block that the mask
     // provably empties are skipped, q.k included: the score is -inf, then
-    // an update over the register tiles that may take part.
-    alg.score(ii, jj, qt, kb, h, b) = negInf;
+    // one update over the register tiles that are partial (the mask is
+    // evaluated per pair) and one over those that are full (it is not).
     const int RQ = tiles.regQ, RK = tiles.regK;
-    RDom rs(0, RQ, 0, RK, 0, TQ / RQ, 0, TK / RK, "rs");
-    Expr tq = qt * TQ + rs.z * RQ, tk = kb * TK + rs.w * RK;
-    std::map<unsigned, Interval> args{
-        {0, point(b)},
-        {1, point(h)},
-        {2, Interval{cast(Float(64), tq), cast(Float(64), min(tq + RQ, Lq) - 1), Expr(), Expr()}},
-        {3, Interval{cast(Float(64), tk), cast(Float(64), min(tk + RK, Lk) - 1), Expr(), Expr()}}};
-    tr.setTile({true, qt, kb, b, h});
-    rs.where(tr.evalInterval(kernel.getMask(), args).mayTrue);
+    auto registerTiles = [&](const char *name, bool full) {
+      RDom r(0, RQ, 0, RK, 0, TQ / RQ, 0, TK / RK, name);
+      Expr tq = qt * TQ + r.z * RQ, tk = kb * TK + r.w * RK;
+      std::map<unsigned, Interval> args{
+          {0, point(b)},
+          {1, point(h)},
+          {2, Interval{cast(Float(64), tq), cast(Float(64), min(tq + RQ, Lq) - 1), Expr(), Expr()}},
+          {3, Interval{cast(Float(64), tk), cast(Float(64), min(tk + RK, Lk) - 1), Expr(), Expr()}}};
+      tr.setTile({true, qt, kb, b, h});
+      Interval m = tr.evalInterval(kernel.getMask(), args);
+      r.where(full ? !m.mayFalse : m.mayTrue && m.mayFalse);
+      return r;
+    };
+    // Full register tiles first, into scoreFull (-inf elsewhere)...
+    defineDot(alg.dotAccFull, "dotAccFull");
+    alg.scoreFull = Func("scoreFull");
+    alg.scoreFull(ii, jj, qt, kb, h, b) = negInf;
+    RDom rf = registerTiles("rf", true);
+    Expr iiF = rf.z * RQ + rf.x, jjF = rf.w * RK + rf.y;
+    alg.scoreFull(iiF, jjF, qt, kb, h, b) = maskedScore(iiF, jjF, alg.dotAccFull, false);
+    alg.rfQ = RVar(rf.x);
+    alg.rfK = RVar(rf.y);
+    alg.rfQo = RVar(rf.z);
+    alg.rfKo = RVar(rf.w);
+    // ...then the partial ones on top of them.
+    alg.score(ii, jj, qt, kb, h, b) = alg.scoreFull(ii, jj, qt, kb, h, b);
+    RDom rs = registerTiles("rs", false);
     Expr iiE = rs.z * RQ + rs.x, jjE = rs.w * RK + rs.y;
-    alg.score(iiE, jjE, qt, kb, h, b) = maskedScore(iiE, jjE);
+    alg.score(iiE, jjE, qt, kb, h, b) = maskedScore(iiE, jjE, alg.dotAcc, true);
     alg.rsQ = RVar(rs.x);
     alg.rsK = RVar(rs.y);
     alg.rsQo = RVar(rs.z);

@@ -63,10 +63,13 @@ struct AttentionAlgorithm {
   Halide::Func vf;    // (dv, j, hk, b): values in compute type
   Halide::Func dotAcc; // (ii, jj, qt, kb, h, b): q.k, reduction over rd
   Halide::Func score; // (ii, jj, qt, kb, h, b): masked score (-inf when out)
-  /// Masked kernels: score is -inf, then an update over the register tiles
-  /// (rsQ, rsK inside; rsQo, rsKo: which tile) the mask does not empty.
+  /// Masked kernels: scoreFull is -inf but for an update over the register
+  /// tiles the mask makes full (rf*: inside, which tile; q.k from dotAccFull,
+  /// no mask evaluated); score starts from it and updates the partial tiles
+  /// (rs*; the mask is evaluated per pair). Empty tiles compute nothing.
   bool scoreRegisterTiles = false;
-  Halide::RVar rsQ, rsK, rsQo, rsKo;
+  Halide::RVar rsQ, rsK, rsQo, rsKo, rfQ, rfK, rfQo, rfKo;
+  Halide::Func dotAccFull, scoreFull;
   Halide::Func rawScore;  // topk only: the score before top-k selection
   Halide::Func topkState; // topk only: (slot, ii, qt, h, b) -> {score, j}, K best
   Halide::RVar rtBlock, rtKey, rtSlot; // topkState's update: key block, key, slot

@@ -123,17 +123,21 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
   if (alg.scoreRegisterTiles) {
     // The same register tiles, as an update over the tiles the mask does not
     // empty; q.k is computed per visited tile.
-    alg.score.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
-    // Every point of the update domain writes its own element
-    // (rsQo * regQ + rsQ, rsKo * regK + rsK) and reads no other: vectorizing
-    // rsQ cannot race, which Halide cannot prove through the where clause.
-    alg.score.update()
-        .allow_race_conditions()
-        .reorder(alg.rsQ, alg.rsK, alg.rsQo, alg.rsKo)
-        .vectorize(alg.rsQ, vec)
-        .unroll(alg.rsQ)
-        .unroll(alg.rsK);
-    scheduleDots(alg.dotAcc, LoopLevel(alg.score, alg.rsQo));
+    // Every point of an update domain writes its own element and reads no
+    // other: vectorizing the tile's queries cannot race, which Halide cannot
+    // prove through the where clause.
+    auto registerTiles = [&](Func f, RVar q, RVar k, RVar qo, RVar ko, Func dots) {
+      f.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
+      f.update()
+          .allow_race_conditions()
+          .reorder(q, k, qo, ko)
+          .vectorize(q, vec)
+          .unroll(q)
+          .unroll(k);
+      scheduleDots(dots, LoopLevel(f, qo));
+    };
+    registerTiles(alg.scoreFull, alg.rfQ, alg.rfK, alg.rfQo, alg.rfKo, alg.dotAccFull);
+    registerTiles(alg.score, alg.rsQ, alg.rsK, alg.rsQo, alg.rsKo, alg.dotAcc);
   } else {
     scheduleScores(alg.score, alg.dotAcc, LoopLevel(alg.acc, alg.rk));
   }
