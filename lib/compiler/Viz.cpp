@@ -5,6 +5,7 @@
 #include "attn/compiler/MLIRGen.h"
 #include "attn/compiler/Passes.h"
 #include "attn/dsl/Sema.h"
+#include "attn/runtime/Npy.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
@@ -151,6 +152,316 @@ std::string percent(double num, double den) {
   return buf;
 }
 
+// ---------------------------------------------------------------------------
+// Aux inputs (--in): exact per-tile summaries of the mask's aux reads.
+
+/// An aux tensor given with --in, with its declared dimension names.
+struct AuxInput {
+  runtime::HostTensor tensor;
+  std::vector<std::string> dimNames;
+};
+
+int64_t floorDivide(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0)))
+    --q;
+  return q;
+}
+
+/// v wrapped to a signed integer of `width` bits (i1: 0 or 1), as
+/// MaskEvaluator keeps values.
+int64_t wrapTo(uint64_t v, unsigned width) {
+  if (width == 1)
+    return static_cast<int64_t>(v & 1);
+  if (width >= 64)
+    return static_cast<int64_t>(v);
+  uint64_t m = (uint64_t(1) << width) - 1;
+  v &= m;
+  if (v >> (width - 1))
+    v |= ~m;
+  return static_cast<int64_t>(v);
+}
+
+uint64_t unsignedOf(int64_t v, unsigned width) {
+  if (width >= 64)
+    return static_cast<uint64_t>(v);
+  return static_cast<uint64_t>(v) & ((uint64_t(1) << width) - 1);
+}
+
+/// A straight-line program for one integer value of the mask region: its
+/// backward slice (block arguments, sizes, params, constants, integer arith,
+/// and aux loads, nested ones included, read from the --in tensors), with
+/// the language's integer semantics (i32 wrapping, floor division).
+class SliceEvaluator {
+public:
+  /// False with `why` when a slice op has no rule or reads a tensor not given.
+  bool compile(mlir::Value target, const std::map<std::string, int64_t> &sizes,
+               const std::map<std::string, int64_t> &intParams,
+               const std::map<std::string, AuxInput> &aux, std::string &why);
+  /// The value at one point; nullopt with `err` set on a division by zero or
+  /// an index outside its dimension.
+  std::optional<int64_t> eval(int64_t b, int64_t h, int64_t i, int64_t j, std::string &err) const;
+
+private:
+  enum Opcode {
+    OpConst, OpAdd, OpSub, OpMul, OpFloorDiv, OpDivS, OpRemS, OpCmp, OpAnd, OpOr,
+    OpXor, OpMin, OpMax, OpSelect, OpExtS, OpExtU, OpTrunc, OpAbs, OpLoad,
+  };
+  struct Instr {
+    Opcode opcode = OpConst;
+    int a = 0, b = 0, c = 0; // operand slots
+    int64_t imm = 0;
+    unsigned width = 32;
+    const AuxInput *aux = nullptr; // OpLoad
+    std::string tensor;            // OpLoad
+    std::vector<int> indices;      // OpLoad: index slots
+  };
+  std::vector<Instr> code_;
+  int numSlots_ = 4;
+  int result_ = 0;
+};
+
+bool SliceEvaluator::compile(mlir::Value target, const std::map<std::string, int64_t> &sizes,
+                             const std::map<std::string, int64_t> &intParams,
+                             const std::map<std::string, AuxInput> &aux, std::string &why) {
+  code_.clear();
+  numSlots_ = 4;
+  if (auto arg = llvm::dyn_cast<mlir::BlockArgument>(target)) {
+    result_ = static_cast<int>(arg.getArgNumber());
+    return true;
+  }
+  mlir::Block *block = target.getDefiningOp()->getBlock();
+  // The backward slice of `target` inside the block.
+  llvm::SmallPtrSet<mlir::Operation *, 32> slice;
+  std::vector<mlir::Value> work{target};
+  while (!work.empty()) {
+    mlir::Value v = work.back();
+    work.pop_back();
+    mlir::Operation *op = v.getDefiningOp();
+    if (!op || op->getBlock() != block || !slice.insert(op).second)
+      continue;
+    for (mlir::Value operand : op->getOperands())
+      work.push_back(operand);
+  }
+  llvm::DenseMap<mlir::Value, int> slot;
+  for (unsigned a = 0; a < 4 && a < block->getNumArguments(); ++a)
+    slot[block->getArgument(a)] = static_cast<int>(a);
+  for (mlir::Operation &op : *block) {
+    if (!slice.count(&op))
+      continue;
+    auto intType = [](mlir::Type t) { return llvm::isa<mlir::IntegerType>(t); };
+    if (op.getNumResults() != 1 || !intType(op.getResult(0).getType()) ||
+        (!llvm::isa<LoadOp>(op) && !llvm::all_of(op.getOperandTypes(), intType))) {
+      why = "'" + op.getName().getStringRef().str() + "' is not integer arithmetic";
+      return false;
+    }
+    Instr in;
+    in.width = op.getResult(0).getType().getIntOrFloatBitWidth();
+    if (in.width > 64) {
+      why = "integers wider than 64 bits";
+      return false;
+    }
+    auto operand = [&](unsigned k) { return slot.lookup(op.getOperand(k)); };
+    if (op.getNumOperands() > 0)
+      in.a = operand(0);
+    if (op.getNumOperands() > 1)
+      in.b = operand(1);
+    if (op.getNumOperands() > 2)
+      in.c = operand(2);
+    if (auto c = llvm::dyn_cast<mlir::arith::ConstantOp>(op)) {
+      auto attr = llvm::dyn_cast<mlir::IntegerAttr>(c.getValue());
+      if (!attr) {
+        why = "a non-integer constant";
+        return false;
+      }
+      in.imm = wrapTo(attr.getValue().getSExtValue(), in.width);
+    } else if (auto s = llvm::dyn_cast<SizeOp>(op)) {
+      auto it = sizes.find(s.getName().str());
+      if (it == sizes.end()) {
+        why = "size '" + s.getName().str() + "' not given";
+        return false;
+      }
+      in.imm = it->second;
+    } else if (auto p = llvm::dyn_cast<ParamOp>(op)) {
+      auto it = intParams.find(p.getName().str());
+      if (it == intParams.end()) {
+        why = "param '" + p.getName().str() + "' not given";
+        return false;
+      }
+      in.imm = wrapTo(it->second, in.width);
+    } else if (auto load = llvm::dyn_cast<LoadOp>(op)) {
+      std::string name = load.getTensor().str();
+      auto it = aux.find(name);
+      if (it == aux.end()) {
+        why = "it reads '" + name + "', not given (--in " + name + "=FILE.npy)";
+        return false;
+      }
+      if (it->second.tensor.rank() != static_cast<int>(load.getIndices().size())) {
+        why = "'" + name + "' is read with " + std::to_string(load.getIndices().size()) +
+              " indices";
+        return false;
+      }
+      in.opcode = OpLoad;
+      in.aux = &it->second;
+      in.tensor = name;
+      for (mlir::Value index : load.getIndices())
+        in.indices.push_back(slot.lookup(index));
+    } else if (llvm::isa<mlir::arith::AddIOp>(op)) in.opcode = OpAdd;
+    else if (llvm::isa<mlir::arith::SubIOp>(op)) in.opcode = OpSub;
+    else if (llvm::isa<mlir::arith::MulIOp>(op)) in.opcode = OpMul;
+    else if (llvm::isa<mlir::arith::FloorDivSIOp>(op)) in.opcode = OpFloorDiv;
+    else if (llvm::isa<mlir::arith::DivSIOp>(op)) in.opcode = OpDivS;
+    else if (llvm::isa<mlir::arith::RemSIOp>(op)) in.opcode = OpRemS;
+    else if (auto cmp = llvm::dyn_cast<mlir::arith::CmpIOp>(op)) {
+      in.opcode = OpCmp;
+      in.imm = static_cast<int64_t>(cmp.getPredicate());
+      in.width = cmp.getLhs().getType().getIntOrFloatBitWidth(); // operand width
+    } else if (llvm::isa<mlir::arith::AndIOp>(op)) in.opcode = OpAnd;
+    else if (llvm::isa<mlir::arith::OrIOp>(op)) in.opcode = OpOr;
+    else if (llvm::isa<mlir::arith::XOrIOp>(op)) in.opcode = OpXor;
+    else if (llvm::isa<mlir::arith::MinSIOp>(op)) in.opcode = OpMin;
+    else if (llvm::isa<mlir::arith::MaxSIOp>(op)) in.opcode = OpMax;
+    else if (llvm::isa<mlir::arith::SelectOp>(op)) in.opcode = OpSelect;
+    else if (auto e = llvm::dyn_cast<mlir::arith::ExtSIOp>(op)) {
+      in.opcode = OpExtS;
+      in.imm = e.getIn().getType().getIntOrFloatBitWidth();
+    } else if (llvm::isa<mlir::arith::ExtUIOp>(op)) {
+      in.opcode = OpExtU;
+      in.imm = op.getOperand(0).getType().getIntOrFloatBitWidth();
+    } else if (llvm::isa<mlir::arith::TruncIOp>(op)) in.opcode = OpTrunc;
+    else if (llvm::isa<mlir::math::AbsIOp>(op)) in.opcode = OpAbs;
+    else {
+      why = "no evaluation rule for '" + op.getName().getStringRef().str() + "'";
+      return false;
+    }
+    slot[op.getResult(0)] = numSlots_++;
+    code_.push_back(std::move(in));
+  }
+  result_ = slot.lookup(target);
+  return true;
+}
+
+std::optional<int64_t> SliceEvaluator::eval(int64_t b, int64_t h, int64_t i, int64_t j,
+                                            std::string &err) const {
+  llvm::SmallVector<int64_t, 32> v(numSlots_);
+  v[0] = b, v[1] = h, v[2] = i, v[3] = j;
+  int out = 4;
+  for (const Instr &in : code_) {
+    int64_t x = v[in.a], y = v[in.b], r = 0;
+    uint64_t ux = static_cast<uint64_t>(x), uy = static_cast<uint64_t>(y);
+    switch (in.opcode) {
+    case OpConst: r = in.imm; break;
+    case OpAdd: r = wrapTo(ux + uy, in.width); break;
+    case OpSub: r = wrapTo(ux - uy, in.width); break;
+    case OpMul: r = wrapTo(ux * uy, in.width); break;
+    case OpFloorDiv:
+    case OpDivS:
+    case OpRemS: {
+      if (y == 0) {
+        err = "division by zero";
+        return std::nullopt;
+      }
+      if (y == -1) {
+        r = in.opcode == OpRemS ? 0 : wrapTo(uint64_t(0) - ux, in.width);
+        break;
+      }
+      r = in.opcode == OpFloorDiv ? floorDivide(x, y) : in.opcode == OpDivS ? x / y : x % y;
+      r = wrapTo(static_cast<uint64_t>(r), in.width);
+      break;
+    }
+    case OpCmp: {
+      using P = mlir::arith::CmpIPredicate;
+      uint64_t a = unsignedOf(x, in.width), c = unsignedOf(y, in.width);
+      int64_t sa = in.width == 1 ? -x : x, sc = in.width == 1 ? -y : y; // i1 true is -1
+      switch (static_cast<P>(in.imm)) {
+      case P::eq: r = a == c; break;
+      case P::ne: r = a != c; break;
+      case P::slt: r = sa < sc; break;
+      case P::sle: r = sa <= sc; break;
+      case P::sgt: r = sa > sc; break;
+      case P::sge: r = sa >= sc; break;
+      case P::ult: r = a < c; break;
+      case P::ule: r = a <= c; break;
+      case P::ugt: r = a > c; break;
+      case P::uge: r = a >= c; break;
+      }
+      break;
+    }
+    case OpAnd: r = wrapTo(ux & uy, in.width); break;
+    case OpOr: r = wrapTo(ux | uy, in.width); break;
+    case OpXor: r = wrapTo(ux ^ uy, in.width); break;
+    case OpMin: r = in.width == 1 ? (x | y) : std::min(x, y); break; // i1: true (-1) is smaller
+    case OpMax: r = in.width == 1 ? (x & y) : std::max(x, y); break;
+    case OpSelect: r = x ? y : v[in.c]; break;
+    case OpExtS: r = in.imm == 1 ? -x : x; break;
+    case OpExtU: r = static_cast<int64_t>(unsignedOf(x, static_cast<unsigned>(in.imm))); break;
+    case OpTrunc: r = wrapTo(ux, in.width); break;
+    case OpAbs: r = wrapTo(x < 0 ? uint64_t(0) - ux : ux, in.width); break;
+    case OpLoad: {
+      const runtime::HostTensor &t = in.aux->tensor;
+      int64_t flat = 0;
+      for (size_t d = 0; d < in.indices.size(); ++d) {
+        int64_t idx = v[in.indices[d]], extent = t.shape[d];
+        if (idx < 0 || idx >= extent) {
+          err = "index " + std::to_string(idx) + " of dimension " + std::to_string(d) + " (" +
+                in.aux->dimNames[d] + ") of '" + in.tensor + "' is outside [0, " +
+                std::to_string(extent) + ")";
+          return std::nullopt;
+        }
+        flat = flat * extent + idx;
+      }
+      r = wrapTo(static_cast<uint64_t>(t.getInt(flat)), in.width);
+      break;
+    }
+    }
+    v[out++] = r;
+  }
+  return v[result_];
+}
+
+/// The i1 value the mask region yields.
+mlir::Value maskResultValue(KernelOp kernel) {
+  return llvm::cast<YieldOp>(kernel.getMask().front().getTerminator()).getValue();
+}
+
+/// Text of an index expression of a load, for the printed summary lines.
+std::string indexText(mlir::Value v, int depth = 0) {
+  static const char *args[4] = {"b", "h", "i", "j"};
+  if (auto arg = llvm::dyn_cast<mlir::BlockArgument>(v))
+    return arg.getArgNumber() < 4 ? args[arg.getArgNumber()] : "?";
+  mlir::Operation *op = v.getDefiningOp();
+  if (!op || depth > 6)
+    return "...";
+  if (auto c = llvm::dyn_cast<mlir::arith::ConstantOp>(op))
+    if (auto attr = llvm::dyn_cast<mlir::IntegerAttr>(c.getValue()))
+      return std::to_string(attr.getValue().getSExtValue());
+  if (auto s = llvm::dyn_cast<SizeOp>(op))
+    return s.getName().str();
+  if (auto p = llvm::dyn_cast<ParamOp>(op))
+    return p.getName().str();
+  if (llvm::isa<mlir::arith::ExtSIOp, mlir::arith::ExtUIOp, mlir::arith::TruncIOp>(op))
+    return indexText(op->getOperand(0), depth);
+  if (auto load = llvm::dyn_cast<LoadOp>(op)) {
+    std::string s = load.getTensor().str() + "[";
+    for (size_t k = 0; k < load.getIndices().size(); ++k)
+      s += (k ? ", " : "") + indexText(load.getIndices()[k], depth + 1);
+    return s + "]";
+  }
+  const char *sym = llvm::isa<mlir::arith::AddIOp>(op)        ? " + "
+                    : llvm::isa<mlir::arith::SubIOp>(op)      ? " - "
+                    : llvm::isa<mlir::arith::MulIOp>(op)      ? " * "
+                    : llvm::isa<mlir::arith::FloorDivSIOp>(op) ? " / "
+                                                               : nullptr;
+  if (sym && op->getNumOperands() == 2)
+    return "(" + indexText(op->getOperand(0), depth + 1) + sym +
+           indexText(op->getOperand(1), depth + 1) + ")";
+  if (auto mn = llvm::dyn_cast<mlir::arith::MinSIOp>(op))
+    return "min(" + indexText(mn.getLhs(), depth + 1) + ", " + indexText(mn.getRhs(), depth + 1) + ")";
+  if (auto mx = llvm::dyn_cast<mlir::arith::MaxSIOp>(op))
+    return "max(" + indexText(mx.getLhs(), depth + 1) + ", " + indexText(mx.getRhs(), depth + 1) + ")";
+  return "...";
+}
+
 } // namespace
 
 bool runViz(const VizRequest &req, std::string &out, std::string &err) {
@@ -261,6 +572,80 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
     }
   }
 
+  // Aux inputs: each must be an aux tensor of the kernel whose shape matches
+  // its declared dims; sizes not given with --size are taken from the files.
+  std::map<std::string, AuxInput> aux;
+  std::map<std::string, std::string> sizeFrom; // size -> the tensor that bound it
+  for (auto &[name, path] : req.inputs) {
+    const dsl::TensorDecl *t = kernel->findTensor(name);
+    if (!t || t->role != dsl::TensorRole::Aux) {
+      std::vector<std::string> auxNames;
+      for (const dsl::TensorDecl &d : kernel->tensors)
+        if (d.role == dsl::TensorRole::Aux)
+          auxNames.push_back(d.name);
+      err += "attnc: error: --in " + name + ": " +
+             (t ? "'" + name + "' is q, k or v; viz reads only aux tensors"
+                : "kernel '" + kernel->name + "' has no tensor named '" + name + "'") +
+             " (aux tensors: " + (auxNames.empty() ? "none" : join(auxNames)) + ")\n";
+      return false;
+    }
+    AuxInput in;
+    if (runtime::Status st = runtime::readNpyAs(path, name, t->type, in.tensor); !st) {
+      std::string m = st.message();
+      while (!m.empty() && m.back() == '\n')
+        m.pop_back();
+      err += "attnc: error: --in " + name + ": " + m + "\n";
+      return false;
+    }
+    std::string declared;
+    for (size_t d = 0; d < t->dims.size(); ++d) {
+      const dsl::Dim &dim = t->dims[d];
+      in.dimNames.push_back(dim.isLiteral() ? std::to_string(dim.value) : dim.name);
+      declared += (d ? ", " : "") + in.dimNames.back();
+    }
+    declared = "'" + name + "' is declared [" + declared + "]";
+    if (in.tensor.rank() != static_cast<int>(t->dims.size())) {
+      err += "attnc: error: --in " + name + ": " + declared + " (rank " +
+             std::to_string(t->dims.size()) + ") but " + path + " holds " +
+             in.tensor.describe() + " (rank " + std::to_string(in.tensor.rank()) + ")\n";
+      return false;
+    }
+    for (size_t d = 0; d < t->dims.size(); ++d) {
+      const dsl::Dim &dim = t->dims[d];
+      int64_t got = in.tensor.shape[d];
+      std::string where = "dimension " + std::to_string(d) + " (" + in.dimNames[d] + ") of '" +
+                          name + "' is " + std::to_string(got) + " in " + path;
+      if (dim.isLiteral()) {
+        if (got != dim.value) {
+          err += "attnc: error: --in " + name + ": " + where + " but is declared " +
+                 std::to_string(dim.value) + "\n";
+          return false;
+        }
+        continue;
+      }
+      auto it = sizes.find(dim.name);
+      if (it == sizes.end()) {
+        if (got < 1 || got > INT32_MAX) {
+          err += "attnc: error: --in " + name + ": " + where + "; sizes must be between 1 and "
+                 "2147483647\n";
+          return false;
+        }
+        sizes[dim.name] = got;
+        sizeFrom[dim.name] = name;
+      } else if (got != it->second) {
+        auto from = sizeFrom.find(dim.name);
+        err += "attnc: error: --in " + name + ": " + where + " but " + dim.name + " = " +
+               std::to_string(it->second) +
+               (from != sizeFrom.end() ? " (from --in " + from->second + ")"
+                                       : " (--size " + dim.name + "=" +
+                                             std::to_string(it->second) + ")") +
+               "\n";
+        return false;
+      }
+    }
+    aux.emplace(name, std::move(in));
+  }
+
   // Lower through the default pipeline (canonicalize, cse, analyses).
   mlir::MLIRContext ctx;
   std::string diagText;
@@ -337,6 +722,107 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
   TileMapOptions mapOptions;
   mapOptions.b = req.batch;
   mapOptions.h = req.head;
+
+  // Aux reads of the mask: with the tensor given, loads that follow the
+  // query tile, the key block or only (b, h) get the exact [min, max] of the
+  // values they read per tile (one evaluation per row i or key j, then one
+  // reduction per tile); pair loads stay conservative.
+  std::vector<std::string> auxLines;
+  std::map<std::string, bool> auxRead; // tensor -> read by the mask
+  llvm::DenseMap<mlir::Operation *, std::vector<IntRange>> loadTiles; // per tile index
+  llvm::DenseMap<mlir::Operation *, LoadSummary> loadKinds;
+  auto pointText = [&](const char *var, int64_t x) {
+    return " at b = " + std::to_string(req.batch) + ", h = " + std::to_string(req.head) +
+           (var ? std::string(", ") + var + " = " + std::to_string(x) : std::string());
+  };
+  std::string auxError;
+  op.getMask().walk([&](LoadOp load) {
+    if (!auxError.empty())
+      return;
+    std::string name = load.getTensor().str();
+    auxRead[name] = true;
+    std::string text = indexText(load.getResult());
+    LoadSummary summary = loadSummary(load);
+    const char *granularity = summary == LoadSummary::QueryTile  ? "per query tile"
+                              : summary == LoadSummary::KeyBlock ? "per key block"
+                              : summary == LoadSummary::Uniform  ? "one value for (b, h)"
+                                                                 : nullptr;
+    if (!llvm::isa<mlir::IntegerType>(load.getType())) {
+      auxLines.push_back("aux read " + text + ": not summarised (float values)");
+      return;
+    }
+    if (!granularity) {
+      auxLines.push_back("aux read " + text +
+                         ": not summarised (indices depend on both i and j; conservative)");
+      return;
+    }
+    if (!aux.count(name)) {
+      auxLines.push_back("aux read " + text + ": not summarised (no --in " + name +
+                         "=FILE.npy; conservative)");
+      return;
+    }
+    SliceEvaluator slice;
+    std::string why;
+    if (!slice.compile(load.getResult(), sizes, intParams, aux, why)) {
+      auxLines.push_back("aux read " + text + ": not summarised (" + why + "; conservative)");
+      return;
+    }
+    std::vector<IntRange> ranges;
+    auto evalAt = [&](int64_t i, int64_t j, const char *var, int64_t x) -> std::optional<int64_t> {
+      std::string e;
+      std::optional<int64_t> r = slice.eval(req.batch, req.head, i, j, e);
+      if (!r)
+        auxError = "attnc: error: aux read " + text + ": " + e + pointText(var, x) + "\n";
+      return r;
+    };
+    auto reduce = [&](int64_t n, int64_t tile, bool byRow) {
+      int64_t count = (n + tile - 1) / tile;
+      ranges.assign(count, IntRange{INT64_MAX, INT64_MIN});
+      for (int64_t x = 0; x < n; ++x) {
+        std::optional<int64_t> r =
+            byRow ? evalAt(x, 0, "i", x) : evalAt(0, x, "j", x);
+        if (!r)
+          return false;
+        IntRange &t = ranges[x / tile];
+        t.lo = std::min(t.lo, *r), t.hi = std::max(t.hi, *r);
+      }
+      return true;
+    };
+    if (summary == LoadSummary::QueryTile) {
+      if (!reduce(Lq, tileQ, true))
+        return;
+    } else if (summary == LoadSummary::KeyBlock) {
+      if (!reduce(Lk, tileK, false))
+        return;
+    } else {
+      std::optional<int64_t> r = evalAt(0, 0, nullptr, 0);
+      if (!r)
+        return;
+      ranges.assign(1, IntRange::point(*r));
+    }
+    loadTiles[load.getOperation()] = std::move(ranges);
+    loadKinds[load.getOperation()] = summary;
+    auxLines.push_back("aux read " + text + ": summarised " + granularity + " from " +
+                       req.inputs.at(name));
+  });
+  if (!auxError.empty()) {
+    err += auxError;
+    return false;
+  }
+  for (auto &[name, in] : aux)
+    if (!auxRead.count(name))
+      auxLines.push_back("aux input " + name + ": not read by the mask; ignored");
+  if (!loadTiles.empty())
+    mapOptions.loadRange = [&](LoadOp load, int64_t qt, int64_t kb) -> std::optional<IntRange> {
+      auto it = loadTiles.find(load.getOperation());
+      if (it == loadTiles.end())
+        return std::nullopt;
+      LoadSummary k = loadKinds.lookup(load.getOperation());
+      size_t idx = k == LoadSummary::QueryTile ? size_t(qt)
+                   : k == LoadSummary::KeyBlock ? size_t(kb)
+                                                : 0;
+      return idx < it->second.size() ? std::optional<IntRange>(it->second[idx]) : std::nullopt;
+    };
   std::vector<TileClass> tiles =
       classifyTiles(op, sizes, intParams, tileQ, tileK, Lq, Lk, mapOptions);
   if (!writeTileMapPng(req.output, tiles, rows, cols, 0, err))
@@ -362,6 +848,8 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
                 (long long)req.batch, (long long)req.head, (long long)rows, (long long)cols,
                 (long long)tileQ, (long long)tileK);
   out += buf;
+  for (const std::string &line : auxLines)
+    out += line + "\n";
   const char *names[3] = {"empty", "partial", "full"};
   for (int k = 0; k < 3; ++k) {
     std::snprintf(buf, sizeof buf, "%-8s %lld tiles (%s)\n", (std::string(names[k]) + ":").c_str(),
@@ -370,6 +858,7 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
   }
 
   MaskEvaluator eval(op, sizes, intParams);
+  std::string whyNot;
   if (eval.ok()) {
     int64_t pairs = area[2];
     for (int64_t r = 0; r < rows; ++r)
@@ -391,11 +880,38 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
       }
     std::snprintf(buf, sizeof buf, "pairs taking part: %lld of %.0f (%s)\n", (long long)pairs,
                   total, percent(double(pairs), total).c_str());
+  } else if (SliceEvaluator whole; !aux.empty() &&
+             whole.compile(maskResultValue(op), sizes, intParams, aux, whyNot)) {
+    // Every aux read the mask makes was given: evaluate it per pair in the
+    // partial tiles, as above.
+    int64_t pairs = area[2];
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        if (tiles[r * cols + c] != TileClass::Partial)
+          continue;
+        for (int64_t i = r * tileQ; i < std::min(Lq, (r + 1) * tileQ); ++i)
+          for (int64_t j = c * tileK; j < std::min(Lk, (c + 1) * tileK); ++j) {
+            std::string e;
+            std::optional<int64_t> m = whole.eval(req.batch, req.head, i, j, e);
+            if (!m) {
+              err += "attnc: error: the mask: " + e + " at (b, h, i, j) = (" +
+                     std::to_string(req.batch) + ", " + std::to_string(req.head) + ", " +
+                     std::to_string(i) + ", " + std::to_string(j) + ")\n";
+              std::remove(req.output.c_str());
+              return false;
+            }
+            pairs += *m != 0;
+          }
+      }
+    std::snprintf(buf, sizeof buf, "pairs taking part: %lld of %.0f (%s)\n", (long long)pairs,
+                  total, percent(double(pairs), total).c_str());
   } else {
     std::snprintf(buf, sizeof buf,
-                  "pairs taking part: between %s and %s (the mask needs inputs to evaluate)\n",
+                  "pairs taking part: between %s and %s (%s)\n",
                   percent(double(area[2]), total).c_str(),
-                  percent(double(area[1] + area[2]), total).c_str());
+                  percent(double(area[1] + area[2]), total).c_str(),
+                  aux.empty() ? "the mask needs inputs to evaluate"
+                              : ("the mask cannot be evaluated: " + whyNot).c_str());
   }
   out += buf;
   out += std::string("legend (swatches left to right): empty = ") + colorName(TileClass::Empty) +

@@ -192,13 +192,14 @@ int cmdRun(const RunArgs &a) {
 }
 
 int cmdViz(attn::VizRequest req, const std::vector<std::string> &sizes,
-           const std::vector<std::string> &params) {
+           const std::vector<std::string> &params, const std::vector<std::string> &ins) {
   attn::SourceFile src;
   std::string err, out;
   if (!readSource(req.fileName, src, err))
     return fail(err);
   if (!splitAssignments(sizes, "--size", req.sizes, err) ||
-      !splitAssignments(params, "--param", req.params, err))
+      !splitAssignments(params, "--param", req.params, err) ||
+      !splitAssignments(ins, "--in", req.inputs, err))
     return fail(err);
   req.source = src.text;
   bool ok = attn::runViz(req, out, err);
@@ -246,13 +247,14 @@ int main(int argc, char **argv) {
   runCmd->add_flag("--no-cache", run.noCache, "always compile, ignore the compile cache");
 
   attn::VizRequest viz;
-  std::vector<std::string> vizSizes, vizParams;
+  std::vector<std::string> vizSizes, vizParams, vizIns;
   auto *vizCmd = app.add_subcommand("viz", "PNG of the mask's empty / partial / full tiles");
   vizCmd->add_option("FILE", viz.fileName, ".attn file")->required();
   vizCmd->add_option("--kernel", viz.kernel, "kernel name");
   vizCmd->add_option("--size", vizSizes, "NAME=N, the sizes the picture needs (Lq, Lk, ...)")
       ->take_all();
   vizCmd->add_option("--param", vizParams, "NAME=VALUE")->take_all();
+  vizCmd->add_option("--in", vizIns, "NAME=file.npy, an aux tensor the mask reads")->take_all();
   vizCmd->add_option("--tile", viz.tile, "tile shape QxK (default 64x128)");
   vizCmd->add_option("--batch", viz.batch, "the batch index b drawn (default 0)");
   vizCmd->add_option("--head", viz.head, "the head index h drawn (default 0)");
@@ -272,6 +274,6 @@ int main(int argc, char **argv) {
   if (*runCmd)
     return cmdRun(run);
   if (*vizCmd)
-    return cmdViz(viz, vizSizes, vizParams);
+    return cmdViz(viz, vizSizes, vizParams, vizIns);
   return 1;
 }

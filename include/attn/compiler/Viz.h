@@ -15,6 +15,11 @@ struct VizRequest {
   std::string fileName, source; // the .attn file and its text
   std::string kernel;           // may be empty when the file has one kernel
   std::map<std::string, std::string> sizes, params; // --size / --param NAME -> VALUE text
+  /// --in NAME -> .npy path: aux tensors the mask reads. Loads whose indices
+  /// follow the query tile, the key block or only (b, h) get the exact
+  /// per-tile [min, max] of the values read; unbound sizes are taken from
+  /// the files' shapes.
+  std::map<std::string, std::string> inputs;
   std::string tile = "64x128";  // QxK: the CPU kernels' query tile x key block
   int64_t batch = 0, head = 0;  // the (b, h) whose plane is drawn
   std::string output;           // the PNG path
@@ -23,6 +28,8 @@ struct VizRequest {
 /// Parses and lowers the file (default pipeline), classifies the tiles of
 /// one (b, h) plane, writes the PNG and appends the summary (grid, tile
 /// counts and fractions, fraction of pairs taking part, legend) to `out`.
+/// With `inputs`, prints one line per aux read of the mask saying how it was
+/// summarised, and the exact pairs when the whole mask can be evaluated.
 /// On error appends a message to `err` and returns false; no PNG is written.
 bool runViz(const VizRequest &request, std::string &out, std::string &err);
 
