@@ -600,17 +600,21 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
       &h = alg.h, &b = alg.b, &i = alg.i;
   Var j("j"), hkv("hk");
   Expr group = max(H / Hk, 1);
-  Expr hk = h / group;
+  // Heads and batches are clamped where q, k, v are read: bounds inference
+  // may narrow h or b to a value a select excludes (select(h == 16, ...)),
+  // and reading out of bounds there would be an error.
+  Expr hk = min(h / group, Hk - 1);
   Expr iq = qt * TQ + ii, jk = kb * TK + jj;
   Expr iClamped = min(iq, Lq - 1);
   Expr negInf = make_const(ct, -std::numeric_limits<double>::infinity());
   Expr zero = make_const(ct, 0.0);
 
   alg.kf = Func("kf");
-  alg.kf(d, j, hkv, b) = cast(ct, k(d, j, hkv, b));
+  Expr hc = min(h, H - 1), bc = min(b, q.dim(3).extent() - 1);
+  alg.kf(d, j, hkv, b) = cast(ct, k(d, j, min(hkv, Hk - 1), bc));
   // Value channels are clamped so register tiles may overhang Dv.
   alg.vf = Func("vf");
-  alg.vf(dv, j, hkv, b) = cast(ct, v(min(dv, v.dim(0).extent() - 1), j, hkv, b));
+  alg.vf(dv, j, hkv, b) = cast(ct, v(min(dv, v.dim(0).extent() - 1), j, min(hkv, Hk - 1), bc));
 
   alg.qT = Func("qT");
   std::optional<int64_t> literalD = literalDim(kernel, 0, 3);
@@ -622,14 +626,14 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     // BF16 dot-product instructions (vdpbf16ps) can use them: the query tile
     // is stored as (d % 2, ii, d / 2).
     Var di("di"), dp("dp");
-    alg.qT(di, ii, dp, qt, h, b) = q(dp * 2 + di, min(qt * TQ + ii, Lq - 1), h, b);
+    alg.qT(di, ii, dp, qt, h, b) = q(dp * 2 + di, min(qt * TQ + ii, Lq - 1), hc, bc);
     RDom rd(0, 2, 0, int(*literalD / 2), "rd");
     alg.rd = RVar(rd.x);
     alg.rdPair = RVar(rd.y);
     dotTerm = cast(ct, alg.qT(rd.x, ii, rd.y, qt, h, b)) *
-              cast(ct, k(rd.y * 2 + rd.x, min(jk, Lk - 1), hk, b));
+              cast(ct, k(rd.y * 2 + rd.x, min(jk, Lk - 1), hk, bc));
   } else {
-    alg.qT(ii, d, qt, h, b) = cast(ct, q(d, min(qt * TQ + ii, Lq - 1), h, b));
+    alg.qT(ii, d, qt, h, b) = cast(ct, q(d, min(qt * TQ + ii, Lq - 1), hc, bc));
     RDom rd(0, D, "rd");
     alg.rd = RVar(rd.x);
     dotTerm = alg.qT(ii, rd, qt, h, b) * alg.kf(rd, min(jk, Lk - 1), hk, b);
@@ -642,6 +646,15 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     f(ii, jj, qt, kb, h, b) += dotTerm;
   };
   defineDot(alg.dotAcc, "dotAcc");
+
+  auto usesDot = [](mlir::Region &r) {
+    for (Operation &o : r.front())
+      if (llvm::isa<attn::DotOp>(o))
+        return true;
+    return false;
+  };
+  alg.scoreUsesDot = usesDot(kernel.getScore());
+  alg.maskUsesDot = usesDot(kernel.getMask());
 
   // sqnorm(q) / sqnorm(k), when used: small compute_root helpers.
   Func qnorm("qnorm"), knorm("knorm");
@@ -665,19 +678,33 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
 
   // The masked score (-inf for pairs that do not take part) at position
   // (iiE, jjE) of the tile (qt, kb).
-  auto maskedScore = [&](Expr iiE, Expr jjE, Func dot, bool evalMask) {
+  auto pointEnv = [&](Expr iiE, Expr jjE, Func dot) {
     Expr iE = qt * TQ + iiE, jE = kb * TK + jjE;
     PointEnv env;
     env.b = b;
     env.h = h;
     env.i = iE;
     env.j = jE;
-    env.dot = [&] { return dot(iiE, jjE, qt, kb, h, b); };
-    env.sqnormQ = [&] { return qnorm(min(iE, Lq - 1), h, b); };
-    env.sqnormK = [&] { return knorm(min(jE, Lk - 1), hk, b); };
-    Expr valid = jE < Lk && iE < Lq;
+    env.dot = [=] { return dot(iiE, jjE, qt, kb, h, b); };
+    env.sqnormQ = [=] { return qnorm(min(iE, Lq - 1), h, b); };
+    env.sqnormK = [=] { return knorm(min(jE, Lk - 1), hk, b); };
+    return env;
+  };
+  // The mask is its own Func (uint8 per pair of a block) rather than an
+  // expression inside the score's select: Halide derives the condition under
+  // which a producer (the q.k register tile) is needed from select conditions
+  // around its calls, and gets it wrong for some (e.g. `(i - j) % 4 == 0`
+  // became `qt == 0`), skipping tiles that take part.
+  if (alg.strategy != "dense") {
+    alg.maskTile = Func("maskTile");
+    alg.maskTile(ii, jj, qt, kb, h, b) =
+        cast(UInt(8), tr.evalPoint(kernel.getMask(), pointEnv(ii, jj, alg.dotAcc)));
+  }
+  auto maskedScore = [&](Expr iiE, Expr jjE, Func dot, bool evalMask) {
+    PointEnv env = pointEnv(iiE, jjE, dot);
+    Expr valid = env.j < Lk && env.i < Lq;
     if (evalMask && alg.strategy != "dense")
-      valid = valid && tr.evalPoint(kernel.getMask(), env);
+      valid = valid && alg.maskTile(iiE, jjE, qt, kb, h, b) != 0;
     return select(valid, tr.evalPoint(kernel.getScore(), env), negInf);
   };
 
@@ -940,8 +967,13 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
       cenv.dot = cenv.sqnormQ = cenv.sqnormK = [&] { return make_const(ct, 0.0); };
       Expr idx = tr.indexExprFor(load, check.dim, cenv);
       Func lo("idxmin" + std::to_string(n)), hi("idxmax" + std::to_string(n));
-      lo() = minimum(idx);
-      hi() = maximum(idx);
+      if (used) {
+        lo() = minimum(idx);
+        hi() = maximum(idx);
+      } else { // an index of no index variable (e.g. bias[0]): one value
+        lo() = idx;
+        hi() = idx;
+      }
       alg.extra.push_back(lo);
       alg.extra.push_back(hi);
       result = select(c == n, select(e == 0, lo(), hi()), result);

@@ -234,7 +234,7 @@ std::string printAlgorithm(const AttentionAlgorithm &a) {
   for (const auto &p : a.params)
     os << " " << p.name() << ":" << p.type();
   os << "\n";
-  for (const Halide::Func *f : {&a.qT, &a.kf, &a.vf, &a.dotAcc, &a.dotAccFull, &a.scoreFull, &a.rawScore, &a.topkState, &a.score, &a.blockMax, &a.blockArg,
+  for (const Halide::Func *f : {&a.qT, &a.kf, &a.vf, &a.dotAcc, &a.dotAccFull, &a.scoreFull, &a.maskTile, &a.rawScore, &a.topkState, &a.score, &a.blockMax, &a.blockArg,
                                 &a.weight, &a.blockSum, &a.pvAcc, &a.acc, &a.out, &a.lse})
     printFunc(os, *f);
   for (const auto &f : a.extra)

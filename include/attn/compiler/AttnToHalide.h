@@ -54,6 +54,8 @@ struct AttentionAlgorithm {
   /// bf16 q and k with an even literal head dim: q.k is a reduction over
   /// pairs (rd = d % 2, rdPair = d / 2) and qT is stored (d % 2, ii, d / 2).
   bool bf16Pairs = false;
+  /// Whether the score / the mask read dot(q, k).
+  bool scoreUsesDot = true, maskUsesDot = false;
   Halide::RVar rdPair;
 
   // Stages, in dependency order.
@@ -70,6 +72,8 @@ struct AttentionAlgorithm {
   bool scoreRegisterTiles = false;
   Halide::RVar rsQ, rsK, rsQo, rsKo, rfQ, rfK, rfQo, rfKo;
   Halide::Func dotAccFull, scoreFull;
+  /// Masked kernels: the mask of one pair of a block, uint8 (ii, jj, qt, kb, h, b).
+  Halide::Func maskTile;
   Halide::Func rawScore;  // topk only: the score before top-k selection
   Halide::Func topkState; // topk only: (slot, ii, qt, h, b) -> {score, j}, K best
   Halide::RVar rtBlock, rtKey, rtSlot; // topkState's update: key block, key, slot

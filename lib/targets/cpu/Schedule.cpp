@@ -63,8 +63,10 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
   if (alg.outputLse) {
     // Two outputs read the accumulator: keep it whole.
     alg.acc.compute_root();
-    alg.acc.update().fuse(qt, h, t).fuse(t, b, t).parallel(t);
-    queryTile = LoopLevel(alg.acc, t);
+    // Parallel over query tiles; h and b stay loops of their own (fusing
+    // them trips Halide on masks that read h, e.g. `i < h + 3`).
+    alg.acc.update().parallel(qt);
+    queryTile = LoopLevel(alg.acc, qt);
     alg.lse.vectorize(alg.i, vec, TailStrategy::GuardWithIf).parallel(b);
   } else {
     alg.acc.compute_at(alg.out, t);
@@ -110,7 +112,12 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
 
   // QKᵀ: the score block in register tiles, the dot product accumulated in
   // registers; computed at `at`.
-  auto scheduleScores = [&](Func scores, Func dots, LoopLevel at) {
+  // The mask of a register tile, computed beside its dot products.
+  auto scheduleMask = [&](Func mask, LoopLevel at) {
+    if (mask.defined())
+      mask.compute_at(at).vectorize(ii, vec).unroll(ii).unroll(jj);
+  };
+  auto scheduleScores = [&](Func scores, Func dots, Func mask, LoopLevel at) {
     scores.compute_at(at)
         .split(ii, io, iii, regQ)
         .split(jj, jo, ji, regK)
@@ -119,6 +126,7 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
         .unroll(iii)
         .unroll(ji);
     scheduleDots(dots, LoopLevel(scores, io));
+    scheduleMask(mask, LoopLevel(scores, io));
   };
   if (alg.scoreRegisterTiles) {
     // The same register tiles, as an update over the tiles the mask does not
@@ -138,18 +146,35 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
     };
     registerTiles(alg.scoreFull, alg.rfQ, alg.rfK, alg.rfQo, alg.rfKo, alg.dotAccFull);
     registerTiles(alg.score, alg.rsQ, alg.rsK, alg.rsQo, alg.rsKo, alg.dotAcc);
+    scheduleMask(alg.maskTile, LoopLevel(alg.score, alg.rsQo));
   } else {
-    scheduleScores(alg.score, alg.dotAcc, LoopLevel(alg.acc, alg.rk));
+    scheduleScores(alg.score, alg.dotAcc, alg.maskTile, LoopLevel(alg.acc, alg.rk));
   }
 
   if (alg.topkState.defined()) {
     // Pass 1 of top-k computes its own copy of the scores, block by block,
     // before the accumulator's loop over key blocks.
     Func raw = alg.rawScore.clone_in(alg.topkState);
-    Func dots = alg.dotAcc.clone_in(raw);
+    Func mask = alg.maskTile.defined() ? alg.maskTile.clone_in(raw) : Func();
+    std::vector<Func> dotCallers;
+    if (alg.scoreUsesDot)
+      dotCallers.push_back(raw);
+    if (alg.maskUsesDot && mask.defined())
+      dotCallers.push_back(mask);
     alg.topkState.compute_at(queryTile).vectorize(ii, vec);
     alg.topkState.update().reorder(ii, alg.rtSlot, alg.rtKey, alg.rtBlock).vectorize(ii, vec);
-    scheduleScores(raw, dots, LoopLevel(alg.topkState, alg.rtBlock));
+    if (dotCallers.empty()) {
+      raw.compute_at(alg.topkState, alg.rtBlock).vectorize(ii, vec);
+      scheduleMask(mask, LoopLevel(alg.topkState, alg.rtBlock));
+    } else {
+      Func dots = alg.dotAcc.clone_in(dotCallers);
+      // Keys in another element type are converted per block in each pass.
+      if (alg.tensors[1].type() != alg.computeType && !alg.bf16Pairs)
+        alg.kf.clone_in(dots)
+            .compute_at(alg.topkState, alg.rtBlock)
+            .vectorize(alg.kf.args()[0], vec, TailStrategy::GuardWithIf);
+      scheduleScores(raw, dots, mask, LoopLevel(alg.topkState, alg.rtBlock));
+    }
   }
 
   if (blockStats) {
