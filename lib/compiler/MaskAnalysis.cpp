@@ -454,7 +454,7 @@ namespace {
 
 enum Opcode {
   OpConst, OpAdd, OpSub, OpMul, OpFloorDiv, OpDivS, OpRemS, OpCmp, OpAnd, OpOr,
-  OpXor, OpMin, OpMax, OpSelect, OpExtS, OpExtU, OpTrunc, OpAbs,
+  OpXor, OpMin, OpMax, OpSelect, OpExtS, OpExtU, OpTrunc, OpAbs, OpLoad,
 };
 
 /// v wrapped to a signed integer of `width` bits (i1: 0 or 1).
@@ -478,24 +478,47 @@ uint64_t asUnsigned(int64_t v, unsigned width) {
 
 } // namespace
 
-MaskEvaluator::MaskEvaluator(KernelOp kernel, const std::map<std::string, int64_t> &sizes,
-                             const std::map<std::string, int64_t> &intParams) {
-  Block &block = maskBlock(kernel);
+bool SliceEvaluator::compile(Value target, const std::map<std::string, int64_t> &sizes,
+                             const std::map<std::string, int64_t> &intParams,
+                             const AuxSource *aux, std::string &why) {
+  code_.clear();
+  numSlots_ = 4;
+  aux_ = aux;
+  if (auto arg = llvm::dyn_cast<BlockArgument>(target)) {
+    result_ = static_cast<int>(arg.getArgNumber());
+    return true;
+  }
+  Block *block = target.getDefiningOp()->getBlock();
+  // The backward slice of `target` inside the block.
+  llvm::SmallPtrSet<Operation *, 32> slice;
+  std::vector<Value> work{target};
+  while (!work.empty()) {
+    Value v = work.back();
+    work.pop_back();
+    Operation *op = v.getDefiningOp();
+    if (!op || op->getBlock() != block || !slice.insert(op).second)
+      continue;
+    for (Value operand : op->getOperands())
+      work.push_back(operand);
+  }
   llvm::DenseMap<Value, int> slot;
-  for (unsigned a = 0; a < 4; ++a)
-    slot[block.getArgument(a)] = a;
-  auto fail = [&](Operation &op, const std::string &why) {
-    ok_ = false;
-    error_ = why + ": " + op.getName().getStringRef().str();
-  };
-  for (Operation &op : block) {
-    if (auto yield = llvm::dyn_cast<YieldOp>(op)) {
-      result_ = slot.lookup(yield.getValue());
-      break;
+  for (unsigned a = 0; a < 4 && a < block->getNumArguments(); ++a)
+    slot[block->getArgument(a)] = static_cast<int>(a);
+  for (Operation &op : *block) {
+    if (!slice.count(&op))
+      continue;
+    auto intType = [](Type t) { return llvm::isa<IntegerType>(t); };
+    if (op.getNumResults() != 1 || !intType(op.getResult(0).getType()) ||
+        (!llvm::isa<LoadOp>(op) && !llvm::all_of(op.getOperandTypes(), intType))) {
+      why = "'" + op.getName().getStringRef().str() + "' is not integer arithmetic";
+      return false;
     }
-    if (!isAffineOp(&op) || op.getNumResults() != 1)
-      { fail(op, "the mask cannot be evaluated without inputs"); return; }
-    Instr in{OpConst, 0, 0, 0, 0, op.getResult(0).getType().getIntOrFloatBitWidth()};
+    Instr in;
+    in.width = op.getResult(0).getType().getIntOrFloatBitWidth();
+    if (in.width > 64) {
+      why = "integers wider than 64 bits";
+      return false;
+    }
     auto operand = [&](unsigned k) { return slot.lookup(op.getOperand(k)); };
     if (op.getNumOperands() > 0)
       in.a = operand(0);
@@ -504,17 +527,36 @@ MaskEvaluator::MaskEvaluator(KernelOp kernel, const std::map<std::string, int64_
     if (op.getNumOperands() > 2)
       in.c = operand(2);
     if (auto c = llvm::dyn_cast<arith::ConstantOp>(op)) {
-      in.imm = wrap(llvm::cast<IntegerAttr>(c.getValue()).getValue().getSExtValue(), in.width);
+      auto attr = llvm::dyn_cast<IntegerAttr>(c.getValue());
+      if (!attr) {
+        why = "a non-integer constant";
+        return false;
+      }
+      in.imm = wrap(attr.getValue().getSExtValue(), in.width);
     } else if (auto s = llvm::dyn_cast<SizeOp>(op)) {
       auto it = sizes.find(s.getName().str());
-      if (it == sizes.end())
-        { fail(op, "size '" + s.getName().str() + "' not given"); return; }
+      if (it == sizes.end()) {
+        why = "size '" + s.getName().str() + "' not given";
+        return false;
+      }
       in.imm = it->second;
     } else if (auto p = llvm::dyn_cast<ParamOp>(op)) {
       auto it = intParams.find(p.getName().str());
-      if (it == intParams.end())
-        { fail(op, "param '" + p.getName().str() + "' not given"); return; }
+      if (it == intParams.end()) {
+        why = "param '" + p.getName().str() + "' not given";
+        return false;
+      }
       in.imm = wrap(it->second, in.width);
+    } else if (auto load = llvm::dyn_cast<LoadOp>(op)) {
+      std::string name = load.getTensor().str();
+      if (!aux || !aux->has(name)) {
+        why = "it reads '" + name + "', which was not given";
+        return false;
+      }
+      in.opcode = OpLoad;
+      in.tensor = name;
+      for (Value index : load.getIndices())
+        in.indices.push_back(slot.lookup(index));
     } else if (llvm::isa<arith::AddIOp>(op)) in.opcode = OpAdd;
     else if (llvm::isa<arith::SubIOp>(op)) in.opcode = OpSub;
     else if (llvm::isa<arith::MulIOp>(op)) in.opcode = OpMul;
@@ -539,16 +581,19 @@ MaskEvaluator::MaskEvaluator(KernelOp kernel, const std::map<std::string, int64_
       in.imm = op.getOperand(0).getType().getIntOrFloatBitWidth();
     } else if (llvm::isa<arith::TruncIOp>(op)) in.opcode = OpTrunc;
     else if (llvm::isa<math::AbsIOp>(op)) in.opcode = OpAbs;
-    else
-      { fail(op, "no evaluation rule"); return; }
+    else {
+      why = "no evaluation rule for '" + op.getName().getStringRef().str() + "'";
+      return false;
+    }
     slot[op.getResult(0)] = numSlots_++;
-    code_.push_back(in);
+    code_.push_back(std::move(in));
   }
+  result_ = slot.lookup(target);
+  return true;
 }
 
-std::optional<bool> MaskEvaluator::eval(int64_t b, int64_t h, int64_t i, int64_t j) const {
-  if (!ok_)
-    return std::nullopt;
+std::optional<int64_t> SliceEvaluator::eval(int64_t b, int64_t h, int64_t i, int64_t j,
+                                            std::string &err) const {
   llvm::SmallVector<int64_t, 32> v(numSlots_);
   v[0] = b, v[1] = h, v[2] = i, v[3] = j;
   int out = 4;
@@ -563,9 +608,11 @@ std::optional<bool> MaskEvaluator::eval(int64_t b, int64_t h, int64_t i, int64_t
     case OpFloorDiv:
     case OpDivS:
     case OpRemS: {
-      if (y == 0)
+      if (y == 0) {
+        err = "division by zero";
         return std::nullopt;
-      if (y == -1) { // avoid INT64_MIN / -1; wraps like the hardware op
+      }
+      if (y == -1) {
         r = in.opcode == OpRemS ? 0 : wrap(uint64_t(0) - ux, in.width);
         break;
       }
@@ -601,10 +648,34 @@ std::optional<bool> MaskEvaluator::eval(int64_t b, int64_t h, int64_t i, int64_t
     case OpExtU: r = static_cast<int64_t>(asUnsigned(x, static_cast<unsigned>(in.imm))); break;
     case OpTrunc: r = wrap(ux, in.width); break;
     case OpAbs: r = wrap(x < 0 ? uint64_t(0) - ux : ux, in.width); break;
+    case OpLoad: {
+      llvm::SmallVector<int64_t, 4> idx;
+      for (int slot : in.indices)
+        idx.push_back(v[slot]);
+      std::optional<int64_t> value = aux_->read(in.tensor, idx, err);
+      if (!value)
+        return std::nullopt;
+      r = wrap(static_cast<uint64_t>(*value), in.width);
+      break;
+    }
     }
     v[out++] = r;
   }
-  return v[result_] != 0;
+  return v[result_];
+}
+
+MaskEvaluator::MaskEvaluator(KernelOp kernel, const std::map<std::string, int64_t> &sizes,
+                             const std::map<std::string, int64_t> &intParams) {
+  Value result = llvm::cast<YieldOp>(maskBlock(kernel).getTerminator()).getValue();
+  ok_ = slice_.compile(result, sizes, intParams, nullptr, error_);
+}
+
+std::optional<bool> MaskEvaluator::eval(int64_t b, int64_t h, int64_t i, int64_t j) const {
+  std::string err;
+  std::optional<int64_t> r = ok_ ? slice_.eval(b, h, i, j, err) : std::nullopt;
+  if (!r)
+    return std::nullopt;
+  return *r != 0;
 }
 
 } // namespace attn

@@ -161,263 +161,32 @@ struct AuxInput {
   std::vector<std::string> dimNames;
 };
 
-int64_t floorDivide(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0)))
-    --q;
-  return q;
-}
-
-/// v wrapped to a signed integer of `width` bits (i1: 0 or 1), as
-/// MaskEvaluator keeps values.
-int64_t wrapTo(uint64_t v, unsigned width) {
-  if (width == 1)
-    return static_cast<int64_t>(v & 1);
-  if (width >= 64)
-    return static_cast<int64_t>(v);
-  uint64_t m = (uint64_t(1) << width) - 1;
-  v &= m;
-  if (v >> (width - 1))
-    v |= ~m;
-  return static_cast<int64_t>(v);
-}
-
-uint64_t unsignedOf(int64_t v, unsigned width) {
-  if (width >= 64)
-    return static_cast<uint64_t>(v);
-  return static_cast<uint64_t>(v) & ((uint64_t(1) << width) - 1);
-}
-
-/// A straight-line program for one integer value of the mask region: its
-/// backward slice (block arguments, sizes, params, constants, integer arith,
-/// and aux loads, nested ones included, read from the --in tensors), with
-/// the language's integer semantics (i32 wrapping, floor division).
-class SliceEvaluator {
+/// The --in tensors as the evaluator's aux source, bounds checked.
+class InputSource : public AuxSource {
 public:
-  /// False with `why` when a slice op has no rule or reads a tensor not given.
-  bool compile(mlir::Value target, const std::map<std::string, int64_t> &sizes,
-               const std::map<std::string, int64_t> &intParams,
-               const std::map<std::string, AuxInput> &aux, std::string &why);
-  /// The value at one point; nullopt with `err` set on a division by zero or
-  /// an index outside its dimension.
-  std::optional<int64_t> eval(int64_t b, int64_t h, int64_t i, int64_t j, std::string &err) const;
-
-private:
-  enum Opcode {
-    OpConst, OpAdd, OpSub, OpMul, OpFloorDiv, OpDivS, OpRemS, OpCmp, OpAnd, OpOr,
-    OpXor, OpMin, OpMax, OpSelect, OpExtS, OpExtU, OpTrunc, OpAbs, OpLoad,
-  };
-  struct Instr {
-    Opcode opcode = OpConst;
-    int a = 0, b = 0, c = 0; // operand slots
-    int64_t imm = 0;
-    unsigned width = 32;
-    const AuxInput *aux = nullptr; // OpLoad
-    std::string tensor;            // OpLoad
-    std::vector<int> indices;      // OpLoad: index slots
-  };
-  std::vector<Instr> code_;
-  int numSlots_ = 4;
-  int result_ = 0;
-};
-
-bool SliceEvaluator::compile(mlir::Value target, const std::map<std::string, int64_t> &sizes,
-                             const std::map<std::string, int64_t> &intParams,
-                             const std::map<std::string, AuxInput> &aux, std::string &why) {
-  code_.clear();
-  numSlots_ = 4;
-  if (auto arg = llvm::dyn_cast<mlir::BlockArgument>(target)) {
-    result_ = static_cast<int>(arg.getArgNumber());
-    return true;
-  }
-  mlir::Block *block = target.getDefiningOp()->getBlock();
-  // The backward slice of `target` inside the block.
-  llvm::SmallPtrSet<mlir::Operation *, 32> slice;
-  std::vector<mlir::Value> work{target};
-  while (!work.empty()) {
-    mlir::Value v = work.back();
-    work.pop_back();
-    mlir::Operation *op = v.getDefiningOp();
-    if (!op || op->getBlock() != block || !slice.insert(op).second)
-      continue;
-    for (mlir::Value operand : op->getOperands())
-      work.push_back(operand);
-  }
-  llvm::DenseMap<mlir::Value, int> slot;
-  for (unsigned a = 0; a < 4 && a < block->getNumArguments(); ++a)
-    slot[block->getArgument(a)] = static_cast<int>(a);
-  for (mlir::Operation &op : *block) {
-    if (!slice.count(&op))
-      continue;
-    auto intType = [](mlir::Type t) { return llvm::isa<mlir::IntegerType>(t); };
-    if (op.getNumResults() != 1 || !intType(op.getResult(0).getType()) ||
-        (!llvm::isa<LoadOp>(op) && !llvm::all_of(op.getOperandTypes(), intType))) {
-      why = "'" + op.getName().getStringRef().str() + "' is not integer arithmetic";
-      return false;
-    }
-    Instr in;
-    in.width = op.getResult(0).getType().getIntOrFloatBitWidth();
-    if (in.width > 64) {
-      why = "integers wider than 64 bits";
-      return false;
-    }
-    auto operand = [&](unsigned k) { return slot.lookup(op.getOperand(k)); };
-    if (op.getNumOperands() > 0)
-      in.a = operand(0);
-    if (op.getNumOperands() > 1)
-      in.b = operand(1);
-    if (op.getNumOperands() > 2)
-      in.c = operand(2);
-    if (auto c = llvm::dyn_cast<mlir::arith::ConstantOp>(op)) {
-      auto attr = llvm::dyn_cast<mlir::IntegerAttr>(c.getValue());
-      if (!attr) {
-        why = "a non-integer constant";
-        return false;
-      }
-      in.imm = wrapTo(attr.getValue().getSExtValue(), in.width);
-    } else if (auto s = llvm::dyn_cast<SizeOp>(op)) {
-      auto it = sizes.find(s.getName().str());
-      if (it == sizes.end()) {
-        why = "size '" + s.getName().str() + "' not given";
-        return false;
-      }
-      in.imm = it->second;
-    } else if (auto p = llvm::dyn_cast<ParamOp>(op)) {
-      auto it = intParams.find(p.getName().str());
-      if (it == intParams.end()) {
-        why = "param '" + p.getName().str() + "' not given";
-        return false;
-      }
-      in.imm = wrapTo(it->second, in.width);
-    } else if (auto load = llvm::dyn_cast<LoadOp>(op)) {
-      std::string name = load.getTensor().str();
-      auto it = aux.find(name);
-      if (it == aux.end()) {
-        why = "it reads '" + name + "', not given (--in " + name + "=FILE.npy)";
-        return false;
-      }
-      if (it->second.tensor.rank() != static_cast<int>(load.getIndices().size())) {
-        why = "'" + name + "' is read with " + std::to_string(load.getIndices().size()) +
-              " indices";
-        return false;
-      }
-      in.opcode = OpLoad;
-      in.aux = &it->second;
-      in.tensor = name;
-      for (mlir::Value index : load.getIndices())
-        in.indices.push_back(slot.lookup(index));
-    } else if (llvm::isa<mlir::arith::AddIOp>(op)) in.opcode = OpAdd;
-    else if (llvm::isa<mlir::arith::SubIOp>(op)) in.opcode = OpSub;
-    else if (llvm::isa<mlir::arith::MulIOp>(op)) in.opcode = OpMul;
-    else if (llvm::isa<mlir::arith::FloorDivSIOp>(op)) in.opcode = OpFloorDiv;
-    else if (llvm::isa<mlir::arith::DivSIOp>(op)) in.opcode = OpDivS;
-    else if (llvm::isa<mlir::arith::RemSIOp>(op)) in.opcode = OpRemS;
-    else if (auto cmp = llvm::dyn_cast<mlir::arith::CmpIOp>(op)) {
-      in.opcode = OpCmp;
-      in.imm = static_cast<int64_t>(cmp.getPredicate());
-      in.width = cmp.getLhs().getType().getIntOrFloatBitWidth(); // operand width
-    } else if (llvm::isa<mlir::arith::AndIOp>(op)) in.opcode = OpAnd;
-    else if (llvm::isa<mlir::arith::OrIOp>(op)) in.opcode = OpOr;
-    else if (llvm::isa<mlir::arith::XOrIOp>(op)) in.opcode = OpXor;
-    else if (llvm::isa<mlir::arith::MinSIOp>(op)) in.opcode = OpMin;
-    else if (llvm::isa<mlir::arith::MaxSIOp>(op)) in.opcode = OpMax;
-    else if (llvm::isa<mlir::arith::SelectOp>(op)) in.opcode = OpSelect;
-    else if (auto e = llvm::dyn_cast<mlir::arith::ExtSIOp>(op)) {
-      in.opcode = OpExtS;
-      in.imm = e.getIn().getType().getIntOrFloatBitWidth();
-    } else if (llvm::isa<mlir::arith::ExtUIOp>(op)) {
-      in.opcode = OpExtU;
-      in.imm = op.getOperand(0).getType().getIntOrFloatBitWidth();
-    } else if (llvm::isa<mlir::arith::TruncIOp>(op)) in.opcode = OpTrunc;
-    else if (llvm::isa<mlir::math::AbsIOp>(op)) in.opcode = OpAbs;
-    else {
-      why = "no evaluation rule for '" + op.getName().getStringRef().str() + "'";
-      return false;
-    }
-    slot[op.getResult(0)] = numSlots_++;
-    code_.push_back(std::move(in));
-  }
-  result_ = slot.lookup(target);
-  return true;
-}
-
-std::optional<int64_t> SliceEvaluator::eval(int64_t b, int64_t h, int64_t i, int64_t j,
-                                            std::string &err) const {
-  llvm::SmallVector<int64_t, 32> v(numSlots_);
-  v[0] = b, v[1] = h, v[2] = i, v[3] = j;
-  int out = 4;
-  for (const Instr &in : code_) {
-    int64_t x = v[in.a], y = v[in.b], r = 0;
-    uint64_t ux = static_cast<uint64_t>(x), uy = static_cast<uint64_t>(y);
-    switch (in.opcode) {
-    case OpConst: r = in.imm; break;
-    case OpAdd: r = wrapTo(ux + uy, in.width); break;
-    case OpSub: r = wrapTo(ux - uy, in.width); break;
-    case OpMul: r = wrapTo(ux * uy, in.width); break;
-    case OpFloorDiv:
-    case OpDivS:
-    case OpRemS: {
-      if (y == 0) {
-        err = "division by zero";
+  explicit InputSource(const std::map<std::string, AuxInput> &aux) : aux_(aux) {}
+  bool has(llvm::StringRef tensor) const override { return aux_.count(tensor.str()); }
+  std::optional<int64_t> read(llvm::StringRef tensor, llvm::ArrayRef<int64_t> indices,
+                              std::string &err) const override {
+    const AuxInput &in = aux_.at(tensor.str());
+    const runtime::HostTensor &t = in.tensor;
+    int64_t flat = 0;
+    for (size_t d = 0; d < indices.size(); ++d) {
+      int64_t idx = indices[d], extent = t.shape[d];
+      if (idx < 0 || idx >= extent) {
+        err = "index " + std::to_string(idx) + " of dimension " + std::to_string(d) + " (" +
+              in.dimNames[d] + ") of '" + tensor.str() + "' is outside [0, " +
+              std::to_string(extent) + ")";
         return std::nullopt;
       }
-      if (y == -1) {
-        r = in.opcode == OpRemS ? 0 : wrapTo(uint64_t(0) - ux, in.width);
-        break;
-      }
-      r = in.opcode == OpFloorDiv ? floorDivide(x, y) : in.opcode == OpDivS ? x / y : x % y;
-      r = wrapTo(static_cast<uint64_t>(r), in.width);
-      break;
+      flat = flat * extent + idx;
     }
-    case OpCmp: {
-      using P = mlir::arith::CmpIPredicate;
-      uint64_t a = unsignedOf(x, in.width), c = unsignedOf(y, in.width);
-      int64_t sa = in.width == 1 ? -x : x, sc = in.width == 1 ? -y : y; // i1 true is -1
-      switch (static_cast<P>(in.imm)) {
-      case P::eq: r = a == c; break;
-      case P::ne: r = a != c; break;
-      case P::slt: r = sa < sc; break;
-      case P::sle: r = sa <= sc; break;
-      case P::sgt: r = sa > sc; break;
-      case P::sge: r = sa >= sc; break;
-      case P::ult: r = a < c; break;
-      case P::ule: r = a <= c; break;
-      case P::ugt: r = a > c; break;
-      case P::uge: r = a >= c; break;
-      }
-      break;
-    }
-    case OpAnd: r = wrapTo(ux & uy, in.width); break;
-    case OpOr: r = wrapTo(ux | uy, in.width); break;
-    case OpXor: r = wrapTo(ux ^ uy, in.width); break;
-    case OpMin: r = in.width == 1 ? (x | y) : std::min(x, y); break; // i1: true (-1) is smaller
-    case OpMax: r = in.width == 1 ? (x & y) : std::max(x, y); break;
-    case OpSelect: r = x ? y : v[in.c]; break;
-    case OpExtS: r = in.imm == 1 ? -x : x; break;
-    case OpExtU: r = static_cast<int64_t>(unsignedOf(x, static_cast<unsigned>(in.imm))); break;
-    case OpTrunc: r = wrapTo(ux, in.width); break;
-    case OpAbs: r = wrapTo(x < 0 ? uint64_t(0) - ux : ux, in.width); break;
-    case OpLoad: {
-      const runtime::HostTensor &t = in.aux->tensor;
-      int64_t flat = 0;
-      for (size_t d = 0; d < in.indices.size(); ++d) {
-        int64_t idx = v[in.indices[d]], extent = t.shape[d];
-        if (idx < 0 || idx >= extent) {
-          err = "index " + std::to_string(idx) + " of dimension " + std::to_string(d) + " (" +
-                in.aux->dimNames[d] + ") of '" + in.tensor + "' is outside [0, " +
-                std::to_string(extent) + ")";
-          return std::nullopt;
-        }
-        flat = flat * extent + idx;
-      }
-      r = wrapTo(static_cast<uint64_t>(t.getInt(flat)), in.width);
-      break;
-    }
-    }
-    v[out++] = r;
+    return t.getInt(flat);
   }
-  return v[result_];
-}
+
+private:
+  const std::map<std::string, AuxInput> &aux_;
+};
 
 /// The i1 value the mask region yields.
 mlir::Value maskResultValue(KernelOp kernel) {
@@ -763,7 +532,8 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
     }
     SliceEvaluator slice;
     std::string why;
-    if (!slice.compile(load.getResult(), sizes, intParams, aux, why)) {
+    InputSource source(aux);
+    if (!slice.compile(load.getResult(), sizes, intParams, &source, why)) {
       auxLines.push_back("aux read " + text + ": not summarised (" + why + "; conservative)");
       return;
     }
@@ -857,33 +627,13 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
     out += buf;
   }
 
-  MaskEvaluator eval(op, sizes, intParams);
+  // The exact count when the mask can be evaluated per pair (every aux read
+  // it makes given with --in): full tiles count whole, partial ones pair by
+  // pair.
+  InputSource source(aux);
+  SliceEvaluator whole;
   std::string whyNot;
-  if (eval.ok()) {
-    int64_t pairs = area[2];
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) {
-        if (tiles[r * cols + c] != TileClass::Partial)
-          continue;
-        for (int64_t i = r * tileQ; i < std::min(Lq, (r + 1) * tileQ); ++i)
-          for (int64_t j = c * tileK; j < std::min(Lk, (c + 1) * tileK); ++j) {
-            std::optional<bool> m = eval.eval(req.batch, req.head, i, j);
-            if (!m) {
-              err += "attnc: error: the mask divides by zero at (b, h, i, j) = (" +
-                     std::to_string(req.batch) + ", " + std::to_string(req.head) + ", " +
-                     std::to_string(i) + ", " + std::to_string(j) + ")\n";
-              std::remove(req.output.c_str());
-              return false;
-            }
-            pairs += *m;
-          }
-      }
-    std::snprintf(buf, sizeof buf, "pairs taking part: %lld of %.0f (%s)\n", (long long)pairs,
-                  total, percent(double(pairs), total).c_str());
-  } else if (SliceEvaluator whole; !aux.empty() &&
-             whole.compile(maskResultValue(op), sizes, intParams, aux, whyNot)) {
-    // Every aux read the mask makes was given: evaluate it per pair in the
-    // partial tiles, as above.
+  if (whole.compile(maskResultValue(op), sizes, intParams, &source, whyNot)) {
     int64_t pairs = area[2];
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c) {

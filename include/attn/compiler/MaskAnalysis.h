@@ -112,9 +112,49 @@ std::string formatTileMap(const std::vector<TileClass> &tiles, int64_t cols);
 /// ("L" or "64"), or "" when there is no such tensor/dimension.
 std::string dimName(KernelOp kernel, llvm::StringRef tensor, unsigned dim);
 
-/// Evaluates the mask region on concrete (b, h, i, j) with the language's
-/// integer semantics (i32 wrapping, floor division). For masks without loads
-/// or float operations (MaskKind All/Affine); `ok()` is false otherwise.
+/// Where a SliceEvaluator reads aux tensors.
+class AuxSource {
+public:
+  virtual ~AuxSource() = default;
+  virtual bool has(llvm::StringRef tensor) const = 0;
+  /// The element of `tensor` at `indices` (declaration order); nullopt with
+  /// `err` set when an index is outside its dimension.
+  virtual std::optional<int64_t> read(llvm::StringRef tensor, llvm::ArrayRef<int64_t> indices,
+                                      std::string &err) const = 0;
+};
+
+/// Evaluates one integer value of a mask region (the backward slice of
+/// `target`: block arguments, sizes, params, constants, integer arith, and
+/// aux reads through an AuxSource) on concrete (b, h, i, j) with the
+/// language's integer semantics (i32 wrapping, floor division).
+class SliceEvaluator {
+public:
+  /// False with `why` when a slice op has no rule or reads a tensor `aux`
+  /// (may be null) does not have.
+  bool compile(mlir::Value target, const std::map<std::string, int64_t> &sizes,
+               const std::map<std::string, int64_t> &intParams, const AuxSource *aux,
+               std::string &why);
+  /// The value at one point; nullopt with `err` set on a division by zero or
+  /// an aux index outside its dimension.
+  std::optional<int64_t> eval(int64_t b, int64_t h, int64_t i, int64_t j, std::string &err) const;
+
+private:
+  struct Instr {
+    int opcode = 0;
+    int a = 0, b = 0, c = 0; // operand slots
+    int64_t imm = 0;
+    unsigned width = 32;
+    std::string tensor;       // aux reads
+    std::vector<int> indices; // aux reads: index slots
+  };
+  std::vector<Instr> code_;
+  const AuxSource *aux_ = nullptr;
+  int numSlots_ = 4;
+  int result_ = 0;
+};
+
+/// The whole mask of a kernel without aux reads (MaskKind All/Affine), as a
+/// SliceEvaluator of its result; `ok()` is false for other masks.
 class MaskEvaluator {
 public:
   MaskEvaluator(KernelOp kernel, const std::map<std::string, int64_t> &sizes,
@@ -125,15 +165,7 @@ public:
   std::optional<bool> eval(int64_t b, int64_t h, int64_t i, int64_t j) const;
 
 private:
-  struct Instr {
-    int opcode;
-    int a, b, c; // operand slots
-    int64_t imm;
-    unsigned width;
-  };
-  std::vector<Instr> code_;
-  int numSlots_ = 4;
-  int result_ = 0;
+  SliceEvaluator slice_;
   bool ok_ = true;
   std::string error_;
 };
