@@ -10,7 +10,7 @@ debian_packages=(
   llvm-19-dev libmlir-19-dev mlir-19-tools llvm-19-tools
   libfmt-dev libcli11-dev nlohmann-json3-dev libspng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  ninja-build ccache g++ python3-venv python3-pip
+  ninja-build ccache g++ pkgconf python3-venv python3-pip
 )
 missing=()
 for p in "${debian_packages[@]}"; do
