@@ -64,8 +64,7 @@ double runOnce(int64_t n, int64_t addresses, bool useScan, TieRule ties,
     for (int64_t s = 0; s < n; ++s) {
       double a = writes[s];
       double v[2] = {a, static_cast<double>(s)};
-      cache.append(2 * a, -a * a, v);
-      cache.query(reads[s], 1, ties, out, &score);
+      cache.step(2 * a, -a * a, v, reads[s], 1, ties, out, &score);
       check += out[0] + out[1] + score;
     }
   } else {

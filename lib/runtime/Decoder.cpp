@@ -33,6 +33,13 @@ public:
     if (lse)
       *lse = cache_.empty() ? -kInf : scale_ * m;
   }
+  void step(const double *key, const double *value, const double *q, double *out,
+            double *lse) override {
+    double m = -kInf;
+    cache_.step(key[0], key[1], value, q[0], q[1], ties_, out, &m);
+    if (lse)
+      *lse = scale_ * m;
+  }
 
 private:
   double scale_;
@@ -184,11 +191,15 @@ std::unique_ptr<Decoder> Decoder::create(const JitKernel &kernel, std::string &e
   return create(m.decode, m.decodeScale, k.normalize, d, dv, error);
 }
 
+void Decoder::step(const double *key, const double *value, const double *q, double *out,
+                   double *lse) {
+  append(key, value);
+  query(q, out, lse);
+}
+
 void Decoder::prefill(int64_t L, const double *q, const double *k, const double *v, double *out) {
-  for (int64_t i = 0; i < L; ++i) {
-    append(k + i * d_, v + i * dv_);
-    query(q + i * d_, out + i * dv_);
-  }
+  for (int64_t i = 0; i < L; ++i)
+    step(k + i * d_, v + i * dv_, q + i * d_, out + i * dv_, nullptr);
 }
 
 } // namespace attn

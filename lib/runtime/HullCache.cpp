@@ -15,6 +15,9 @@
 #include <limits>
 #include <new>
 #include <stdexcept>
+#include <vector>
+
+#include <sys/mman.h>
 
 namespace attn::runtime {
 
@@ -119,30 +122,47 @@ double score(double qx, double qy, double kx, double ky) {
 
 // --- the chain: a B+-tree of hull vertices ordered by x -----------------------
 //
-// Leaves hold up to kLeafCap vertex records and are linked in x order; inner
-// nodes hold, for each child, the first and last vertex of its subtree. That
-// is enough both to find a position by x and to find the maximizer of q·v:
+// Leaves hold up to kLeafCap vertices and are linked in x order; inner nodes
+// hold, for each child, the first and last vertex of its subtree. That is
+// enough both to find a position by x and to find the maximizer of q·v:
 // along an upper hull q·v rises strictly, peaks (at a vertex or an edge) and
 // falls strictly, so "does the edge from child c's last vertex to child
 // c+1's first vertex go up?" is monotone in c. Nodes are split on insertion
 // and freed when empty (never merged), so the height stays O(log of the
 // number of insertions).
 //
-// A vertex record is (x, y), then a Head describing the vertex's own keys
-// inline — their smallest and largest j — and, for dv <= kInlineDv, the
-// value of the largest j: 56 bytes for dv = 2. So a `latest` query reads
-// nothing but the nodes on its path, and a vertex that holds a single key
-// (every vertex of a parabola memory written once per address) needs no
-// other storage. The count and compensated sums (for `average`) of a vertex
-// with two or more keys, and every edge group, live in the group pool
-// (HullCache::group). The tree's height is tracked, so a search knows when
-// the next node is a leaf and prefetches the whole node (an inner node's
-// 32 summaries, a leaf's records) before reading any of it: one memory
-// round trip a level even when nothing is in cache.
+// Searching by slope: along an upper hull the edge slopes decrease, and
+// an edge rises under q (qy > 0) exactly when its slope exceeds -qx/qy. So
+// each leaf keeps the rounded slope of the edge from each vertex to the
+// next, each inner node the slope of the edge between each pair of adjacent
+// children, and a peak search is a binary search on doubles like the search
+// by x: one subtraction and compare a step, the exact predicate on the
+// coordinates only when the two slopes are within a few units in the last
+// place of each other (HullCache.h's exactness holds whatever the slopes'
+// rounding).
+//
+// Layout, for hulls larger than the caches (docs/hardmax.md, "Measuring"):
+// nodes are structures of arrays — a leaf keeps x's, y's, slopes and
+// payloads in four arrays, an inner node the first/last vertices and slopes
+// of its children in arrays — so that a search touches few cache lines, and
+// the tree's height is tracked, so a search knows when the next node is a
+// leaf and prefetches the arrays it will read before reading any of them:
+// one memory round trip a level. Nodes come from a pool whose slabs are
+// 2 MiB-aligned and marked for transparent huge pages (fewer page walks).
+// HullCache::step runs the searches of an append and a query level by level
+// together, so that their round trips overlap.
+//
+// A vertex's payload is a Head describing the vertex's own keys — their
+// smallest and largest j — and, for dv <= kInlineDv, the value of the
+// largest j: 40 bytes for dv = 2. So a `latest` query reads nothing but the
+// nodes on its path, and a vertex that holds a single key (every vertex of a
+// parabola memory written once per address) needs no other storage. The
+// count and compensated sums (for `average`) of a vertex with two or more
+// keys, and every edge group, live in the group pool (HullCache::group).
 
 namespace hull_detail {
 
-constexpr int kLeafCap = 16;
+constexpr int kLeafCap = 32;
 constexpr int kInnerCap = 32;
 /// Values of at most this many doubles are copied into the leaf payloads.
 constexpr int kInlineDv = 4;
@@ -165,19 +185,42 @@ struct Node {
 struct alignas(64) Leaf : Node {
   Leaf() : Node(true) {}
   Leaf *prev = nullptr, *next = nullptr;
-  // The records (Chain::stride_ bytes each: x, y, Head, the inline value)
-  // follow the struct.
-  char *recs() { return reinterpret_cast<char *>(this + 1); }
-  const char *recs() const { return reinterpret_cast<const char *>(this + 1); }
+  // Followed by double xs[kLeafCap], ys[kLeafCap], slopes[kLeafCap] (of
+  // the edge from vertex k to k + 1, for k < n - 1) and kLeafCap payloads
+  // of Chain::payBytes_ each.
+  double *xs() { return reinterpret_cast<double *>(this + 1); }
+  const double *xs() const { return reinterpret_cast<const double *>(this + 1); }
+  double *ys() { return xs() + kLeafCap; }
+  const double *ys() const { return xs() + kLeafCap; }
+  double *slopes() { return xs() + 2 * kLeafCap; }
+  const double *slopes() const { return xs() + 2 * kLeafCap; }
+  char *pays() { return reinterpret_cast<char *>(xs() + 3 * kLeafCap); }
+  const char *pays() const {
+    return reinterpret_cast<const char *>(xs() + 3 * kLeafCap);
+  }
+  /// Bytes of a leaf up to its payloads.
+  static constexpr std::size_t kSearchBytes = 3 * sizeof(double) * kLeafCap;
 };
 struct Summary {
   double fx, fy, lx, ly; // first and last vertex of a subtree
 };
 struct alignas(64) Inner : Node {
   Inner() : Node(false) {}
-  Summary s[kInnerCap];
-  Node *child[kInnerCap];
+  // A search by x reads fx and child, a peak search child and slope: each
+  // prefetches one contiguous range. The rest is for exact decisions and
+  // upkeep.
+  double fx[kInnerCap] = {}; // first vertex of child c
+  Node *child[kInnerCap] = {};
+  double slope[kInnerCap] = {}; // of the edge from child c to child c + 1
+  double fy[kInnerCap] = {};
+  double lx[kInnerCap] = {}, ly[kInnerCap] = {}; // last vertex of child c
 };
+
+/// The slope of the edge from a to b (bx > ax), rounded: within 3 units in
+/// the last place of the exact slope unless it overflows or underflows.
+inline double edgeSlope(double ax, double ay, double bx, double by) {
+  return (by - ay) / (bx - ax);
+}
 
 inline void prefetchBytes(const void *p, std::size_t bytes) {
   const char *c = static_cast<const char *>(p);
@@ -185,8 +228,7 @@ inline void prefetchBytes(const void *p, std::size_t bytes) {
     __builtin_prefetch(c + o);
 }
 
-/// q·b > q·a, exactly. The filter decides all but near-ties; its outcome is
-/// used without a branch by the searches below.
+/// q·b > q·a, exactly (the filter, then hull::compareScores).
 inline bool rises(double qx, double qy, double ax, double ay, double bx,
                   double by) {
   double a1 = qx * ax, a2 = qy * ay, b1 = qx * bx, b2 = qy * by;
@@ -211,52 +253,147 @@ template <class Pred> inline int countTrue(int m, Pred pred) {
   return base + (pred(base) ? 1 : 0);
 }
 
+/// The number of k < m with xs[k] < x, xs increasing on [0, m).
+inline int countLess(const double *xs, int m, double x) {
+  return countTrue(m, [&](int k) { return xs[k] < x; });
+}
+
+/// The number of k < m for which q·(bx[k], by[k]) > q·(ax[k], ay[k]) (qy >
+/// 0, bx[k] > ax[k]), a predicate true then false in k. Edge k rises under q
+/// exactly when its slope exceeds -qx/qy, so the binary search compares the
+/// rounded slopes of the edges (slope[k]) with the rounded -qx/qy: one
+/// subtraction and compare a step, decided for every slope not within a few
+/// units in the last place of -qx/qy (and not overflowed); a step that is
+/// not (a near or exact tie) asks the exact predicate on the coordinates.
+inline int countRises(const double *slope, int m, double qx, double qy,
+                      const double *ax, const double *ay, const double *bx,
+                      const double *by) {
+  const double sq = -qx / qy, margin = 8 * kU * std::fabs(sq) + 0x1p-1000;
+  return countTrue(m, [&](int k) {
+    // |error| of both slopes <= 4u of each plus underflow; infinities fail.
+    double d = slope[k] - sq;
+    if (__builtin_expect(std::fabs(d) > margin + 8 * kU * std::fabs(slope[k]),
+                         1))
+      return d > 0;
+    return rises(qx, qy, ax[k], ay[k], bx[k], by[k]);
+  });
+}
+
+/// Fixed-size blocks from slabs that grow geometrically; slabs of 2 MiB and
+/// more are 2 MiB-aligned and marked for transparent huge pages. Blocks are
+/// recycled through a free list and returned to the system all at once.
+class BlockPool {
+public:
+  explicit BlockPool(std::size_t bytes) : bytes_(bytes) {}
+  ~BlockPool() { release(); }
+  BlockPool(const BlockPool &) = delete;
+  BlockPool &operator=(const BlockPool &) = delete;
+
+  std::size_t blockBytes() const { return bytes_; }
+  void *get() {
+    if (free_) {
+      void *p = free_;
+      free_ = *static_cast<void **>(p);
+      return p;
+    }
+    if (bump_ == end_)
+      grow();
+    void *p = bump_;
+    bump_ += bytes_;
+    return p;
+  }
+  void put(void *p) {
+    *static_cast<void **>(p) = free_;
+    free_ = p;
+  }
+  /// Frees every slab (every block ever handed out).
+  void release() {
+    for (void *s : slabs_)
+      std::free(s);
+    slabs_.clear();
+    free_ = nullptr;
+    bump_ = end_ = nullptr;
+    nextBlocks_ = 4;
+  }
+
+private:
+  void grow() {
+    constexpr std::size_t kHuge = std::size_t(2) << 20;
+    std::size_t bytes = nextBlocks_ * bytes_, align = 64;
+    if (bytes >= kHuge) {
+      bytes = std::min((bytes + kHuge - 1) / kHuge, std::size_t(4)) * kHuge;
+      align = kHuge;
+    } else {
+      nextBlocks_ *= 2;
+    }
+    bytes = (bytes + align - 1) / align * align;
+    void *mem = std::aligned_alloc(align, bytes);
+    if (!mem)
+      throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+    if (align == kHuge)
+      madvise(mem, bytes, MADV_HUGEPAGE); // advice: failure is harmless
+#endif
+    slabs_.push_back(mem);
+    bump_ = static_cast<char *>(mem);
+    end_ = bump_ + bytes / bytes_ * bytes_;
+  }
+
+  std::size_t bytes_;
+  std::vector<void *> slabs_;
+  void *free_ = nullptr;
+  char *bump_ = nullptr, *end_ = nullptr;
+  std::size_t nextBlocks_ = 4;
+};
+
 } // namespace hull_detail
 
 using namespace hull_detail;
 
+/// A vertex position in a chain; leaf == nullptr is the end.
+struct HullCache::ChainPos {
+  Leaf *leaf = nullptr;
+  int i = 0;
+  bool end() const { return leaf == nullptr; }
+};
+
 class HullCache::Chain {
 public:
-  /// A record position; leaf == nullptr is the end.
-  struct Pos {
-    Leaf *leaf = nullptr;
-    int i = 0;
-    bool end() const { return leaf == nullptr; }
-  };
+  using Pos = ChainPos;
 
   explicit Chain(int dv)
       : inlineValue_(dv <= kInlineDv),
-        stride_(2 * sizeof(double) + sizeof(Head) +
-                (dv <= kInlineDv ? sizeof(double) * std::size_t(dv) : 0)) {
+        payBytes_(sizeof(Head) +
+                  (dv <= kInlineDv ? sizeof(double) * std::size_t(dv) : 0)),
+        leaves_(roundUp(sizeof(Leaf) + Leaf::kSearchBytes +
+                        kLeafCap * payBytes_)),
+        inners_(roundUp(sizeof(Inner))) {
     reset();
   }
-  ~Chain() { destroy(root_); }
   Chain(const Chain &) = delete;
   Chain &operator=(const Chain &) = delete;
 
   std::size_t size() const { return size_; }
   void clear() {
-    destroy(root_);
+    leaves_.release();
+    inners_.release();
     reset();
   }
   /// Whether payloads carry the value of their largest j.
   bool inlineValue() const { return inlineValue_; }
 
-  double *rec(const Leaf *lf, int i) const {
-    return reinterpret_cast<double *>(const_cast<char *>(lf->recs()) +
-                                      std::size_t(i) * stride_);
-  }
-  double x(Pos p) const { return rec(p.leaf, p.i)[0]; }
-  double y(Pos p) const { return rec(p.leaf, p.i)[1]; }
+  double x(Pos p) const { return p.leaf->xs()[p.i]; }
+  double y(Pos p) const { return p.leaf->ys()[p.i]; }
   Head &head(Pos p) const {
-    return *reinterpret_cast<Head *>(rec(p.leaf, p.i) + 2);
+    return *reinterpret_cast<Head *>(p.leaf->pays() +
+                                     std::size_t(p.i) * payBytes_);
   }
   /// The value of head(p).maxJ (inlineValue() only).
   double *value(Pos p) const {
     return reinterpret_cast<double *>(&head(p) + 1);
   }
 
-  /// Whether a record precedes p (p may be the end).
+  /// Whether a vertex precedes p (p may be the end).
   bool hasPrev(Pos p) const {
     return size_ > 0 && !(p.leaf == first_ && p.i == 0);
   }
@@ -265,7 +402,7 @@ public:
       return p;
     return Pos{p.leaf->next, 0};
   }
-  /// The record before p (p == end: the last record); p must not be begin.
+  /// The vertex before p (p == end: the last vertex); p must not be begin.
   Pos prev(Pos p) const {
     if (p.end())
       return Pos{last_, last_->n - 1};
@@ -273,45 +410,105 @@ public:
       return Pos{p.leaf, p.i - 1};
     return Pos{p.leaf->prev, p.leaf->prev->n - 1};
   }
-  Pos last() const { return Pos{last_, last_->n - 1}; }
 
-  /// The first record with x' >= x (or the end).
-  Pos lowerBound(double x) const {
-    const Node *nd = root_;
-    for (int level = height_; level > 0; --level) {
-      auto *in = static_cast<const Inner *>(nd);
-      // The last child with fx < x, else 0 (fx increases with c).
-      int c = countTrue(in->n - 1, [&](int k) { return in->s[k + 1].fx < x; });
-      nd = in->child[c];
-      prefetchNode(nd, level == 1);
+  /// One descent, one level at a time, so that several (in one chain or in
+  /// two) can go down together and their memory round trips overlap:
+  /// ByX finds the first vertex with x' >= x (or the end), Peak (non-empty
+  /// chain, qy > 0) the first vertex v whose next vertex does not score
+  /// strictly higher under q: the maximizer, or the first of the two ends
+  /// of the maximizing edge.
+  struct Search {
+    enum Kind { ByX, Peak } kind;
+    double a, b; // ByX: x; Peak: qx, qy
+    const Chain *chain = nullptr;
+    const Node *node = nullptr;
+    int level = 0; // inner levels left above the leaves
+    bool done = false;
+    Pos result;
+  };
+  void start(Search &s) const {
+    s.chain = this;
+    s.node = root_;
+    s.level = height_;
+    s.done = false;
+    prefetchFor(s);
+  }
+  /// Prefetches what search s reads of its next node: of an inner node, fx
+  /// and child (by x) or child and slope (peak); of a leaf, the slopes
+  /// (peak) or everything (by x: an insertion there moves it all).
+  void prefetchFor(const Search &s) const {
+    if (s.level > 0) {
+      auto *in = static_cast<const Inner *>(s.node);
+      if (s.kind == Search::ByX)
+        prefetchBytes(in, std::size_t(reinterpret_cast<const char *>(in->slope) -
+                                      reinterpret_cast<const char *>(in)));
+      else
+        prefetchBytes(in->child, sizeof(in->child) + sizeof(in->slope));
+    } else {
+      auto *lf = static_cast<const Leaf *>(s.node);
+      if (s.kind == Search::ByX)
+        prefetchBytes(lf, leaves_.blockBytes());
+      else
+        prefetchBytes(lf->slopes(), sizeof(double) * kLeafCap);
     }
-    auto *lf = const_cast<Leaf *>(static_cast<const Leaf *>(nd));
-    int i = countTrue(lf->n, [&](int k) { return rec(lf, k)[0] < x; });
-    if (i < lf->n)
-      return Pos{lf, i};
-    return Pos{lf->next, 0};
+  }
+  /// Goes down one level; at a leaf, sets result. Returns false when done.
+  bool step(Search &s) const {
+    if (s.level == 0) {
+      auto *lf = const_cast<Leaf *>(static_cast<const Leaf *>(s.node));
+      const double *xs = lf->xs(), *ys = lf->ys();
+      if (s.kind == Search::ByX) {
+        int i = countLess(xs, lf->n, s.a);
+        s.result = i < lf->n ? Pos{lf, i} : Pos{lf->next, 0};
+      } else {
+        int i = countRises(lf->slopes(), lf->n - 1, s.a, s.b,
+                                         xs, ys, xs + 1, ys + 1);
+        s.result = Pos{lf, i};
+        // What the answer reads: the vertex, its payload, its successor.
+        __builtin_prefetch(xs + i);
+        __builtin_prefetch(ys + i);
+        __builtin_prefetch(&head(s.result));
+      }
+      s.done = true;
+      return false;
+    }
+    auto *in = static_cast<const Inner *>(s.node);
+    int c;
+    if (s.kind == Search::ByX) // the last child with fx < x, else 0
+      c = countLess(in->fx + 1, in->n - 1, s.a);
+    else
+      c = countRises(in->slope, in->n - 1, s.a, s.b, in->lx,
+                                    in->ly, in->fx + 1, in->fy + 1);
+    s.node = in->child[c];
+    --s.level;
+    prefetchFor(s);
+    return true;
+  }
+  /// Runs searches to the end together, a level of each in turn.
+  static void run(Search *const *s, int count) {
+    for (bool more = true; more;) {
+      more = false;
+      for (int k = 0; k < count; ++k)
+        if (!s[k]->done)
+          more |= s[k]->chain->step(*s[k]);
+    }
   }
 
-  /// The first vertex v of a non-empty chain whose next vertex does not
-  /// score strictly higher under q (qy > 0): the maximizer, or the first of
-  /// the two ends of the maximizing edge.
-  Pos peak(double qx, double qy) const {
-    const Node *nd = root_;
-    for (int level = height_; level > 0; --level) {
-      auto *in = static_cast<const Inner *>(nd);
-      int c = countTrue(in->n - 1, [&](int k) {
-        return rises(qx, qy, in->s[k].lx, in->s[k].ly, in->s[k + 1].fx,
-                     in->s[k + 1].fy);
-      });
-      nd = in->child[c];
-      prefetchNode(nd, level == 1);
+  /// The first vertex with x' >= x (or the end).
+  Pos lowerBound(double x) const {
+    Search s{Search::ByX, x, 0};
+    start(s);
+    while (step(s)) {
     }
-    auto *lf = const_cast<Leaf *>(static_cast<const Leaf *>(nd));
-    int i = countTrue(lf->n - 1, [&](int k) {
-      const double *a = rec(lf, k), *b = rec(lf, k + 1);
-      return rises(qx, qy, a[0], a[1], b[0], b[1]);
-    });
-    return Pos{lf, i};
+    return s.result;
+  }
+  /// See Search::Peak.
+  Pos peak(double qx, double qy) const {
+    Search s{Search::Peak, qx, qy};
+    start(s);
+    while (step(s)) {
+    }
+    return s.result;
   }
 
   /// Inserts vertex (x, y) with `pay` (a Head, then the inline value)
@@ -342,22 +539,24 @@ public:
       refresh = true;
     }
     move(lf, i + 1, lf, i, lf->n - i);
-    double *r = rec(lf, i);
-    r[0] = x;
-    r[1] = y;
-    std::memcpy(r + 2, pay, stride_ - 2 * sizeof(double));
+    lf->xs()[i] = x;
+    lf->ys()[i] = y;
+    std::memcpy(lf->pays() + std::size_t(i) * payBytes_, pay, payBytes_);
     ++lf->n;
     ++size_;
+    fixSlope(lf, i - 1);
+    fixSlope(lf, i);
     if (refresh)
       refreshUp(lf);
   }
 
-  /// Erases the record at p; returns the position of the record after it.
+  /// Erases the vertex at p; returns the position of the vertex after it.
   Pos erase(Pos p) {
     Leaf *lf = p.leaf;
     move(lf, p.i, lf, p.i + 1, lf->n - p.i - 1);
     --lf->n;
     --size_;
+    fixSlope(lf, p.i - 1);
     if (lf->n > 0) {
       if (p.i == 0 || p.i == lf->n)
         refreshUp(lf);
@@ -369,46 +568,81 @@ public:
     (lf->prev ? lf->prev->next : first_) = lf->next;
     (lf->next ? lf->next->prev : last_) = lf->prev;
     removeChild(lf);
-    freeLeaf(lf);
+    leaves_.put(lf);
     return Pos{after, 0};
   }
 
 private:
-  /// Moves records [si, si + count) of s to [di, di + count) of d (the
+  static std::size_t roundUp(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+  /// Moves vertices [si, si + count) of s to [di, di + count) of d (the
   /// ranges may overlap).
   void move(Leaf *d, int di, Leaf *s, int si, int count) {
     if (count <= 0)
       return;
-    std::memmove(rec(d, di), rec(s, si), stride_ * std::size_t(count));
+    std::memmove(d->xs() + di, s->xs() + si, sizeof(double) * count);
+    std::memmove(d->ys() + di, s->ys() + si, sizeof(double) * count);
+    std::memmove(d->slopes() + di, s->slopes() + si, sizeof(double) * count);
+    std::memmove(d->pays() + std::size_t(di) * payBytes_,
+                 s->pays() + std::size_t(si) * payBytes_,
+                 payBytes_ * std::size_t(count));
   }
-  Leaf *newLeaf() const {
-    void *mem = ::operator new(sizeof(Leaf) + kLeafCap * stride_,
-                               std::align_val_t(alignof(Leaf)));
+  Leaf *newLeaf() {
+    void *mem = leaves_.get();
+    std::memset(mem, 0, leaves_.blockBytes()); // defined slots for the passes
     return new (mem) Leaf;
   }
-  static void freeLeaf(Leaf *lf) {
-    lf->~Leaf();
-    ::operator delete(lf, std::align_val_t(alignof(Leaf)));
-  }
+  Inner *newInner() { return new (inners_.get()) Inner; }
 
-  /// Prefetches a whole node (without reading it: its header would be a
-  /// cache miss of its own before the prefetches could start).
-  void prefetchNode(const Node *nd, bool isLeaf) const {
-    prefetchBytes(nd, isLeaf ? sizeof(Leaf) + kLeafCap * stride_
-                             : sizeof(Inner));
-  }
-
-  // Out of line: inlined into a call on a Leaf, GCC warns about the Inner
-  // branch (-Warray-bounds).
-  __attribute__((noinline)) Summary summarize(const Node *nd) const {
+  static Summary summarize(const Node *nd) {
     if (nd->leaf) {
       auto *lf = static_cast<const Leaf *>(nd);
-      const double *r = rec(lf, 0), *l = rec(lf, lf->n - 1);
-      return {r[0], r[1], l[0], l[1]};
+      int l = lf->n - 1;
+      return {lf->xs()[0], lf->ys()[0], lf->xs()[l], lf->ys()[l]};
     }
     auto *in = static_cast<const Inner *>(nd);
-    return {in->s[0].fx, in->s[0].fy, in->s[in->n - 1].lx,
-            in->s[in->n - 1].ly};
+    int l = in->n - 1;
+    return {in->fx[0], in->fy[0], in->lx[l], in->ly[l]};
+  }
+  /// Recomputes the slope of the edge from vertex k to k + 1 of a leaf
+  /// (nothing when either is missing).
+  static void fixSlope(Leaf *lf, int k) {
+    if (k >= 0 && k + 1 < lf->n)
+      lf->slopes()[k] = edgeSlope(lf->xs()[k], lf->ys()[k], lf->xs()[k + 1],
+                                  lf->ys()[k + 1]);
+  }
+  /// The same for the edge from child c's last vertex to child c + 1's
+  /// first.
+  static void fixSlope(Inner *p, int c) {
+    if (c >= 0 && c + 1 < p->n)
+      p->slope[c] = edgeSlope(p->lx[c], p->ly[c], p->fx[c + 1], p->fy[c + 1]);
+  }
+  static void fixSlopes(Inner *p) {
+    for (int c = 0; c + 1 < p->n; ++c)
+      fixSlope(p, c);
+  }
+  /// Sets child c's summary and the slopes of the edges on both its sides.
+  static void setSummary(Inner *p, int c, const Summary &s) {
+    p->fx[c] = s.fx;
+    p->fy[c] = s.fy;
+    p->lx[c] = s.lx;
+    p->ly[c] = s.ly;
+    fixSlope(p, c - 1);
+    fixSlope(p, c);
+  }
+  /// Moves child slots [si, si + count) of s to [di, di + count) of d.
+  static void moveSlots(Inner *d, int di, Inner *s, int si, int count) {
+    if (count <= 0)
+      return;
+    auto mv = [&](auto *dst, auto *src) {
+      std::memmove(dst + di, src + si, sizeof(*dst) * std::size_t(count));
+    };
+    mv(d->fx, s->fx);
+    mv(d->slope, s->slope);
+    mv(d->fy, s->fy);
+    mv(d->lx, s->lx);
+    mv(d->ly, s->ly);
+    mv(d->child, s->child);
   }
   static int indexOf(const Inner *p, const Node *child) {
     int c = 0;
@@ -422,7 +656,7 @@ private:
     while (nd->parent) {
       Inner *p = nd->parent;
       int c = indexOf(p, nd);
-      p->s[c] = summarize(nd);
+      setSummary(p, c, summarize(nd));
       if (c != 0 && c != p->n - 1)
         return;
       nd = p;
@@ -433,24 +667,24 @@ private:
   void addSibling(Node *left, Node *right) {
     Inner *p = left->parent;
     if (!p) {
-      p = new Inner;
+      p = newInner();
       p->n = 1;
       p->child[0] = left;
-      p->s[0] = summarize(left);
+      setSummary(p, 0, summarize(left));
       left->parent = p;
       root_ = p;
       ++height_;
     }
     int c = indexOf(p, left) + 1;
     if (p->n == kInnerCap) {
-      auto *np = new Inner;
+      Inner *np = newInner();
       int h = kInnerCap / 2;
-      std::copy(p->child + h, p->child + kInnerCap, np->child);
-      std::copy(p->s + h, p->s + kInnerCap, np->s);
+      moveSlots(np, 0, p, h, kInnerCap - h);
       np->n = kInnerCap - h;
       p->n = h;
       for (int k = 0; k < np->n; ++k)
         np->child[k]->parent = np;
+      fixSlopes(np);
       addSibling(p, np);
       refreshUp(p); // p lost its second half
       if (c > h) {
@@ -458,12 +692,12 @@ private:
         c -= h;
       }
     }
-    std::copy_backward(p->child + c, p->child + p->n, p->child + p->n + 1);
-    std::copy_backward(p->s + c, p->s + p->n, p->s + p->n + 1);
+    moveSlots(p, c + 1, p, c, p->n - c);
     p->child[c] = right;
-    p->s[c] = summarize(right);
+    setSummary(p, c, summarize(right));
     right->parent = p;
     ++p->n;
+    fixSlopes(p);
     refreshUp(p);
   }
 
@@ -471,17 +705,16 @@ private:
   void removeChild(Node *nd) {
     Inner *p = nd->parent;
     int c = indexOf(p, nd);
-    std::copy(p->child + c + 1, p->child + p->n, p->child + c);
-    std::copy(p->s + c + 1, p->s + p->n, p->s + c);
+    moveSlots(p, c, p, c + 1, p->n - c - 1);
     --p->n;
+    fixSlopes(p);
     if (p->n == 0) {
-      if (p == root_) { // cannot happen while records remain
-        delete p;
-        reset();
+      if (p == root_) { // cannot happen while vertices remain
+        clear();
         return;
       }
       removeChild(p);
-      delete p;
+      inners_.put(p);
       return;
     }
     refreshUp(p);
@@ -490,7 +723,7 @@ private:
       root_ = old->child[0];
       root_->parent = nullptr;
       --height_;
-      delete old;
+      inners_.put(old);
     }
   }
 
@@ -501,19 +734,10 @@ private:
     size_ = 0;
     height_ = 0;
   }
-  static void destroy(Node *nd) {
-    if (nd->leaf) {
-      freeLeaf(static_cast<Leaf *>(nd));
-      return;
-    }
-    auto *in = static_cast<Inner *>(nd);
-    for (int c = 0; c < in->n; ++c)
-      destroy(in->child[c]);
-    delete in;
-  }
 
   bool inlineValue_;
-  std::size_t stride_; // payload bytes per vertex
+  std::size_t payBytes_; // payload bytes per vertex
+  BlockPool leaves_, inners_;
   Node *root_;
   int height_; // inner levels above the leaves
   Leaf *first_, *last_;
@@ -634,30 +858,35 @@ void HullCache::releaseGroup(int32_t &g) {
   g = -1;
 }
 
-void HullCache::insertIntoChain(Chain &ch, double x, double y, int64_t j,
-                                const double *value) {
+void HullCache::insertIntoChain(Chain &ch, const ChainPos &at, double x,
+                                double y, int64_t j, const double *value) {
   using Pos = Chain::Pos;
   // The pool group of the keys at vertex p (created for a single key); the
   // vertex is about to leave the chain.
+  // The value of a vertex's single key: inline in the leaf when values are
+  // small (already in cache), else from values_.
+  auto singleValue = [&](Pos p) -> const double * {
+    return ch.inlineValue()
+               ? ch.value(p)
+               : values_.data() + std::size_t(ch.head(p).minJ) * dv_;
+  };
   auto takeVertexKeys = [&](Pos p) {
     Head &h = ch.head(p);
     int32_t g = h.sums;
     h.sums = -1;
     if (g < 0)
-      g = newGroup(static_cast<int64_t>(h.minJ),
-                   values_.data() + std::size_t(h.minJ) * dv_);
+      g = newGroup(static_cast<int64_t>(h.minJ), singleValue(p));
     return g;
   };
 
-  Pos it = ch.lowerBound(x);
+  Pos it = at;
   Pos from = it, to = it; // the vertices p replaces: [from, to)
   int removed = 0;
   if (!it.end() && ch.x(it) == x) {
     Head &e = ch.head(it);
     if (y == ch.y(it)) { // a duplicate of the vertex: j is its newest key
       if (e.sums < 0)
-        e.sums = newGroup(static_cast<int64_t>(e.minJ),
-                          values_.data() + std::size_t(e.minJ) * dv_);
+        e.sums = newGroup(static_cast<int64_t>(e.minJ), singleValue(it));
       addToGroup(e.sums, j, value);
       e.maxJ = static_cast<double>(j);
       if (ch.inlineValue())
@@ -743,8 +972,7 @@ void HullCache::insertIntoChain(Chain &ch, double x, double y, int64_t j,
   ch.insert(pos, x, y, pay);
 }
 
-void HullCache::append(double kx, double ky, const double *value) {
-  checkFinite(kx, ky, "key");
+const double *HullCache::storeKey(double kx, double ky, const double *value) {
   int64_t j = static_cast<int64_t>(size());
   keys_.push_back(kx);
   keys_.push_back(ky);
@@ -776,9 +1004,114 @@ void HullCache::append(double kx, double ky, const double *value) {
   if (kx == minX_)
     addToGroup(minXGroup_, j, v);
   addToGroup(all_, j, v);
-  insertIntoChain(*upper_, kx, ky, j, v);
-  insertIntoChain(*lower_, kx, -ky, j, v);
+  return v;
 }
+
+void HullCache::append(double kx, double ky, const double *value) {
+  checkFinite(kx, ky, "key");
+  int64_t j = static_cast<int64_t>(size());
+  const double *v = storeKey(kx, ky, value);
+  insertIntoChain(*upper_, upper_->lowerBound(kx), kx, ky, j, v);
+  insertIntoChain(*lower_, lower_->lowerBound(kx), kx, -ky, j, v);
+}
+
+/// One group of a tie set: a vertex's keys or a pool group.
+struct HullCache::Tied {
+  double minJ, maxJ;
+  int32_t pool;         // the pool group with the count and sums, or -1:
+                        // a single key, whose value is `latest`
+  const double *latest; // the value of maxJ
+  double kx, ky;        // the key of maxJ
+};
+
+int HullCache::tiedAt(const Chain &ch, const ChainPos &p, double qx,
+                      double qy, Tied *g) const {
+  int n = 0;
+  const double sy = qy > 0 ? 1.0 : -1.0, cy = std::fabs(qy);
+  auto vertex = [&](Chain::Pos v) {
+    const Head &h = ch.head(v);
+    const double *latest =
+        ch.inlineValue()
+            ? ch.value(v)
+            : values_.data() + static_cast<std::size_t>(h.maxJ) * dv_;
+    g[n++] = Tied{h.minJ, h.maxJ, h.sums, latest, ch.x(v), sy * ch.y(v)};
+  };
+  vertex(p);
+  Chain::Pos nx = ch.next(p);
+  if (!nx.end() &&
+      hull::compareScores(qx, cy, ch.x(p), ch.y(p), ch.x(nx), ch.y(nx)) == 0) {
+    if (ch.head(p).edge >= 0)
+      g[n++] = poolTied(ch.head(p).edge);
+    vertex(nx);
+  }
+  return n;
+}
+
+HullCache::Tied HullCache::poolTied(int32_t id) const {
+  const double *G = group(id);
+  std::size_t maxJ = static_cast<std::size_t>(G[kMaxJ]);
+  return Tied{G[kMinJ], G[kMaxJ], id, values_.data() + maxJ * dv_,
+              keys_[2 * maxJ], keys_[2 * maxJ + 1]};
+}
+
+void HullCache::resolve(const Tied *g, int n, TieRule ties, double *out,
+                        double *err, double &count, int64_t &minJ,
+                        int64_t &maxJ, double &kx, double &ky) const {
+  const Tied *latest = &g[0], *first = &g[0];
+  for (int k = 1; k < n; ++k) {
+    if (g[k].maxJ > latest->maxJ)
+      latest = &g[k];
+    if (g[k].minJ < first->minJ)
+      first = &g[k];
+  }
+  minJ = static_cast<int64_t>(first->minJ);
+  maxJ = static_cast<int64_t>(latest->maxJ);
+  kx = latest->kx;
+  ky = latest->ky;
+  count = 0;
+  switch (ties) {
+  case TieRule::Latest:
+    std::copy_n(latest->latest, dv_, out);
+    break;
+  case TieRule::First:
+    std::copy_n(values_.data() + static_cast<std::size_t>(minJ) * dv_, dv_,
+                out);
+    break;
+  case TieRule::Average:
+    for (int k = 0; k < n; ++k)
+      count += g[k].pool >= 0 ? group(g[k].pool)[kCount] : 1.0;
+    for (int d = 0; d < dv_; ++d) {
+      double sum = 0, e = 0;
+      for (int k = 0; k < n; ++k) {
+        const double *G = g[k].pool >= 0 ? group(g[k].pool) : nullptr;
+        double t, te;
+        twoSum(sum, G ? G[kSum + d] : g[k].latest[d], t, te);
+        sum = t;
+        e += (G ? G[kSum + dv_ + d] : 0.0) + te;
+      }
+      out[d] = sum;
+      err[d] = e;
+    }
+    break;
+  }
+}
+
+namespace {
+/// dv doubles of scratch: on the stack when few (queries stay free of
+/// allocation and of shared state).
+struct Scratch {
+  explicit Scratch(int dv) {
+    if (dv > kStack) {
+      heap.resize(std::size_t(dv));
+      data = heap.data();
+    }
+  }
+  static constexpr int kStack = 16;
+  double stack[kStack];
+  std::vector<double> heap;
+  double *data = stack;
+};
+} // namespace
 
 void HullCache::query(double qx, double qy, TieRule ties, double *out,
                       double *maxScore) const {
@@ -789,83 +1122,90 @@ void HullCache::query(double qx, double qy, TieRule ties, double *out,
       *maxScore = -std::numeric_limits<double>::infinity();
     return;
   }
-  // The tie set: one to three groups, each a vertex's keys or a pool group.
-  struct Tied {
-    double minJ, maxJ;
-    int32_t pool;         // the pool group with the count and sums, or -1:
-                          // a single key, whose value is `latest`
-    const double *latest; // the value of maxJ
-    double kx, ky;        // the key of maxJ
-  };
   Tied g[3];
-  int n = 0;
-  auto poolGroup = [&](int32_t id) {
-    const double *G = group(id);
-    std::size_t maxJ = static_cast<std::size_t>(G[kMaxJ]);
-    g[n++] = Tied{G[kMinJ],        G[kMaxJ],         id,
-                  values_.data() + maxJ * dv_, keys_[2 * maxJ],
-                  keys_[2 * maxJ + 1]};
-  };
+  int n;
   if (qy != 0) {
     const Chain &ch = qy > 0 ? *upper_ : *lower_;
-    const double cy = std::fabs(qy), sy = qy > 0 ? 1.0 : -1.0;
-    auto vertex = [&](Chain::Pos p) {
-      const Head &h = ch.head(p);
-      const double *latest =
-          ch.inlineValue()
-              ? ch.value(p)
-              : values_.data() + static_cast<std::size_t>(h.maxJ) * dv_;
-      g[n++] = Tied{h.minJ, h.maxJ, h.sums, latest, ch.x(p), sy * ch.y(p)};
-    };
-    Chain::Pos p = ch.peak(qx, cy);
-    vertex(p);
-    Chain::Pos nx = ch.next(p);
-    if (!nx.end() &&
-        hull::compareScores(qx, cy, ch.x(p), ch.y(p), ch.x(nx), ch.y(nx)) ==
-            0) {
-      if (ch.head(p).edge >= 0)
-        poolGroup(ch.head(p).edge);
-      vertex(nx);
-    }
+    n = tiedAt(ch, ch.peak(qx, std::fabs(qy)), qx, qy, g);
   } else {
-    poolGroup(qx > 0 ? maxXGroup_ : qx < 0 ? minXGroup_ : all_);
+    g[0] = poolTied(qx > 0 ? maxXGroup_ : qx < 0 ? minXGroup_ : all_);
+    n = 1;
   }
-
-  const Tied *latest = &g[0], *first = &g[0];
-  for (int k = 1; k < n; ++k) {
-    if (g[k].maxJ > latest->maxJ)
-      latest = &g[k];
-    if (g[k].minJ < first->minJ)
-      first = &g[k];
-  }
-  switch (ties) {
-  case TieRule::Latest:
-    std::copy_n(latest->latest, dv_, out);
-    break;
-  case TieRule::First:
-    std::copy_n(values_.data() + static_cast<std::size_t>(first->minJ) * dv_,
-                dv_, out);
-    break;
-  case TieRule::Average: {
-    double count = 0;
-    for (int k = 0; k < n; ++k)
-      count += g[k].pool >= 0 ? group(g[k].pool)[kCount] : 1.0;
-    for (int d = 0; d < dv_; ++d) {
-      double sum = 0, err = 0;
-      for (int k = 0; k < n; ++k) {
-        const double *G = g[k].pool >= 0 ? group(g[k].pool) : nullptr;
-        double t, e;
-        twoSum(sum, G ? G[kSum + d] : g[k].latest[d], t, e);
-        sum = t;
-        err += (G ? G[kSum + dv_ + d] : 0.0) + e;
-      }
-      out[d] = (sum + err) / count;
-    }
-    break;
-  }
-  }
+  Scratch err(dv_);
+  double count, kx, ky;
+  int64_t minJ, maxJ;
+  resolve(g, n, ties, out, err.data, count, minJ, maxJ, kx, ky);
+  if (ties == TieRule::Average)
+    for (int d = 0; d < dv_; ++d)
+      out[d] = (out[d] + err.data[d]) / count;
   if (maxScore)
-    *maxScore = hull::score(qx, qy, latest->kx, latest->ky);
+    *maxScore = hull::score(qx, qy, kx, ky);
+}
+
+void HullCache::step(double kx, double ky, const double *value, double qx,
+                     double qy, TieRule ties, double *out, double *maxScore) {
+  checkFinite(kx, ky, "key");
+  checkFinite(qx, qy, "query");
+  if (empty() || qy == 0) {
+    append(kx, ky, value);
+    query(qx, qy, ties, out, maxScore);
+    return;
+  }
+  // Where the key goes in both hulls and where the query peaks before the
+  // key is added: three descents that go down together, so that their
+  // memory round trips overlap.
+  using Search = Chain::Search;
+  const Chain &looked = qy > 0 ? *upper_ : *lower_;
+  Search up{Search::ByX, kx, 0}, lo{Search::ByX, kx, 0},
+      pk{Search::Peak, qx, std::fabs(qy)};
+  upper_->start(up);
+  lower_->start(lo);
+  looked.start(pk);
+  Search *all[3] = {&pk, &up, &lo};
+  Chain::run(all, 3);
+
+  // The answer over the keys before j, copied out before the insertions
+  // move vertices and recycle groups: out holds it (for `average` the
+  // compensated sum, err its error).
+  Tied g[3];
+  int n = tiedAt(looked, pk.result, qx, qy, g);
+  Scratch err(dv_);
+  double count, tx, ty;
+  int64_t minJ, maxJ;
+  resolve(g, n, ties, out, err.data, count, minJ, maxJ, tx, ty);
+
+  int64_t j = static_cast<int64_t>(size());
+  const double *v = storeKey(kx, ky, value);
+  insertIntoChain(*upper_, up.result, kx, ky, j, v);
+  insertIntoChain(*lower_, lo.result, kx, -ky, j, v);
+
+  // Key j joins the tie set when it ties, or replaces it when it scores
+  // strictly higher (compared exactly, like every tie).
+  int c = hull::compareScores(qx, qy, kx, ky, tx, ty);
+  if (c > 0) {
+    std::copy_n(v, dv_, out);
+    tx = kx;
+    ty = ky;
+  } else if (c == 0) {
+    tx = kx;
+    ty = ky;
+    if (ties == TieRule::Latest) {
+      std::copy_n(v, dv_, out);
+    } else if (ties == TieRule::Average) {
+      for (int d = 0; d < dv_; ++d) {
+        double t, e;
+        twoSum(out[d], v[d], t, e);
+        out[d] = t;
+        err.data[d] += e;
+      }
+      count += 1;
+    }
+  }
+  if (ties == TieRule::Average && c <= 0)
+    for (int d = 0; d < dv_; ++d)
+      out[d] = (out[d] + err.data[d]) / count;
+  if (maxScore)
+    *maxScore = hull::score(qx, qy, tx, ty);
 }
 
 // --- scan -------------------------------------------------------------------

@@ -52,9 +52,13 @@ public:
   /// there is no key.
   virtual void query(const double *q, double *out, double *lse = nullptr) const = 0;
 
+  /// One decode step: append(key, value), then query(q, out, lse). The
+  /// hull decoder fuses the two (HullCache::step: the searches of both go
+  /// down the tree together); results are the same.
+  virtual void step(const double *key, const double *value, const double *q, double *out,
+                    double *lse = nullptr);
   /// Causal prefill of a whole sequence ([L, d] queries and keys, [L, dv]
-  /// values, row-major): for each i, appends (k_i, v_i), then writes the
-  /// output of q_i to out[i]. O(L log L) through the hull.
+  /// values, row-major): for each i, step(k_i, v_i, q_i, out[i]). O(L log L) through the hull.
   void prefill(int64_t L, const double *q, const double *k, const double *v, double *out);
 
 protected:

@@ -90,6 +90,17 @@ public:
   void query(double qx, double qy, TieRule ties, double *out,
              double *maxScore = nullptr) const;
 
+  /// One decode step: append(kx, ky, value), then query(qx, qy, ties, out,
+  /// maxScore), with the same results (for `average` up to the last bits
+  /// when the sums of values are not exact in double). Faster than the two
+  /// calls when the hull outgrows the caches: the searches for where the
+  /// key goes and for where the query peaks go down the trees together, so
+  /// their memory round trips overlap; the query is answered over the keys
+  /// before this one, then key j joins (ties) or replaces (scores higher)
+  /// the tie set, decided exactly.
+  void step(double kx, double ky, const double *value, double qx, double qy,
+            TieRule ties, double *out, double *maxScore = nullptr);
+
   /// The stored keys, [size(), 2] row-major, and values, [size(), dv].
   const double *keys() const { return keys_.data(); }
   const double *values() const { return values_.data(); }
@@ -122,8 +133,28 @@ private:
     return groupData_.get() + std::size_t(g) * groupStride_;
   }
 
-  void insertIntoChain(Chain &chain, double x, double y, int64_t j,
-                       const double *value);
+  /// A vertex position in a chain, and one group of a tie set.
+  struct ChainPos;
+  struct Tied;
+
+  /// Stores key j = size() and its value, and adds it to the groups of the
+  /// smallest and largest x and of all keys; returns the stored value.
+  const double *storeKey(double kx, double ky, const double *value);
+  /// Adds key j at (x, y) to the chain; `at` is the first vertex with
+  /// x' >= x (Chain::lowerBound).
+  void insertIntoChain(Chain &chain, const ChainPos &at, double x, double y,
+                       int64_t j, const double *value);
+  /// The tie set (1 to 3 groups, into g) of a query with qy != 0 whose peak
+  /// on the chain it looks at is p; returns the number of groups.
+  int tiedAt(const Chain &chain, const ChainPos &p, double qx, double qy,
+             Tied *g) const;
+  Tied poolTied(int32_t id) const;
+  /// What the tie rule reads of the tie set g[0..n): out = the value
+  /// (latest, first) or the compensated sum with its error in err and the
+  /// count (average); the smallest and largest j and the key of the latest.
+  void resolve(const Tied *g, int n, TieRule ties, double *out, double *err,
+               double &count, int64_t &minJ, int64_t &maxJ, double &kx,
+               double &ky) const;
 
   int32_t newGroup(int64_t j, const double *value);
   /// Adds key j to group g, creating it when g == -1.

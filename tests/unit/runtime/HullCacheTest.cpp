@@ -44,25 +44,30 @@ Answer scan(const HullCache &c, double qx, double qy, TieRule t) {
 
 /// Hull and scan agree for every tie rule; bitwise unless `avgTol` > 0, the
 /// relative tolerance for averages of values whose sums are inexact.
+/// Answer h of the hull equals the scan's s under rule t (see agrees).
+::testing::AssertionResult same(const Answer &h, const Answer &s, TieRule t,
+                                double avgTol) {
+  if (!(h.score == s.score || (std::isnan(h.score) && std::isnan(s.score))))
+    return ::testing::AssertionFailure()
+           << "maxScore " << h.score << " vs " << s.score << " rule "
+           << attn::dsl::toString(t);
+  for (std::size_t d = 0; d < s.out.size(); ++d) {
+    double tol =
+        t == TieRule::Average ? avgTol * std::max(1.0, std::fabs(s.out[d])) : 0.0;
+    if (!(std::fabs(h.out[d] - s.out[d]) <= tol))
+      return ::testing::AssertionFailure()
+             << "out[" << d << "] " << h.out[d] << " vs scan " << s.out[d]
+             << " rule " << attn::dsl::toString(t);
+  }
+  return ::testing::AssertionSuccess();
+}
+
 ::testing::AssertionResult agrees(const HullCache &c, double qx, double qy,
                                   double avgTol = 0) {
   for (TieRule t : kRules) {
-    Answer h = ask(c, qx, qy, t), s = scan(c, qx, qy, t);
-    if (!(h.score == s.score || (std::isnan(h.score) && std::isnan(s.score))))
-      return ::testing::AssertionFailure()
-             << "maxScore " << h.score << " vs " << s.score << " for q=("
-             << qx << ", " << qy << ") rule " << attn::dsl::toString(t)
-             << " n=" << c.size();
-    for (int d = 0; d < c.dv(); ++d) {
-      double tol = t == TieRule::Average
-                       ? avgTol * std::max(1.0, std::fabs(s.out[d]))
-                       : 0.0;
-      if (!(std::fabs(h.out[d] - s.out[d]) <= tol))
-        return ::testing::AssertionFailure()
-               << "out[" << d << "] " << h.out[d] << " vs scan " << s.out[d]
-               << " for q=(" << qx << ", " << qy << ") rule "
-               << attn::dsl::toString(t) << " n=" << c.size();
-    }
+    auto r = same(ask(c, qx, qy, t), scan(c, qx, qy, t), t, avgTol);
+    if (!r)
+      return r << " for q=(" << qx << ", " << qy << ") n=" << c.size();
   }
   return ::testing::AssertionSuccess();
 }
@@ -406,10 +411,13 @@ TEST(HullCache, AppendValueFromTheCacheItself) {
 
 /// Random keys from `key`, values (`dv` of them) random; after each
 /// append, queries from `qry` compared with the scan for all three tie
-/// rules.
+/// rules. With `viaStep`, each step is one HullCache::step (append, then
+/// query, fused) instead, for a tie rule cycling through all three, and its
+/// answer is compared with the scan's over the keys including the new one.
 template <class KeyGen, class QueryGen>
 void randomRun(uint32_t seed, int steps, int queriesPerStep, KeyGen key,
-               QueryGen qry, bool integerValues, double avgTol, int dv = 3) {
+               QueryGen qry, bool integerValues, double avgTol, int dv = 3,
+               bool viaStep = false) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int> iv(-50, 50);
   std::normal_distribution<double> nv(0, 1);
@@ -419,6 +427,16 @@ void randomRun(uint32_t seed, int steps, int queriesPerStep, KeyGen key,
     auto [x, y] = key(rng);
     for (double &e : v)
       e = integerValues ? iv(rng) : nv(rng);
+    if (viaStep) {
+      auto [qx, qy] = qry(rng);
+      TieRule t = kRules[step % 3];
+      Answer h;
+      h.out.assign(dv, -12345.0);
+      c.step(x, y, v.data(), qx, qy, t, h.out.data(), &h.score);
+      ASSERT_TRUE(same(h, scan(c, qx, qy, t), t, avgTol))
+          << "q=(" << qx << ", " << qy << ") seed " << seed << " step " << step;
+      continue;
+    }
     c.append(x, y, v.data());
     for (int k = 0; k < queriesPerStep; ++k) {
       auto [qx, qy] = qry(rng);
@@ -426,6 +444,42 @@ void randomRun(uint32_t seed, int steps, int queriesPerStep, KeyGen key,
                                              << step;
     }
   }
+}
+
+template <class KeyGen, class QueryGen>
+void randomStepRun(uint32_t seed, int steps, KeyGen key, QueryGen qry,
+                   bool integerValues, double avgTol, int dv = 3) {
+  randomRun(seed, steps, 1, key, qry, integerValues, avgTol, dv, true);
+}
+
+TEST(HullCacheStep, ParabolaMemoryAllQuadrants) {
+  // The parabola memory with repeated addresses, reads that hit a written
+  // address, fall between two (an exact tie of two vertices) or look down
+  // and sideways; the hull grows past one leaf level.
+  std::uniform_int_distribution<int> addr(-3000, 2999);
+  auto key = [&](std::mt19937_64 &r) {
+    double a = addr(r);
+    return std::pair<double, double>(2 * a, -a * a);
+  };
+  auto qry = [&](std::mt19937_64 &r) {
+    int kind = static_cast<int>(r() % 4);
+    double b = addr(r) + (kind == 1 ? 0.5 : 0.0);
+    return kind == 2 ? std::pair<double, double>(b, -1)
+         : kind == 3 ? std::pair<double, double>(b, 0)
+                     : std::pair<double, double>(b, 1);
+  };
+  randomStepRun(33, 30000, key, qry, true, 0);
+}
+
+TEST(HullCacheStep, RandomDoubles) {
+  std::normal_distribution<double> n(0, 1);
+  auto key = [&](std::mt19937_64 &r) {
+    return std::pair<double, double>(n(r), n(r));
+  };
+  auto qry = [&](std::mt19937_64 &r) {
+    return std::pair<double, double>(n(r), n(r));
+  };
+  randomStepRun(34, 20000, key, qry, false, 1e-12);
 }
 
 TEST(HullCacheRandom, SmallIntegerGridManyTies) {
@@ -440,6 +494,9 @@ TEST(HullCacheRandom, SmallIntegerGridManyTies) {
     return std::pair<double, double>(d(r), d(r));
   };
   randomRun(7, 20000, 1, key, qry, true, 0);
+  // The same through HullCache::step, values inline and not (dv = 6).
+  randomStepRun(31, 20000, key, qry, true, 0);
+  randomStepRun(32, 20000, key, qry, true, 0, /*dv=*/6);
 }
 
 TEST(HullCacheRandom, SmallIntegerGridWideValues) {
