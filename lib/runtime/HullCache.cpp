@@ -33,6 +33,24 @@ inline void twoSum(double a, double b, double &x, double &y) {
   y = (a - av) + (b - bv);
 }
 
+/// Adds v[0..dv) to the compensated sums (sum, err) of a tie group.
+inline void addCompensated(double *sum, double *err, const double *v, int dv) {
+  for (int d = 0; d < dv; ++d) {
+    double t, e;
+    twoSum(sum[d], v[d], t, e);
+    sum[d] = t;
+    err[d] += e;
+  }
+}
+
+/// The average of a group from its compensated sums: out = (sum + err) /
+/// count (out may be sum).
+inline void finishAverage(const double *sum, const double *err, double count,
+                          int dv, double *out) {
+  for (int d = 0; d < dv; ++d)
+    out[d] = (sum[d] + err[d]) / count;
+}
+
 /// x + y = a * b exactly (needs no underflow in y; see HullCache.h's range).
 inline void twoProduct(double a, double b, double &x, double &y) {
   x = a * b;
@@ -187,7 +205,7 @@ struct alignas(64) Leaf : Node {
   Leaf *prev = nullptr, *next = nullptr;
   // Followed by double xs[kLeafCap], ys[kLeafCap], slopes[kLeafCap] (of
   // the edge from vertex k to k + 1, for k < n - 1) and kLeafCap payloads
-  // of Chain::payBytes_ each.
+  // of Chain::payBytes_ each; slots at n and beyond are never read.
   double *xs() { return reinterpret_cast<double *>(this + 1); }
   const double *xs() const { return reinterpret_cast<const double *>(this + 1); }
   double *ys() { return xs() + kLeafCap; }
@@ -208,12 +226,12 @@ struct alignas(64) Inner : Node {
   Inner() : Node(false) {}
   // A search by x reads fx and child, a peak search child and slope: each
   // prefetches one contiguous range. The rest is for exact decisions and
-  // upkeep.
-  double fx[kInnerCap] = {}; // first vertex of child c
-  Node *child[kInnerCap] = {};
-  double slope[kInnerCap] = {}; // of the edge from child c to child c + 1
-  double fy[kInnerCap] = {};
-  double lx[kInnerCap] = {}, ly[kInnerCap] = {}; // last vertex of child c
+  // upkeep. Slots at n and beyond are never read (left uninitialized).
+  double fx[kInnerCap]; // first vertex of child c
+  Node *child[kInnerCap];
+  double slope[kInnerCap]; // of the edge from child c to child c + 1
+  double fy[kInnerCap];
+  double lx[kInnerCap], ly[kInnerCap]; // last vertex of child c
 };
 
 /// The slope of the edge from a to b (bx > ax), rounded: within 3 units in
@@ -587,11 +605,7 @@ private:
                  s->pays() + std::size_t(si) * payBytes_,
                  payBytes_ * std::size_t(count));
   }
-  Leaf *newLeaf() {
-    void *mem = leaves_.get();
-    std::memset(mem, 0, leaves_.blockBytes()); // defined slots for the passes
-    return new (mem) Leaf;
-  }
+  Leaf *newLeaf() { return new (leaves_.get()) Leaf; }
   Inner *newInner() { return new (inners_.get()) Inner; }
 
   static Summary summarize(const Node *nd) {
@@ -819,13 +833,7 @@ void HullCache::addToGroup(int32_t &g, int64_t j, const double *value) {
   double *G = group(g);
   G[kCount] += 1;
   G[kMaxJ] = static_cast<double>(j);
-  double *sum = G + kSum, *err = sum + dv_;
-  for (int d = 0; d < dv_; ++d) {
-    double t, e;
-    twoSum(sum[d], value[d], t, e);
-    sum[d] = t;
-    err[d] += e;
-  }
+  addCompensated(G + kSum, G + kSum + dv_, value, dv_);
 }
 
 void HullCache::mergeGroup(int32_t &into, int32_t &from) {
@@ -1136,8 +1144,7 @@ void HullCache::query(double qx, double qy, TieRule ties, double *out,
   int64_t minJ, maxJ;
   resolve(g, n, ties, out, err.data, count, minJ, maxJ, kx, ky);
   if (ties == TieRule::Average)
-    for (int d = 0; d < dv_; ++d)
-      out[d] = (out[d] + err.data[d]) / count;
+    finishAverage(out, err.data, count, dv_, out);
   if (maxScore)
     *maxScore = hull::score(qx, qy, kx, ky);
 }
@@ -1192,18 +1199,12 @@ void HullCache::step(double kx, double ky, const double *value, double qx,
     if (ties == TieRule::Latest) {
       std::copy_n(v, dv_, out);
     } else if (ties == TieRule::Average) {
-      for (int d = 0; d < dv_; ++d) {
-        double t, e;
-        twoSum(out[d], v[d], t, e);
-        out[d] = t;
-        err.data[d] += e;
-      }
+      addCompensated(out, err.data, v, dv_);
       count += 1;
     }
   }
   if (ties == TieRule::Average && c <= 0)
-    for (int d = 0; d < dv_; ++d)
-      out[d] = (out[d] + err.data[d]) / count;
+    finishAverage(out, err.data, count, dv_, out);
   if (maxScore)
     *maxScore = hull::score(qx, qy, tx, ty);
 }
@@ -1229,12 +1230,8 @@ void scanQuery(const double *keys, const double *values, std::size_t n,
     }
   };
   auto add = [&](std::size_t j) {
-    for (int d = 0; d < dv && average; ++d) {
-      double sum, err;
-      twoSum(acc[d], values[j * dv + d], sum, err);
-      acc[d] = sum;
-      acc[dv + d] += err;
-    }
+    if (average)
+      addCompensated(acc.data(), acc.data() + dv, values + j * dv, dv);
   };
 
   std::size_t best = 0, first = 0, latest = 0;
@@ -1276,8 +1273,8 @@ void scanQuery(const double *keys, const double *values, std::size_t n,
     std::copy_n(values + first * dv, dv, out);
     break;
   case TieRule::Average:
-    for (int d = 0; d < dv; ++d)
-      out[d] = (acc[d] + acc[dv + d]) / static_cast<double>(count);
+    finishAverage(acc.data(), acc.data() + dv, static_cast<double>(count), dv,
+                  out);
     break;
   }
   if (maxScore)

@@ -446,6 +446,17 @@ void randomRun(uint32_t seed, int steps, int queriesPerStep, KeyGen key,
   }
 }
 
+/// Keys on the integer grid [-6, 6]², queries on [-3, 3]²: duplicates,
+/// collinear hull edges and exact ties on almost every query.
+std::pair<double, double> gridKey(std::mt19937_64 &r) {
+  std::uniform_int_distribution<int> d(-6, 6);
+  return {double(d(r)), double(d(r))};
+}
+std::pair<double, double> gridQuery(std::mt19937_64 &r) {
+  std::uniform_int_distribution<int> d(-3, 3);
+  return {double(d(r)), double(d(r))};
+}
+
 template <class KeyGen, class QueryGen>
 void randomStepRun(uint32_t seed, int steps, KeyGen key, QueryGen qry,
                    bool integerValues, double avgTol, int dv = 3) {
@@ -485,32 +496,16 @@ TEST(HullCacheStep, RandomDoubles) {
 TEST(HullCacheRandom, SmallIntegerGridManyTies) {
   // Keys and queries on a small integer grid in all four quadrants: exact
   // duplicates, collinear hull edges and exact ties on almost every query.
-  auto key = [](std::mt19937_64 &r) {
-    std::uniform_int_distribution<int> d(-6, 6);
-    return std::pair<double, double>(d(r), d(r));
-  };
-  auto qry = [](std::mt19937_64 &r) {
-    std::uniform_int_distribution<int> d(-3, 3);
-    return std::pair<double, double>(d(r), d(r));
-  };
-  randomRun(7, 20000, 1, key, qry, true, 0);
+  randomRun(7, 20000, 1, gridKey, gridQuery, true, 0);
   // The same through HullCache::step, values inline and not (dv = 6).
-  randomStepRun(31, 20000, key, qry, true, 0);
-  randomStepRun(32, 20000, key, qry, true, 0, /*dv=*/6);
+  randomStepRun(31, 20000, gridKey, gridQuery, true, 0);
+  randomStepRun(32, 20000, gridKey, gridQuery, true, 0, /*dv=*/6);
 }
 
 TEST(HullCacheRandom, SmallIntegerGridWideValues) {
   // As above with dv = 6: values too wide to be copied into the hull's
   // vertex records, so latest/first are read from the stored values.
-  auto key = [](std::mt19937_64 &r) {
-    std::uniform_int_distribution<int> d(-6, 6);
-    return std::pair<double, double>(d(r), d(r));
-  };
-  auto qry = [](std::mt19937_64 &r) {
-    std::uniform_int_distribution<int> d(-3, 3);
-    return std::pair<double, double>(d(r), d(r));
-  };
-  randomRun(17, 20000, 1, key, qry, true, 0, /*dv=*/6);
+  randomRun(17, 20000, 1, gridKey, gridQuery, true, 0, /*dv=*/6);
 }
 
 TEST(HullCacheRandom, GrowingIntegerRangeRandomOrder) {
