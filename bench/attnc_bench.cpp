@@ -8,7 +8,10 @@
 // vertex: the hardest case), drawn before the timed loop. Each run starts
 // from an empty cache; one untimed warm-up run, then --reps timed runs, and
 // the median is reported (docs/hardmax.md, "Measuring"). Prints one line:
-// `hull n=<N> ns_per_step=<X>` (or `scan ...`).
+// `hull n=<N> ns_per_step=<X>` (or `scan ...`). With --query-only, the N
+// writes are made untimed and N queries of the full cache are timed, one
+// after another (`query n=<N> ns_per_step=<X>`): the latency of a query
+// alone, for comparison with a whole step.
 #include "attn/runtime/Decoder.h"
 #include "attn/runtime/HullCache.h"
 #include "attn/runtime/Jit.h"
@@ -47,8 +50,8 @@ double nowNs(bool cpuTime) {
 
 /// One run of n steps from an empty cache (or empty key list); returns the
 /// nanoseconds per step.
-double runOnce(int64_t n, int64_t addresses, bool useScan, TieRule ties,
-               bool cpuTime, std::mt19937_64 &rng) {
+double runOnce(int64_t n, int64_t addresses, bool useScan, bool queryOnly,
+               TieRule ties, bool cpuTime, std::mt19937_64 &rng) {
   std::uniform_int_distribution<int64_t> addr(0, addresses - 1);
   std::vector<double> writes(n), reads(n);
   for (int64_t s = 0; s < n; ++s) {
@@ -58,6 +61,25 @@ double runOnce(int64_t n, int64_t addresses, bool useScan, TieRule ties,
 
   double check = 0;
   double out[2], score;
+  if (queryOnly) {
+    // The same N writes, untimed; then N reads of the full cache, each
+    // address depending on the previous answer (by a term too small to
+    // change it), so that the reads do not overlap: a query's latency.
+    HullCache cache(2);
+    for (int64_t s = 0; s < n; ++s) {
+      double a = writes[s];
+      double v[2] = {a, static_cast<double>(s)};
+      cache.append(2 * a, -a * a, v);
+    }
+    double t0 = nowNs(cpuTime);
+    for (int64_t s = 0; s < n; ++s) {
+      cache.query(reads[s] + check * 0x1p-1000, 1, ties, out, &score);
+      check += out[0] + out[1] + score;
+    }
+    double t1 = nowNs(cpuTime);
+    gSink = gSink + check;
+    return (t1 - t0) / static_cast<double>(n);
+  }
   double t0 = nowNs(cpuTime);
   if (!useScan) {
     HullCache cache(2);
@@ -167,6 +189,11 @@ int main(int argc, char **argv) {
   bool cpuTime = false;
   hull->add_flag("--cpu-time", cpuTime,
                  "time with the thread's CPU clock instead of the wall clock");
+  bool queryOnly = false;
+  hull->add_flag("--query-only", queryOnly,
+         "append the N keys untimed, then time N queries of the full "
+         "cache, one after another (prints `query n=...`)")
+      ->excludes("--scan");
 
   CLI::App *prefill = app.add_subcommand(
       "prefill", "hard-max causal prefill of L positions (2-D heads): through "
@@ -194,12 +221,13 @@ int main(int argc, char **argv) {
                                                             51)) | 1;
     std::mt19937_64 rng(seed);
     if (!useScan)
-      runOnce(n, addresses, useScan, rule, cpuTime, rng); // warm-up
+      runOnce(n, addresses, useScan, queryOnly, rule, cpuTime, rng); // warm-up
     std::vector<double> ns;
     for (int r = 0; r < reps; ++r)
-      ns.push_back(runOnce(n, addresses, useScan, rule, cpuTime, rng));
+      ns.push_back(runOnce(n, addresses, useScan, queryOnly, rule, cpuTime, rng));
     std::nth_element(ns.begin(), ns.begin() + reps / 2, ns.end());
-    std::printf("%s n=%lld ns_per_step=%.1f\n", useScan ? "scan" : "hull",
+    std::printf("%s n=%lld ns_per_step=%.1f\n",
+                useScan ? "scan" : queryOnly ? "query" : "hull",
                 static_cast<long long>(n), ns[reps / 2]);
     return 0;
   }

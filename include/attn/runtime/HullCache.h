@@ -18,6 +18,30 @@ namespace attn::runtime {
 
 using TieRule = dsl::TieRule;
 
+namespace hull {
+/// Allocates `bytes` (nonzero); blocks of 2 MiB and more are 2 MiB-aligned
+/// and marked for transparent huge pages, so that filling them costs one
+/// page fault per 2 MiB instead of one per 4 KiB. Throws std::bad_alloc.
+void *allocate(std::size_t bytes);
+void deallocate(void *p) noexcept;
+
+/// A std::allocator that allocates through hull::allocate: the cache's key
+/// and value arrays grow to tens of MB, and with 4 KiB pages their page
+/// faults cost about a tenth of a decode step at 10^6 keys.
+template <class T> struct HugePageAllocator {
+  using value_type = T;
+  HugePageAllocator() = default;
+  template <class U> HugePageAllocator(const HugePageAllocator<U> &) {}
+  T *allocate(std::size_t n) {
+    return static_cast<T *>(hull::allocate(n * sizeof(T)));
+  }
+  void deallocate(T *p, std::size_t) noexcept { hull::deallocate(p); }
+  template <class U> bool operator==(const HugePageAllocator<U> &) const {
+    return true;
+  }
+};
+} // namespace hull
+
 /// Exact geometric predicates on doubles (docs/hardmax.md). They are exact
 /// (the sign of the real-number expression) for finite arguments each of
 /// which is 0 or has magnitude in [2^-480, 2^480]; a floating-point filter
@@ -165,8 +189,8 @@ private:
   void releaseGroup(int32_t &g);
 
   int dv_;
-  std::vector<double> keys_;   // [n, 2]
-  std::vector<double> values_; // [n, dv]
+  std::vector<double, hull::HugePageAllocator<double>> keys_;   // [n, 2]
+  std::vector<double, hull::HugePageAllocator<double>> values_; // [n, dv]
   std::unique_ptr<Chain> upper_; // upper hull of (x, y)
   std::unique_ptr<Chain> lower_; // upper hull of (x, -y)
   int32_t all_ = -1;           // every key (the zero query)
