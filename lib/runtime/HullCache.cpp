@@ -201,6 +201,10 @@ namespace hull_detail {
 
 constexpr int kLeafCap = 16;
 constexpr int kInnerCap = 32;
+/// Below this many vertices (under 1 MB of leaves, the L2 cache of the
+/// machines measured) the nodes stay in cache and loading ahead would only
+/// cost instructions: 10^4-step runs are about 15 % faster without it.
+constexpr std::size_t kLoadAheadVertices = 8192;
 /// Values of at most this many doubles are copied into the leaf payloads.
 constexpr int kInlineDv = 4;
 
@@ -477,13 +481,17 @@ public:
   /// node, fx and child (by x) or child and slope (peak); of a leaf, all of
   /// it.
   void loadAheadFor(const Search &s) const {
+    if (size_ < kLoadAheadVertices)
+      return;
     if (s.level > 0) {
       auto *in = static_cast<const Inner *>(s.node);
       if (s.kind == Search::ByX)
         loadAhead(in, std::size_t(reinterpret_cast<const char *>(in->slope) -
                                       reinterpret_cast<const char *>(in)));
-      else
+      else {
+        loadAhead(in, 1); // n
         loadAhead(in->child, sizeof(in->child) + sizeof(in->slope));
+      }
     } else {
       // A peak search reads the slopes and then the vertex and payload it
       // lands on, an insertion moves everything after its position: one
@@ -494,6 +502,8 @@ public:
   /// Starts loading what an insertion at vertex i of leaf lf reads of the
   /// neighbouring leaves (it looks at up to two vertices on each side).
   void loadNeighbours(const Leaf *lf, int i) const {
+    if (size_ < kLoadAheadVertices)
+      return;
     if (i < 2 && lf->prev)
       loadAhead(lf->prev, leaves_.blockBytes());
     if (i + 2 > lf->n && lf->next)

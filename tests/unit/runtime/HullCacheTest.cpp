@@ -466,8 +466,10 @@ void randomStepRun(uint32_t seed, int steps, KeyGen key, QueryGen qry,
 TEST(HullCacheStep, ParabolaMemoryAllQuadrants) {
   // The parabola memory with repeated addresses, reads that hit a written
   // address, fall between two (an exact tie of two vertices) or look down
-  // and sideways; the hull grows past one leaf level.
-  std::uniform_int_distribution<int> addr(-3000, 2999);
+  // and sideways; the hull grows past one leaf level and past the 8192
+  // vertices from which the searches load nodes ahead (and the neighbours
+  // of an insertion's leaf).
+  std::uniform_int_distribution<int> addr(-6000, 5999);
   auto key = [&](std::mt19937_64 &r) {
     double a = addr(r);
     return std::pair<double, double>(2 * a, -a * a);
