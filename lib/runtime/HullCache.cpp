@@ -509,6 +509,17 @@ public:
     if (i + 2 > lf->n && lf->next)
       loadAhead(lf->next, leaves_.blockBytes());
   }
+  /// Starts loading the first vertex after leaf lf and its payload (what
+  /// the answer of a query that peaks at lf's last vertex also reads).
+  void loadSuccessor(const Leaf *lf) const {
+    if (size_ < kLoadAheadVertices || !lf->next)
+      return;
+    const Leaf *nx = lf->next;
+    loadAhead(nx, 1);
+    loadAhead(nx->xs(), 1);
+    loadAhead(nx->ys(), 1);
+    loadAhead(nx->pays(), payBytes_);
+  }
   /// Goes down one level; at a leaf, sets result. Returns false when done.
   bool step(Search &s) const {
     if (s.level == 0) {
@@ -522,14 +533,8 @@ public:
         int i = countRises(lf->slopes(), lf->n - 1, s.a, s.b,
                                          xs, ys, xs + 1, ys + 1);
         s.result = Pos{lf, i};
-        // The answer also reads the successor of the last vertex.
-        if (i == lf->n - 1 && lf->next) {
-          const Leaf *nx = lf->next;
-          loadAhead(nx, 1);
-          loadAhead(nx->xs(), 1);
-          loadAhead(nx->ys(), 1);
-          loadAhead(nx->pays(), payBytes_);
-        }
+        if (i == lf->n - 1)
+          loadSuccessor(lf);
       }
       s.done = true;
       return false;
