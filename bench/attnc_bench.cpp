@@ -224,7 +224,8 @@ int main(int argc, char **argv) {
       runOnce(n, addresses, useScan, queryOnly, rule, cpuTime, rng); // warm-up
     std::vector<double> ns;
     for (int r = 0; r < reps; ++r)
-      ns.push_back(runOnce(n, addresses, useScan, queryOnly, rule, cpuTime, rng));
+      ns.push_back(
+          runOnce(n, addresses, useScan, queryOnly, rule, cpuTime, rng));
     std::nth_element(ns.begin(), ns.begin() + reps / 2, ns.end());
     std::printf("%s n=%lld ns_per_step=%.1f\n",
                 useScan ? "scan" : queryOnly ? "query" : "hull",

