@@ -139,12 +139,13 @@ double score(double qx, double qy, double kx, double ky) {
 void *allocate(std::size_t bytes) {
   constexpr std::size_t kHuge = std::size_t(2) << 20;
   std::size_t align = bytes >= kHuge ? kHuge : 64;
-  void *mem = std::aligned_alloc(align, (bytes + align - 1) / align * align);
+  bytes = (bytes + align - 1) / align * align; // aligned_alloc wants this
+  void *mem = std::aligned_alloc(align, bytes);
   if (!mem)
     throw std::bad_alloc();
 #ifdef MADV_HUGEPAGE
   if (align == kHuge) // advice: failure is harmless
-    madvise(mem, (bytes + align - 1) / align * align, MADV_HUGEPAGE);
+    madvise(mem, bytes, MADV_HUGEPAGE);
 #endif
   return mem;
 }
@@ -375,15 +376,14 @@ public:
 
 private:
   void grow() {
+    // Slabs double until they reach 2 MiB (hull::allocate gives those huge
+    // pages), then stay at 2-8 MiB.
     constexpr std::size_t kHuge = std::size_t(2) << 20;
-    std::size_t bytes = nextBlocks_ * bytes_, align = 64;
-    if (bytes >= kHuge) {
+    std::size_t bytes = nextBlocks_ * bytes_; // bytes_ is a multiple of 64
+    if (bytes >= kHuge)
       bytes = std::min((bytes + kHuge - 1) / kHuge, std::size_t(4)) * kHuge;
-      align = kHuge;
-    } else {
+    else
       nextBlocks_ *= 2;
-    }
-    bytes = (bytes + align - 1) / align * align;
     void *mem = hull::allocate(bytes);
     slabs_.push_back(mem);
     bump_ = static_cast<char *>(mem);
@@ -488,8 +488,10 @@ public:
   /// Starts loading what search s reads of its next node: of an inner
   /// node, fx and child (by x) or child and slope (peak); of a leaf, all of
   /// it.
+  /// Whether loading ahead pays: the hull has outgrown the caches.
+  bool loadsAhead() const { return size_ >= kLoadAheadVertices; }
   void loadAheadFor(const Search &s) const {
-    if (size_ < kLoadAheadVertices)
+    if (!loadsAhead())
       return;
     if (s.level > 0) {
       auto *in = static_cast<const Inner *>(s.node);
@@ -510,7 +512,7 @@ public:
   /// Starts loading what an insertion at vertex i of leaf lf reads of the
   /// neighbouring leaves (it looks at up to two vertices on each side).
   void loadNeighbours(const Leaf *lf, int i) const {
-    if (size_ < kLoadAheadVertices)
+    if (!loadsAhead())
       return;
     if (i < 2 && lf->prev)
       loadAhead(lf->prev, leaves_.blockBytes());
@@ -520,7 +522,7 @@ public:
   /// Starts loading the first vertex after leaf lf and its payload (what
   /// the answer of a query that peaks at lf's last vertex also reads).
   void loadSuccessor(const Leaf *lf) const {
-    if (size_ < kLoadAheadVertices || !lf->next)
+    if (!loadsAhead() || !lf->next)
       return;
     const Leaf *nx = lf->next;
     loadAhead(nx, 1);
@@ -856,7 +858,7 @@ void HullCache::clear() {
   freeGroups_.clear();
 }
 
-void HullCache::FreeDeleter::operator()(double *p) const {
+void HullCache::PoolDeleter::operator()(double *p) const {
   hull::deallocate(p);
 }
 

@@ -150,7 +150,7 @@ private:
   /// groupStride_: count, the smallest and the largest j, and the
   /// compensated sum of the values (the key and value of a j are read from
   /// keys_ and values_).
-  struct FreeDeleter {
+  struct PoolDeleter { // hull::deallocate
     void operator()(double *p) const;
   };
   double *group(int32_t g) const {
@@ -197,7 +197,7 @@ private:
   int32_t minXGroup_ = -1, maxXGroup_ = -1; // keys at the smallest/largest x
   double minX_ = 0, maxX_ = 0;
   std::size_t groupStride_;
-  std::unique_ptr<double, FreeDeleter> groupData_;
+  std::unique_ptr<double, PoolDeleter> groupData_;
   std::size_t groupCapacity_ = 0, groupCount_ = 0;
   std::vector<int32_t> freeGroups_;
 };
