@@ -86,16 +86,31 @@ IntRange toInt(const ConstantIntRanges &r) {
   return {r.smin().getSExtValue(), r.smax().getSExtValue()};
 }
 
+/// The operands of a floor division or modulo whose divisor is positive
+/// everywhere, as int64 ranges, with their bit width; nullopt otherwise.
+struct DivOperands {
+  unsigned w;
+  IntRange a, d;
+};
+std::optional<DivOperands> positiveDivision(const ConstantIntRanges &a,
+                                            const ConstantIntRanges &d) {
+  unsigned w = a.smin().getBitWidth();
+  if (w < 2 || w > 64)
+    return std::nullopt;
+  DivOperands o{w, toInt(a), toInt(d)};
+  if (o.d.lo <= 0)
+    return std::nullopt;
+  return o;
+}
+
 /// Exact range of floordivsi(a, d) for d > 0 everywhere: floor(a / d) is
 /// monotone in a and in d, so its extremes are at the corners.
 std::optional<ConstantIntRanges> floorDivRange(const ConstantIntRanges &a,
                                                const ConstantIntRanges &d) {
-  unsigned w = a.smin().getBitWidth();
-  if (w < 2 || w > 64)
+  auto ops = positiveDivision(a, d);
+  if (!ops)
     return std::nullopt;
-  IntRange ar = toInt(a), dr = toInt(d);
-  if (dr.lo <= 0)
-    return std::nullopt;
+  auto [w, ar, dr] = *ops;
   int64_t c[4] = {floorDiv(ar.lo, dr.lo), floorDiv(ar.lo, dr.hi), floorDiv(ar.hi, dr.lo),
                   floorDiv(ar.hi, dr.hi)};
   return signedRange(w, *std::min_element(c, c + 4), *std::max_element(c, c + 4));
@@ -106,12 +121,10 @@ std::optional<ConstantIntRanges> floorDivRange(const ConstantIntRanges &a,
 /// true result fits, so wrapping does not change it.
 std::optional<ConstantIntRanges> floorModRange(const ConstantIntRanges &a,
                                                const ConstantIntRanges &d) {
-  unsigned w = a.smin().getBitWidth();
-  if (w < 2 || w > 64)
+  auto ops = positiveDivision(a, d);
+  if (!ops)
     return std::nullopt;
-  IntRange ar = toInt(a), dr = toInt(d);
-  if (dr.lo <= 0)
-    return std::nullopt;
+  auto [w, ar, dr] = *ops;
   if (dr.lo == dr.hi) {
     int64_t c = dr.lo;
     // a spans fewer than c values: its image under mod c is an interval
