@@ -799,26 +799,21 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
       r.where(full ? !m.mayFalse : m.mayTrue && m.mayFalse);
       return r;
     };
+    // One update of f over the full or the partial register tiles.
+    auto updateTiles = [&](Func &f, Func &dot, bool full, const char *name) {
+      RDom r = registerTiles(name, full);
+      Expr iiR = r.z * RQ + r.x, jjR = r.w * RK + r.y;
+      f(iiR, jjR, qt, kb, h, b) = maskedScore(iiR, jjR, dot, !full);
+      return AttentionAlgorithm::TileUpdate{RVar(r.x), RVar(r.y), RVar(r.z), RVar(r.w)};
+    };
     // Full register tiles first, into scoreFull (-inf elsewhere)...
     defineDot(alg.dotAccFull, "dotAccFull");
     alg.scoreFull = Func("scoreFull");
     alg.scoreFull(ii, jj, qt, kb, h, b) = negInf;
-    RDom rf = registerTiles("rf", true);
-    Expr iiF = rf.z * RQ + rf.x, jjF = rf.w * RK + rf.y;
-    alg.scoreFull(iiF, jjF, qt, kb, h, b) = maskedScore(iiF, jjF, alg.dotAccFull, false);
-    alg.rfQ = RVar(rf.x);
-    alg.rfK = RVar(rf.y);
-    alg.rfQo = RVar(rf.z);
-    alg.rfKo = RVar(rf.w);
+    alg.fullTiles = updateTiles(alg.scoreFull, alg.dotAccFull, true, "rf");
     // ...then the partial ones on top of them.
     alg.score(ii, jj, qt, kb, h, b) = alg.scoreFull(ii, jj, qt, kb, h, b);
-    RDom rs = registerTiles("rs", false);
-    Expr iiE = rs.z * RQ + rs.x, jjE = rs.w * RK + rs.y;
-    alg.score(iiE, jjE, qt, kb, h, b) = maskedScore(iiE, jjE, alg.dotAcc, true);
-    alg.rsQ = RVar(rs.x);
-    alg.rsK = RVar(rs.y);
-    alg.rsQo = RVar(rs.z);
-    alg.rsKo = RVar(rs.w);
+    alg.partialTiles = updateTiles(alg.score, alg.dotAcc, false, "rs");
     alg.scoreRegisterTiles = true;
   }
 

@@ -66,11 +66,17 @@ struct AttentionAlgorithm {
   Halide::Func dotAcc; // (ii, jj, qt, kb, h, b): q.k, reduction over rd
   Halide::Func score; // (ii, jj, qt, kb, h, b): masked score (-inf when out)
   /// Masked kernels: scoreFull is -inf but for an update over the register
-  /// tiles the mask makes full (rf*: inside, which tile; q.k from dotAccFull,
-  /// no mask evaluated); score starts from it and updates the partial tiles
-  /// (rs*; the mask is evaluated per pair). Empty tiles compute nothing.
+  /// tiles the mask makes full (fullTiles; q.k from dotAccFull, no mask
+  /// evaluated); score starts from it and updates the partial tiles
+  /// (partialTiles; the mask is evaluated per pair). Empty tiles compute
+  /// nothing.
   bool scoreRegisterTiles = false;
-  Halide::RVar rsQ, rsK, rsQo, rsKo, rfQ, rfK, rfQo, rfKo;
+  /// The variables of one such update: inside a register tile (q, k) and
+  /// which tile (qo, ko).
+  struct TileUpdate {
+    Halide::RVar q, k, qo, ko;
+  };
+  TileUpdate partialTiles, fullTiles;
   Halide::Func dotAccFull, scoreFull;
   /// Masked kernels: the mask of one pair of a block, uint8 (ii, jj, qt, kb, h, b).
   Halide::Func maskTile;

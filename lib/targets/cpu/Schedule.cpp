@@ -134,7 +134,8 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
     // Every point of an update domain writes its own element and reads no
     // other: vectorizing the tile's queries cannot race, which Halide cannot
     // prove through the where clause.
-    auto registerTiles = [&](Func f, RVar q, RVar k, RVar qo, RVar ko, Func dots) {
+    auto registerTiles = [&](Func f, const AttentionAlgorithm::TileUpdate &t, Func dots) {
+      const RVar &q = t.q, &k = t.k, &qo = t.qo, &ko = t.ko;
       f.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
       f.update()
           .allow_race_conditions()
@@ -144,9 +145,9 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
           .unroll(k);
       scheduleDots(dots, LoopLevel(f, qo));
     };
-    registerTiles(alg.scoreFull, alg.rfQ, alg.rfK, alg.rfQo, alg.rfKo, alg.dotAccFull);
-    registerTiles(alg.score, alg.rsQ, alg.rsK, alg.rsQo, alg.rsKo, alg.dotAcc);
-    scheduleMask(alg.maskTile, LoopLevel(alg.score, alg.rsQo));
+    registerTiles(alg.scoreFull, alg.fullTiles, alg.dotAccFull);
+    registerTiles(alg.score, alg.partialTiles, alg.dotAcc);
+    scheduleMask(alg.maskTile, LoopLevel(alg.score, alg.partialTiles.qo));
   } else {
     scheduleScores(alg.score, alg.dotAcc, alg.maskTile, LoopLevel(alg.acc, alg.rk));
   }
