@@ -167,36 +167,43 @@ void deallocate(void *p) noexcept { std::free(p); }
 //
 // Searching by slope: along an upper hull the edge slopes decrease, and
 // an edge rises under q (qy > 0) exactly when its slope exceeds -qx/qy. So
-// each leaf keeps the rounded slope of the edge from each vertex to the
-// next, each inner node the slope of the edge between each pair of adjacent
-// children, and a peak search is a binary search on doubles like the search
-// by x: one subtraction and compare a step, the exact predicate on the
-// coordinates only when the two slopes are within a few units in the last
-// place of each other (HullCache.h's exactness holds whatever the slopes'
-// rounding).
+// each inner node keeps the rounded slope of the edge between each pair of
+// adjacent children, and a peak search of an inner node is a binary search
+// on doubles like the search by x: one subtraction and compare a step, the
+// exact predicate on the coordinates only when the two slopes are within a
+// few units in the last place of each other (HullCache.h's exactness holds
+// whatever the slopes' rounding). In a leaf, whose vertices are at hand,
+// the search evaluates the filtered predicate on them directly (`rises`),
+// which spares the leaf a slope array.
 //
 // Layout, for hulls larger than the caches (docs/hardmax.md, "Measuring"):
-// nodes are structures of arrays — a leaf keeps x's, y's, slopes and
-// payloads in four arrays, an inner node the first/last vertices and slopes
-// of its children in arrays — so that a search of an inner node touches few
-// cache lines. The tree's height is tracked, so a search knows what the next
-// node is and starts loading what it will read (loadAhead) before reading
-// any of it: one memory round trip a level. Leaves are small (16 vertices,
-// 1088 bytes for dv = 2) and loaded whole, so that a peak search finds its
-// vertex and reads its payload in the same round trip; when an insertion lands
-// near the end of a leaf, the neighbouring leaf it will look at is loaded in
-// the same round too. Nodes come from a pool whose slabs are 2 MiB-aligned
-// and marked for transparent huge pages (fewer page walks and faults).
+// at 10^6 vertices a step's time is mostly the cache lines it brings from
+// memory and the round trips it waits for, so both are kept few. Nodes are
+// structures of arrays — a leaf keeps x's, y's, values and heads in four
+// arrays, an inner node the first vertices, children and slopes of its
+// children in arrays — so that a search touches few cache lines. The tree's
+// height is tracked, so a search knows what the next node is and starts
+// loading what it will read (loadAhead) before reading any of it: one
+// memory round trip a level. Leaves are small (16 vertices: 832 bytes for
+// dv = 2, of which a query loads the 576 before the heads) and loaded in
+// one go, so that a peak search finds its vertex and reads its value in the
+// same round trip; when an insertion lands near the end of a leaf, the
+// vertices and heads of the neighbouring leaf it will look at are loaded in
+// the same round too, and so is the parent's InnerCold when the insertion
+// will update it. Nodes come from a pool whose slabs are 2 MiB-aligned and
+// marked for transparent huge pages (fewer page walks and faults).
 // HullCache::step runs the searches of an append and a query level by level
 // together, so that their round trips overlap.
 //
-// A vertex's payload is a Head describing the vertex's own keys — their
-// smallest and largest j — and, for dv <= kInlineDv, the value of the
-// largest j: 40 bytes for dv = 2. So a `latest` query reads nothing but the
-// nodes on its path, and a vertex that holds a single key (every vertex of a
-// parabola memory written once per address) needs no other storage. The
-// count and compensated sums (for `average`) of a vertex with two or more
-// keys, and every edge group, live in the group pool (HullCache::group).
+// A vertex's Head (16 bytes) describes its own keys: the largest j, the
+// pool group of all of them when there are two or more, and the group of
+// the keys inside the edge to the next vertex. For dv <= kInlineDv the
+// leaf also keeps the value of the largest j. So a `latest` query without
+// a tie reads nothing but the vertices and values on its path, and a vertex
+// that holds a single key (every vertex of a parabola memory written once
+// per address) needs no other storage. The count, smallest j and
+// compensated sums (for `average`) of a vertex with two or more keys, and
+// every edge group, live in the group pool (HullCache::group).
 
 namespace hull_detail {
 
@@ -211,10 +218,11 @@ constexpr int kInlineDv = 4;
 
 /// The payload of a vertex (followed by the latest value when inline).
 struct Head {
-  double minJ, maxJ; // the smallest and largest j of the keys at the vertex
-  int32_t sums;      // pool group of the vertex's keys when >= 2, else -1
-  int32_t edge;      // pool group of the keys strictly inside the edge to
-                     // the next vertex, or -1
+  double maxJ;  // the largest j of the keys at the vertex (the only one when
+                // sums < 0; else the group also has the smallest)
+  int32_t sums; // pool group of the vertex's keys when >= 2, else -1
+  int32_t edge; // pool group of the keys strictly inside the edge to the
+                // next vertex, or -1
 };
 
 struct Inner;
@@ -227,21 +235,16 @@ struct Node {
 struct alignas(64) Leaf : Node {
   Leaf() : Node(true) {}
   Leaf *prev = nullptr, *next = nullptr;
-  // Followed by double xs[kLeafCap], ys[kLeafCap], slopes[kLeafCap] (of
-  // the edge from vertex k to k + 1, for k < n - 1) and kLeafCap payloads
-  // of Chain::payBytes_ each; slots at n and beyond are never read.
+  // Followed by double xs[kLeafCap], ys[kLeafCap], the inline values
+  // (kLeafCap * dv doubles, when dv <= kInlineDv) and Head heads[kLeafCap]
+  // (Chain::vals/heads); slots at n and beyond are never read. A query
+  // that finds no tie reads the vertices and values but not the heads.
   double *xs() { return reinterpret_cast<double *>(this + 1); }
   const double *xs() const { return reinterpret_cast<const double *>(this + 1); }
   double *ys() { return xs() + kLeafCap; }
   const double *ys() const { return xs() + kLeafCap; }
-  double *slopes() { return xs() + 2 * kLeafCap; }
-  const double *slopes() const { return xs() + 2 * kLeafCap; }
-  char *pays() { return reinterpret_cast<char *>(xs() + 3 * kLeafCap); }
-  const char *pays() const {
-    return reinterpret_cast<const char *>(xs() + 3 * kLeafCap);
-  }
-  /// Bytes of a leaf up to its payloads.
-  static constexpr std::size_t kSearchBytes = 3 * sizeof(double) * kLeafCap;
+  double *vals() { return xs() + 2 * kLeafCap; }
+  const double *vals() const { return xs() + 2 * kLeafCap; }
 };
 struct Summary {
   double fx, fy, lx, ly; // first and last vertex of a subtree
@@ -413,11 +416,9 @@ public:
   using Pos = ChainPos;
 
   explicit Chain(int dv)
-      : inlineValue_(dv <= kInlineDv),
-        payBytes_(sizeof(Head) +
-                  (dv <= kInlineDv ? sizeof(double) * std::size_t(dv) : 0)),
-        leaves_(roundUp(sizeof(Leaf) + Leaf::kSearchBytes +
-                        kLeafCap * payBytes_)),
+      : inlineDv_(dv <= kInlineDv ? dv : 0),
+        headsOffset_(sizeof(double) * (2 + std::size_t(inlineDv_)) * kLeafCap),
+        leaves_(roundUp(sizeof(Leaf) + headsOffset_ + sizeof(Head) * kLeafCap)),
         inners_(roundUp(sizeof(Inner))), colds_(roundUp(sizeof(InnerCold))) {
     reset();
   }
@@ -431,18 +432,15 @@ public:
     colds_.release();
     reset();
   }
-  /// Whether payloads carry the value of their largest j.
-  bool inlineValue() const { return inlineValue_; }
+  /// Whether leaves keep the value of each vertex's largest j.
+  bool inlineValue() const { return inlineDv_ > 0; }
 
   double x(Pos p) const { return p.leaf->xs()[p.i]; }
   double y(Pos p) const { return p.leaf->ys()[p.i]; }
-  Head &head(Pos p) const {
-    return *reinterpret_cast<Head *>(p.leaf->pays() +
-                                     std::size_t(p.i) * payBytes_);
-  }
+  Head &head(Pos p) const { return heads(p.leaf)[p.i]; }
   /// The value of head(p).maxJ (inlineValue() only).
   double *value(Pos p) const {
-    return reinterpret_cast<double *>(&head(p) + 1);
+    return p.leaf->vals() + std::size_t(p.i) * std::size_t(inlineDv_);
   }
 
   /// Whether a vertex precedes p (p may be the end).
@@ -502,10 +500,13 @@ public:
         loadAhead(in, 1); // n
         loadAhead(in->child, sizeof(in->child) + sizeof(in->slope));
       }
+    } else if (s.kind == Search::Peak && inlineValue()) {
+      // A peak search reads the vertices and then the value of the one it
+      // lands on: one round trip for both. The heads are read only on a
+      // tie (HullCache::tiedAt).
+      loadAhead(s.node, sizeof(Leaf) + headsOffset_);
     } else {
-      // A peak search reads the slopes and then the vertex and payload it
-      // lands on, an insertion moves everything after its position: one
-      // round trip for all of it.
+      // An insertion moves everything after its position.
       loadAhead(s.node, leaves_.blockBytes());
     }
   }
@@ -514,13 +515,25 @@ public:
   void loadNeighbours(const Leaf *lf, int i) const {
     if (!loadsAhead())
       return;
-    if (i < 2 && lf->prev)
-      loadAhead(lf->prev, leaves_.blockBytes());
-    if (i + 2 > lf->n && lf->next)
-      loadAhead(lf->next, leaves_.blockBytes());
+    if (i < 2 && lf->prev) { // its last two vertices and heads
+      const Leaf *pv = lf->prev;
+      loadAhead(pv, sizeof(Leaf) + 2 * sizeof(double) * kLeafCap);
+      loadAhead(heads(pv), sizeof(Head) * kLeafCap);
+    }
+    if (i + 2 > lf->n && lf->next) { // its first two vertices and heads
+      const Leaf *nx = lf->next;
+      loadAhead(nx, 1);
+      loadAhead(nx->xs(), 2 * sizeof(double));
+      loadAhead(nx->ys(), 2 * sizeof(double));
+      loadAhead(heads(nx), 2 * sizeof(Head));
+    }
+    // A new first or last vertex of the leaf, or a split, updates the
+    // parent's summaries of its children (InnerCold).
+    if (lf->parent && (i == 0 || i >= lf->n || lf->n == kLeafCap))
+      loadAhead(lf->parent->cold, sizeof(InnerCold));
   }
-  /// Starts loading the first vertex after leaf lf and its payload (what
-  /// the answer of a query that peaks at lf's last vertex also reads).
+  /// Starts loading the first vertex after leaf lf (what the answer of a
+  /// query that peaks at lf's last vertex compares it with).
   void loadSuccessor(const Leaf *lf) const {
     if (!loadsAhead() || !lf->next)
       return;
@@ -528,7 +541,6 @@ public:
     loadAhead(nx, 1);
     loadAhead(nx->xs(), 1);
     loadAhead(nx->ys(), 1);
-    loadAhead(nx->pays(), payBytes_);
   }
   /// Goes down one level; at a leaf, sets result. Returns false when done.
   bool step(Search &s) const {
@@ -540,8 +552,9 @@ public:
         s.result = i < lf->n ? Pos{lf, i} : Pos{lf->next, 0};
         loadNeighbours(lf, i);
       } else {
-        int i = countRises(lf->slopes(), lf->n - 1, s.a, s.b,
-                                         xs, ys, xs + 1, ys + 1);
+        int i = countTrue(lf->n - 1, [&](int k) {
+          return rises(s.a, s.b, xs[k], ys[k], xs[k + 1], ys[k + 1]);
+        });
         s.result = Pos{lf, i};
         if (i == lf->n - 1)
           loadSuccessor(lf);
@@ -588,9 +601,9 @@ public:
     return s.result;
   }
 
-  /// Inserts vertex (x, y) with `pay` (a Head, then the inline value)
+  /// Inserts vertex (x, y) with head h and (inlineValue() only) value
   /// before p (p may be the end); positions are invalidated.
-  void insert(Pos p, double x, double y, const void *pay) {
+  void insert(Pos p, double x, double y, const Head &h, const double *value) {
     Leaf *lf = p.end() ? last_ : p.leaf;
     int i = p.end() ? lf->n : p.i;
     bool refresh = i == 0 || i == lf->n;
@@ -618,11 +631,10 @@ public:
     move(lf, i + 1, lf, i, lf->n - i);
     lf->xs()[i] = x;
     lf->ys()[i] = y;
-    std::memcpy(lf->pays() + std::size_t(i) * payBytes_, pay, payBytes_);
+    heads(lf)[i] = h;
+    std::copy_n(value, inlineDv_, lf->vals() + std::size_t(i) * inlineDv_);
     ++lf->n;
     ++size_;
-    fixSlope(lf, i - 1);
-    fixSlope(lf, i);
     if (refresh)
       refreshUp(lf);
   }
@@ -633,7 +645,6 @@ public:
     move(lf, p.i, lf, p.i + 1, lf->n - p.i - 1);
     --lf->n;
     --size_;
-    fixSlope(lf, p.i - 1);
     if (lf->n > 0) {
       if (p.i == 0 || p.i == lf->n)
         refreshUp(lf);
@@ -651,6 +662,10 @@ public:
 
 private:
   static std::size_t roundUp(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
+  Head *heads(const Leaf *lf) const {
+    return reinterpret_cast<Head *>(
+        reinterpret_cast<char *>(const_cast<Leaf *>(lf)->xs()) + headsOffset_);
+  }
 
   /// Moves vertices [si, si + count) of s to [di, di + count) of d (the
   /// ranges may overlap).
@@ -659,10 +674,10 @@ private:
       return;
     std::memmove(d->xs() + di, s->xs() + si, sizeof(double) * count);
     std::memmove(d->ys() + di, s->ys() + si, sizeof(double) * count);
-    std::memmove(d->slopes() + di, s->slopes() + si, sizeof(double) * count);
-    std::memmove(d->pays() + std::size_t(di) * payBytes_,
-                 s->pays() + std::size_t(si) * payBytes_,
-                 payBytes_ * std::size_t(count));
+    std::memmove(d->vals() + std::size_t(di) * inlineDv_,
+                 s->vals() + std::size_t(si) * inlineDv_,
+                 sizeof(double) * inlineDv_ * std::size_t(count));
+    std::memmove(heads(d) + di, heads(s) + si, sizeof(Head) * count);
   }
   Leaf *newLeaf() { return new (leaves_.get()) Leaf; }
   Inner *newInner() {
@@ -683,15 +698,8 @@ private:
     int l = in->n - 1;
     return {in->fx[0], in->cold->fy[0], in->cold->lx[l], in->cold->ly[l]};
   }
-  /// Recomputes the slope of the edge from vertex k to k + 1 of a leaf
-  /// (nothing when either is missing).
-  static void fixSlope(Leaf *lf, int k) {
-    if (k >= 0 && k + 1 < lf->n)
-      lf->slopes()[k] = edgeSlope(lf->xs()[k], lf->ys()[k], lf->xs()[k + 1],
-                                  lf->ys()[k + 1]);
-  }
-  /// The same for the edge from child c's last vertex to child c + 1's
-  /// first.
+  /// Recomputes the slope of the edge from child c's last vertex to child
+  /// c + 1's first (nothing when either is missing).
   static void fixSlope(Inner *p, int c) {
     if (c >= 0 && c + 1 < p->n)
       p->slope[c] = edgeSlope(p->cold->lx[c], p->cold->ly[c], p->fx[c + 1],
@@ -815,8 +823,8 @@ private:
     height_ = 0;
   }
 
-  bool inlineValue_;
-  std::size_t payBytes_; // payload bytes per vertex
+  std::size_t inlineDv_;    // doubles per inline value (0: none)
+  std::size_t headsOffset_; // bytes from xs() to the heads
   BlockPool leaves_, inners_, colds_;
   Node *root_;
   int height_; // inner levels above the leaves
@@ -942,14 +950,14 @@ void HullCache::insertIntoChain(Chain &ch, const ChainPos &at, double x,
   auto singleValue = [&](Pos p) -> const double * {
     return ch.inlineValue()
                ? ch.value(p)
-               : values_.data() + std::size_t(ch.head(p).minJ) * dv_;
+               : values_.data() + std::size_t(ch.head(p).maxJ) * dv_;
   };
   auto takeVertexKeys = [&](Pos p) {
     Head &h = ch.head(p);
     int32_t g = h.sums;
     h.sums = -1;
     if (g < 0)
-      g = newGroup(static_cast<int64_t>(h.minJ), singleValue(p));
+      g = newGroup(static_cast<int64_t>(h.maxJ), singleValue(p));
     return g;
   };
 
@@ -960,7 +968,7 @@ void HullCache::insertIntoChain(Chain &ch, const ChainPos &at, double x,
     Head &e = ch.head(it);
     if (y == ch.y(it)) { // a duplicate of the vertex: j is its newest key
       if (e.sums < 0)
-        e.sums = newGroup(static_cast<int64_t>(e.minJ), singleValue(it));
+        e.sums = newGroup(static_cast<int64_t>(e.maxJ), singleValue(it));
       addToGroup(e.sums, j, value);
       e.maxJ = static_cast<double>(j);
       if (ch.inlineValue())
@@ -1038,12 +1046,7 @@ void HullCache::insertIntoChain(Chain &ch, const ChainPos &at, double x,
   Pos pos = from;
   for (int k = 0; k < removed; ++k)
     pos = ch.erase(pos);
-  alignas(8) char pay[sizeof(Head) + sizeof(double) * kInlineDv];
-  Head h{static_cast<double>(j), static_cast<double>(j), -1, rightEdge};
-  std::memcpy(pay, &h, sizeof h);
-  if (ch.inlineValue())
-    std::memcpy(pay + sizeof h, value, sizeof(double) * std::size_t(dv_));
-  ch.insert(pos, x, y, pay);
+  ch.insert(pos, x, y, Head{static_cast<double>(j), -1, rightEdge}, value);
 }
 
 const double *HullCache::storeKey(double kx, double ky, const double *value) {
@@ -1091,29 +1094,37 @@ void HullCache::append(double kx, double ky, const double *value) {
 
 /// One group of a tie set: a vertex's keys or a pool group.
 struct HullCache::Tied {
-  double minJ, maxJ;
-  int32_t pool;         // the pool group with the count and sums, or -1:
-                        // a single key, whose value is `latest`
+  double maxJ;
+  int32_t pool;         // the pool group with the count, sums and smallest j,
+                        // or -1: a single key (maxJ), whose value is `latest`
   const double *latest; // the value of maxJ
   double kx, ky;        // the key of maxJ
 };
 
 int HullCache::tiedAt(const Chain &ch, const ChainPos &p, double qx,
-                      double qy, Tied *g) const {
+                      double qy, TieRule ties, Tied *g) const {
   int n = 0;
   const double sy = qy > 0 ? 1.0 : -1.0, cy = std::fabs(qy);
+  Chain::Pos nx = ch.next(p);
+  bool edgeTie =
+      !nx.end() &&
+      hull::compareScores(qx, cy, ch.x(p), ch.y(p), ch.x(nx), ch.y(nx)) == 0;
+  if (!edgeTie && ties == TieRule::Latest && ch.inlineValue()) {
+    // The one vertex's latest value is all the rule reads: its head (and
+    // the line it lies on) is not needed.
+    g[0] = Tied{0, -1, ch.value(p), ch.x(p), sy * ch.y(p)};
+    return 1;
+  }
   auto vertex = [&](Chain::Pos v) {
     const Head &h = ch.head(v);
     const double *latest =
         ch.inlineValue()
             ? ch.value(v)
             : values_.data() + static_cast<std::size_t>(h.maxJ) * dv_;
-    g[n++] = Tied{h.minJ, h.maxJ, h.sums, latest, ch.x(v), sy * ch.y(v)};
+    g[n++] = Tied{h.maxJ, h.sums, latest, ch.x(v), sy * ch.y(v)};
   };
   vertex(p);
-  Chain::Pos nx = ch.next(p);
-  if (!nx.end() &&
-      hull::compareScores(qx, cy, ch.x(p), ch.y(p), ch.x(nx), ch.y(nx)) == 0) {
+  if (edgeTie) {
     if (ch.head(p).edge >= 0)
       g[n++] = poolTied(ch.head(p).edge);
     vertex(nx);
@@ -1124,22 +1135,17 @@ int HullCache::tiedAt(const Chain &ch, const ChainPos &p, double qx,
 HullCache::Tied HullCache::poolTied(int32_t id) const {
   const double *G = group(id);
   std::size_t maxJ = static_cast<std::size_t>(G[kMaxJ]);
-  return Tied{G[kMinJ], G[kMaxJ], id, values_.data() + maxJ * dv_,
+  return Tied{G[kMaxJ], id, values_.data() + maxJ * dv_,
               keys_[2 * maxJ], keys_[2 * maxJ + 1]};
 }
 
 void HullCache::resolve(const Tied *g, int n, TieRule ties, double *out,
-                        double *err, double &count, int64_t &minJ,
-                        int64_t &maxJ, double &kx, double &ky) const {
-  const Tied *latest = &g[0], *first = &g[0];
-  for (int k = 1; k < n; ++k) {
+                        double *err, double &count, double &kx,
+                        double &ky) const {
+  const Tied *latest = &g[0];
+  for (int k = 1; k < n; ++k)
     if (g[k].maxJ > latest->maxJ)
       latest = &g[k];
-    if (g[k].minJ < first->minJ)
-      first = &g[k];
-  }
-  minJ = static_cast<int64_t>(first->minJ);
-  maxJ = static_cast<int64_t>(latest->maxJ);
   kx = latest->kx;
   ky = latest->ky;
   count = 0;
@@ -1147,10 +1153,15 @@ void HullCache::resolve(const Tied *g, int n, TieRule ties, double *out,
   case TieRule::Latest:
     std::copy_n(latest->latest, dv_, out);
     break;
-  case TieRule::First:
+  case TieRule::First: {
+    // Only here is a group read for its smallest j.
+    double minJ = std::numeric_limits<double>::infinity();
+    for (int k = 0; k < n; ++k)
+      minJ = std::min(minJ, g[k].pool >= 0 ? group(g[k].pool)[kMinJ] : g[k].maxJ);
     std::copy_n(values_.data() + static_cast<std::size_t>(minJ) * dv_, dv_,
                 out);
     break;
+  }
   case TieRule::Average:
     for (int k = 0; k < n; ++k)
       count += g[k].pool >= 0 ? group(g[k].pool)[kCount] : 1.0;
@@ -1200,15 +1211,14 @@ void HullCache::query(double qx, double qy, TieRule ties, double *out,
   int n;
   if (qy != 0) {
     const Chain &ch = qy > 0 ? *upper_ : *lower_;
-    n = tiedAt(ch, ch.peak(qx, std::fabs(qy)), qx, qy, g);
+    n = tiedAt(ch, ch.peak(qx, std::fabs(qy)), qx, qy, ties, g);
   } else {
     g[0] = poolTied(qx > 0 ? maxXGroup_ : qx < 0 ? minXGroup_ : all_);
     n = 1;
   }
   Scratch err(dv_);
   double count, kx, ky;
-  int64_t minJ, maxJ;
-  resolve(g, n, ties, out, err.data, count, minJ, maxJ, kx, ky);
+  resolve(g, n, ties, out, err.data, count, kx, ky);
   if (ties == TieRule::Average)
     finishAverage(out, err.data, count, dv_, out);
   if (maxScore)
@@ -1241,11 +1251,10 @@ void HullCache::step(double kx, double ky, const double *value, double qx,
   // move vertices and recycle groups: out holds it (for `average` the
   // compensated sum, err its error).
   Tied g[3];
-  int n = tiedAt(looked, pk.result, qx, qy, g);
+  int n = tiedAt(looked, pk.result, qx, qy, ties, g);
   Scratch err(dv_);
   double count, tx, ty;
-  int64_t minJ, maxJ;
-  resolve(g, n, ties, out, err.data, count, minJ, maxJ, tx, ty);
+  resolve(g, n, ties, out, err.data, count, tx, ty);
 
   int64_t j = static_cast<int64_t>(size());
   const double *v = storeKey(kx, ky, value);

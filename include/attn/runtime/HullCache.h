@@ -169,16 +169,16 @@ private:
   void insertIntoChain(Chain &chain, const ChainPos &at, double x, double y,
                        int64_t j, const double *value);
   /// The tie set (1 to 3 groups, into g) of a query with qy != 0 whose peak
-  /// on the chain it looks at is p; returns the number of groups.
+  /// on the chain it looks at is p; returns the number of groups. Reads
+  /// no head for `latest` without a tie (the vertex's inline value).
   int tiedAt(const Chain &chain, const ChainPos &p, double qx, double qy,
-             Tied *g) const;
+             TieRule ties, Tied *g) const;
   Tied poolTied(int32_t id) const;
   /// What the tie rule reads of the tie set g[0..n): out = the value
   /// (latest, first) or the compensated sum with its error in err and the
-  /// count (average); the smallest and largest j and the key of the latest.
+  /// count (average); the key of the latest.
   void resolve(const Tied *g, int n, TieRule ties, double *out, double *err,
-               double &count, int64_t &minJ, int64_t &maxJ, double &kx,
-               double &ky) const;
+               double &count, double &kx, double &ky) const;
 
   int32_t newGroup(int64_t j, const double *value);
   /// Adds key j to group g, creating it when g == -1.
