@@ -473,6 +473,7 @@ public:
     const Chain *chain = nullptr;
     const Node *node = nullptr;
     int level = 0; // inner levels left above the leaves
+    int slot = 0;  // the child taken at the last inner node
     bool done = false;
     Pos result;
   };
@@ -510,9 +511,10 @@ public:
       loadAhead(s.node, leaves_.blockBytes());
     }
   }
-  /// Starts loading what an insertion at vertex i of leaf lf reads of the
-  /// neighbouring leaves (it looks at up to two vertices on each side).
-  void loadNeighbours(const Leaf *lf, int i) const {
+  /// Starts loading what an insertion at vertex i of leaf lf (child slot
+  /// of its parent) reads of the neighbouring leaves (it looks at up to two
+  /// vertices on each side) and of the parent's InnerCold.
+  void loadNeighbours(const Leaf *lf, int i, int slot) const {
     if (!loadsAhead())
       return;
     if (i < 2 && lf->prev) { // its last two vertices and heads
@@ -527,10 +529,19 @@ public:
       loadAhead(nx->ys(), 2 * sizeof(double));
       loadAhead(heads(nx), 2 * sizeof(Head));
     }
-    // A new first or last vertex of the leaf, or a split, updates the
-    // parent's summaries of its children (InnerCold).
-    if (lf->parent && (i == 0 || i >= lf->n || lf->n == kLeafCap))
-      loadAhead(lf->parent->cold, sizeof(InnerCold));
+    // A new first or last vertex of the leaf updates the parent's summary
+    // of child `slot` (or of the next one) and the slopes on both sides; a
+    // split moves all the summaries after it.
+    if (!lf->parent || !(i == 0 || i >= lf->n || lf->n == kLeafCap))
+      return;
+    const InnerCold *cold = lf->parent->cold;
+    if (lf->n == kLeafCap) {
+      loadAhead(cold, sizeof(InnerCold));
+      return;
+    }
+    int c = std::max(slot - 1, 0), m = std::min(kInnerCap - c, 4);
+    for (const double *a : {cold->fy, cold->lx, cold->ly})
+      loadAhead(a + c, sizeof(double) * std::size_t(m));
   }
   /// Starts loading the first vertex after leaf lf (what the answer of a
   /// query that peaks at lf's last vertex compares it with).
@@ -550,7 +561,7 @@ public:
       if (s.kind == Search::ByX) {
         int i = countLess(xs, lf->n, s.a);
         s.result = i < lf->n ? Pos{lf, i} : Pos{lf->next, 0};
-        loadNeighbours(lf, i);
+        loadNeighbours(lf, i, s.slot);
       } else {
         int i = countTrue(lf->n - 1, [&](int k) {
           return rises(s.a, s.b, xs[k], ys[k], xs[k + 1], ys[k + 1]);
@@ -570,6 +581,7 @@ public:
       c = countRises(in->slope, in->n - 1, s.a, s.b, in->cold->lx,
                      in->cold->ly, in->fx + 1, in->cold->fy + 1);
     s.node = in->child[c];
+    s.slot = c;
     --s.level;
     loadAheadFor(s);
     return true;
@@ -705,10 +717,6 @@ private:
       p->slope[c] = edgeSlope(p->cold->lx[c], p->cold->ly[c], p->fx[c + 1],
                               p->cold->fy[c + 1]);
   }
-  static void fixSlopes(Inner *p) {
-    for (int c = 0; c + 1 < p->n; ++c)
-      fixSlope(p, c);
-  }
   /// Sets child c's summary and the slopes of the edges on both its sides.
   static void setSummary(Inner *p, int c, const Summary &s) {
     p->fx[c] = s.fx;
@@ -772,7 +780,7 @@ private:
       p->n = h;
       for (int k = 0; k < np->n; ++k)
         np->child[k]->parent = np;
-      fixSlopes(np);
+      // The slopes moved with their children; p's last one is unused.
       addSibling(p, np);
       refreshUp(p); // p lost its second half
       if (c > h) {
@@ -780,12 +788,11 @@ private:
         c -= h;
       }
     }
-    moveSlots(p, c + 1, p, c, p->n - c);
+    moveSlots(p, c + 1, p, c, p->n - c); // the slopes move with the children
     p->child[c] = right;
-    setSummary(p, c, summarize(right));
     right->parent = p;
     ++p->n;
-    fixSlopes(p);
+    setSummary(p, c, summarize(right)); // and the slopes on both its sides
     refreshUp(p);
   }
 
@@ -795,7 +802,7 @@ private:
     int c = indexOf(p, nd);
     moveSlots(p, c, p, c + 1, p->n - c - 1);
     --p->n;
-    fixSlopes(p);
+    fixSlope(p, c - 1); // the others moved with their children
     if (p->n == 0) {
       if (p == root_) { // cannot happen while vertices remain
         clear();

@@ -604,7 +604,14 @@ void largeHullWithRangeRemovals(int dv) {
       // never written and both neighbours are vertices, else inside.
       c.append(2 * a, -a * a - 1, value(30000 + step));
     } else {
-      c.append(2 * a, -a * a + lift(rng), value(30000 + step));
+      int h = lift(rng);
+      c.append(2 * a, -a * a + h, value(30000 + step));
+      // The lifted key pops the vertices within about sqrt(h) of a, often
+      // whole leaves: queries across both ends of that gap and inside it
+      // walk the inner nodes whose children just changed.
+      double w = std::sqrt(static_cast<double>(h));
+      for (int k = -12; k <= 12; ++k)
+        ASSERT_TRUE(agrees(c, a + k * w / 10 + 0.5 * (k & 1), 1)) << step;
     }
     if (step % 10 == 0)
       check(step);
