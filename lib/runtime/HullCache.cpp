@@ -152,6 +152,83 @@ void *allocate(std::size_t bytes) {
 
 void deallocate(void *p) noexcept { std::free(p); }
 
+DoubleArray::~DoubleArray() { clear(); }
+
+DoubleArray::DoubleArray(DoubleArray &&o) noexcept
+    : data_(o.data_), size_(o.size_), capacity_(o.capacity_) {
+  o.data_ = nullptr;
+  o.size_ = o.capacity_ = 0;
+}
+
+DoubleArray &DoubleArray::operator=(DoubleArray &&o) noexcept {
+  if (this != &o) {
+    clear();
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    std::swap(capacity_, o.capacity_);
+  }
+  return *this;
+}
+
+double *DoubleArray::append(const double *p, std::size_t count) {
+  if (size_ + count > capacity_) {
+    // p may lie in the storage that grow() moves.
+    bool inside = data_ && p >= data_ && p < data_ + size_;
+    std::size_t from = inside ? std::size_t(p - data_) : 0;
+    grow(size_ + count);
+    if (inside)
+      p = data_ + from;
+  }
+  double *at = data_ + size_;
+  std::copy_n(p, count, at);
+  size_ += count;
+  return at;
+}
+
+double *DoubleArray::extend(std::size_t count) {
+  if (size_ + count > capacity_)
+    grow(size_ + count);
+  double *at = data_ + size_;
+  size_ += count;
+  return at;
+}
+
+void DoubleArray::clear() noexcept {
+  if (data_)
+    munmap(data_, capacity_ * sizeof(double));
+  data_ = nullptr;
+  size_ = capacity_ = 0;
+}
+
+void DoubleArray::grow(std::size_t minCapacity) {
+  constexpr std::size_t kHuge = std::size_t(2) << 20, kPage = 4096;
+  std::size_t bytes = std::max({minCapacity * sizeof(double),
+                                2 * capacity_ * sizeof(double), kPage});
+  bytes = (bytes + kPage - 1) / kPage * kPage;
+  void *mem;
+#ifdef MREMAP_MAYMOVE
+  if (data_)
+    mem = mremap(data_, capacity_ * sizeof(double), bytes, MREMAP_MAYMOVE);
+  else
+#endif
+    mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED)
+    throw std::bad_alloc();
+#ifndef MREMAP_MAYMOVE
+  if (data_) { // no mremap: copy
+    std::copy_n(data_, size_, static_cast<double *>(mem));
+    munmap(data_, capacity_ * sizeof(double));
+  }
+#endif
+#ifdef MADV_HUGEPAGE
+  if (bytes >= kHuge) // advice: failure is harmless
+    madvise(mem, bytes, MADV_HUGEPAGE);
+#endif
+  data_ = static_cast<double *>(mem);
+  capacity_ = bytes / sizeof(double);
+}
+
 } // namespace hull
 
 // --- the chain: a B+-tree of hull vertices ordered by x -----------------------
@@ -869,12 +946,8 @@ void HullCache::clear() {
   upper_->clear();
   lower_->clear();
   all_ = minXGroup_ = maxXGroup_ = -1;
-  groupCount_ = 0;
+  groups_.clear();
   freeGroups_.clear();
-}
-
-void HullCache::PoolDeleter::operator()(double *p) const {
-  hull::deallocate(p);
 }
 
 int32_t HullCache::newGroup(int64_t j, const double *value) {
@@ -883,16 +956,8 @@ int32_t HullCache::newGroup(int64_t j, const double *value) {
     g = freeGroups_.back();
     freeGroups_.pop_back();
   } else {
-    if (groupCount_ == groupCapacity_) {
-      std::size_t cap = std::max<std::size_t>(64, 2 * groupCapacity_);
-      auto *mem = static_cast<double *>(
-          hull::allocate(cap * groupStride_ * sizeof(double)));
-      if (groupCount_)
-        std::copy_n(groupData_.get(), groupCount_ * groupStride_, mem);
-      groupData_.reset(mem);
-      groupCapacity_ = cap;
-    }
-    g = static_cast<int32_t>(groupCount_++);
+    g = static_cast<int32_t>(groups_.size() / groupStride_);
+    groups_.extend(groupStride_);
   }
   double *G = group(g);
   G[kCount] = 1;
@@ -1058,18 +1123,10 @@ void HullCache::insertIntoChain(Chain &ch, const ChainPos &at, double x,
 
 const double *HullCache::storeKey(double kx, double ky, const double *value) {
   int64_t j = static_cast<int64_t>(size());
-  keys_.push_back(kx);
-  keys_.push_back(ky);
-  std::size_t at = values_.size();
-  if (!values_.empty() && value >= values_.data() &&
-      value < values_.data() + at) {
-    std::size_t from = std::size_t(value - values_.data()); // aliasing
-    values_.resize(at + dv_);
-    std::copy_n(values_.data() + from, dv_, values_.data() + at);
-  } else {
-    values_.insert(values_.end(), value, value + dv_);
-  }
-  const double *v = &values_[std::size_t(j) * dv_]; // stable copy
+  const double key[2] = {kx, ky};
+  keys_.append(key, 2);
+  // A stable copy (value may point into values_ itself).
+  const double *v = values_.append(value, std::size_t(dv_));
 
   if (j == 0) {
     minX_ = maxX_ = kx;

@@ -25,20 +25,39 @@ namespace hull {
 void *allocate(std::size_t bytes);
 void deallocate(void *p) noexcept;
 
-/// A std::allocator that allocates through hull::allocate: the cache's key
-/// and value arrays grow to tens of MB, and with 4 KiB pages their page
-/// faults cost about a tenth of a decode step at 10^6 keys.
-template <class T> struct HugePageAllocator {
-  using value_type = T;
-  HugePageAllocator() = default;
-  template <class U> HugePageAllocator(const HugePageAllocator<U> &) {}
-  T *allocate(std::size_t n) {
-    return static_cast<T *>(hull::allocate(n * sizeof(T)));
-  }
-  void deallocate(T *p, std::size_t) noexcept { hull::deallocate(p); }
-  template <class U> bool operator==(const HugePageAllocator<U> &) const {
-    return true;
-  }
+/// A growable array of doubles for the cache's keys, values and groups,
+/// which grow to tens of MB. Its storage is an anonymous mapping that grows
+/// by doubling without copying (mremap on Linux moves the page tables, not
+/// the data) and is marked for transparent huge pages from 2 MiB on; with a
+/// std::vector each doubling copied the array and faulted in twice its
+/// pages, a few per cent of a decode step at 10^6 keys.
+class DoubleArray {
+public:
+  DoubleArray() = default;
+  ~DoubleArray();
+  DoubleArray(DoubleArray &&o) noexcept;
+  DoubleArray &operator=(DoubleArray &&o) noexcept;
+  DoubleArray(const DoubleArray &) = delete;
+  DoubleArray &operator=(const DoubleArray &) = delete;
+
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  double *data() { return data_; }
+  const double *data() const { return data_; }
+  double &operator[](std::size_t i) { return data_[i]; }
+  const double &operator[](std::size_t i) const { return data_[i]; }
+  /// Appends p[0..count) (p may point into this array); returns where the
+  /// copy starts. Throws std::bad_alloc.
+  double *append(const double *p, std::size_t count);
+  /// Appends count uninitialized doubles; returns where they start.
+  double *extend(std::size_t count);
+  /// Empties the array and frees its storage.
+  void clear() noexcept;
+
+private:
+  void grow(std::size_t minCapacity);
+  double *data_ = nullptr;
+  std::size_t size_ = 0, capacity_ = 0;
 };
 } // namespace hull
 
@@ -141,20 +160,20 @@ public:
 private:
   /// A chain of hull vertices ordered by x (a B+-tree; HullCache.cpp): the
   /// upper hull of its points. The lower hull is kept as the upper hull of
-  /// the points mirrored to (x, -y). Each vertex record carries its own keys
-  /// inline (smallest and largest j, and the latest value when dv is small).
+  /// the points mirrored to (x, -y). Each vertex record carries its keys'
+  /// largest j and, when dv is small, that key's value.
   class Chain;
   /// Pool group g (the keys strictly inside one hull edge, the keys of a
   /// vertex that holds two or more, all keys, the keys at the smallest or
-  /// largest x) is kept in groupStride_ doubles at groupData_ + g *
+  /// largest x) is kept in groupStride_ doubles at groups_.data() + g *
   /// groupStride_: count, the smallest and the largest j, and the
   /// compensated sum of the values (the key and value of a j are read from
-  /// keys_ and values_).
-  struct PoolDeleter { // hull::deallocate
-    void operator()(double *p) const;
-  };
-  double *group(int32_t g) const {
-    return groupData_.get() + std::size_t(g) * groupStride_;
+  /// keys_ and values_). Creating a group may move the others.
+  double *group(int32_t g) {
+    return groups_.data() + std::size_t(g) * groupStride_;
+  }
+  const double *group(int32_t g) const {
+    return groups_.data() + std::size_t(g) * groupStride_;
   }
 
   /// A vertex position in a chain, and one group of a tie set.
@@ -189,16 +208,15 @@ private:
   void releaseGroup(int32_t &g);
 
   int dv_;
-  std::vector<double, hull::HugePageAllocator<double>> keys_;   // [n, 2]
-  std::vector<double, hull::HugePageAllocator<double>> values_; // [n, dv]
+  hull::DoubleArray keys_;   // [n, 2]
+  hull::DoubleArray values_; // [n, dv]
   std::unique_ptr<Chain> upper_; // upper hull of (x, y)
   std::unique_ptr<Chain> lower_; // upper hull of (x, -y)
   int32_t all_ = -1;           // every key (the zero query)
   int32_t minXGroup_ = -1, maxXGroup_ = -1; // keys at the smallest/largest x
   double minX_ = 0, maxX_ = 0;
   std::size_t groupStride_;
-  std::unique_ptr<double, PoolDeleter> groupData_;
-  std::size_t groupCapacity_ = 0, groupCount_ = 0;
+  hull::DoubleArray groups_;
   std::vector<int32_t> freeGroups_;
 };
 
