@@ -402,9 +402,43 @@ TEST(HullCache, ClearForgetsEverything) {
 TEST(HullCache, AppendValueFromTheCacheItself) {
   HullCache c(2);
   put(c, 0, 0);
-  for (int i = 1; i < 100; ++i) // reallocates values() while copying from it
-    c.append(i, 0, c.values());
+  // Grows values() (several times) while copying from it.
+  for (int i = 1; i < 5000; ++i)
+    c.append(i, 0, c.values() + 2 * (i / 2));
   EXPECT_EQ(ask(c, 1, 0, TieRule::Latest).out, (std::vector<double>{0, 1}));
+  EXPECT_EQ(ask(c, -1, 0, TieRule::First).out, (std::vector<double>{0, 1}));
+  for (int i = 0; i < 5000; ++i)
+    ASSERT_EQ(c.values()[2 * i + 1], 1) << i;
+}
+
+TEST(HullDoubleArray, GrowsKeepingContentsAndAppendsFromItself) {
+  hull::DoubleArray a;
+  std::vector<double> shadow;
+  EXPECT_TRUE(a.empty());
+  for (int i = 0; i < 300000; ++i) { // 2.4 MB and more: past 2 MiB pages
+    double v = i;
+    a.append(&v, 1);
+    shadow.push_back(v);
+    if (i % 4099 == 0) {
+      // The last (up to) 1000 doubles, appended from the array itself: the
+      // copy of a range that the growth it causes may move.
+      std::size_t from = a.size() > 1000 ? a.size() - 1000 : 0;
+      a.append(a.data() + from, a.size() - from);
+      shadow.insert(shadow.end(), shadow.begin() + from, shadow.end());
+    }
+  }
+  double *g = a.extend(2);
+  g[0] = g[1] = -1;
+  shadow.insert(shadow.end(), 2, -1.0);
+  ASSERT_EQ(a.size(), shadow.size());
+  EXPECT_TRUE(std::equal(shadow.begin(), shadow.end(), a.data()));
+  hull::DoubleArray b = std::move(a);
+  EXPECT_TRUE(a.empty());
+  ASSERT_EQ(b.size(), shadow.size());
+  EXPECT_TRUE(std::equal(shadow.begin(), shadow.end(), b.data()));
+  b.clear();
+  EXPECT_EQ(b.size(), 0u);
+  EXPECT_EQ(b.data(), nullptr);
 }
 
 // --- long random runs against the scan ------------------------------------
