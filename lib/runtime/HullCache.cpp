@@ -290,10 +290,10 @@ constexpr int kInnerCap = 32;
 /// machines measured) the nodes stay in cache and loading ahead would only
 /// cost instructions: 10^4-step runs are about 15 % faster without it.
 constexpr std::size_t kLoadAheadVertices = 8192;
-/// Values of at most this many doubles are copied into the leaf payloads.
+/// Values of at most this many doubles are copied into the leaves.
 constexpr int kInlineDv = 4;
 
-/// The payload of a vertex (followed by the latest value when inline).
+/// What a leaf keeps of a vertex's keys besides its inline value.
 struct Head {
   double maxJ;  // the largest j of the keys at the vertex (the only one when
                 // sums < 0; else the group also has the smallest)
@@ -1221,7 +1221,8 @@ void HullCache::resolve(const Tied *g, int n, TieRule ties, double *out,
     // Only here is a group read for its smallest j.
     double minJ = std::numeric_limits<double>::infinity();
     for (int k = 0; k < n; ++k)
-      minJ = std::min(minJ, g[k].pool >= 0 ? group(g[k].pool)[kMinJ] : g[k].maxJ);
+      minJ = std::min(minJ,
+                      g[k].pool >= 0 ? group(g[k].pool)[kMinJ] : g[k].maxJ);
     std::copy_n(values_.data() + static_cast<std::size_t>(minJ) * dv_, dv_,
                 out);
     break;
