@@ -91,6 +91,56 @@ int exactSignOfDot(const double *a, const double *b, int n) {
 
 inline int signOf(double x) { return (x > 0) - (x < 0); }
 
+/// The sign of q·a - q·b from the expansion arithmetic (the filter could
+/// not decide); kept out of line so that the filter inlines small.
+__attribute__((noinline)) int exactCompareScores(double qx, double qy,
+                                                 double ax, double ay,
+                                                 double bx, double by) {
+  const double l[4] = {qx, qy, -qx, -qy};
+  const double r[4] = {ax, ay, bx, by};
+  return exactSignOfDot(l, r, 4);
+}
+
+/// hull::compareScores, for inlining into the searches.
+inline int compareScoresInline(double qx, double qy, double ax, double ay,
+                               double bx, double by) {
+  double a1 = qx * ax, a2 = qy * ay, b1 = qx * bx, b2 = qy * by;
+  double t = std::fabs(a1) + std::fabs(a2) + std::fabs(b1) + std::fabs(b2);
+  if (t == 0)
+    return 0; // every product is exactly zero (inputs in range)
+  // |(a1+a2) - (b1+b2) - (q·a - q·b)| <= (2u + u²) · sum |products|.
+  double d = (a1 + a2) - (b1 + b2);
+  if (__builtin_expect(std::fabs(d) > 4 * kU * t, 1))
+    return signOf(d);
+  return exactCompareScores(qx, qy, ax, ay, bx, by);
+}
+
+constexpr std::size_t kHugePage = std::size_t(2) << 20;
+
+/// Marks [mem, mem + bytes) for transparent huge pages when it spans one.
+/// Advice: failure is harmless.
+void adviseHugePages(void *mem, std::size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  if (bytes >= kHugePage)
+    madvise(mem, bytes, MADV_HUGEPAGE);
+#endif
+}
+
+/// Allocates `bytes` (nonzero); blocks of 2 MiB and more are 2 MiB-aligned
+/// and marked for transparent huge pages, so that filling them costs one
+/// page fault per 2 MiB instead of one per 4 KiB. Throws std::bad_alloc.
+void *allocate(std::size_t bytes) {
+  std::size_t align = bytes >= kHugePage ? kHugePage : 64;
+  bytes = (bytes + align - 1) / align * align; // aligned_alloc wants this
+  void *mem = std::aligned_alloc(align, bytes);
+  if (!mem)
+    throw std::bad_alloc();
+  adviseHugePages(mem, bytes);
+  return mem;
+}
+
+void deallocate(void *p) noexcept { std::free(p); }
+
 void checkFinite(double x, double y, const char *what) {
   if (!std::isfinite(x) || !std::isfinite(y))
     throw std::invalid_argument(std::string("HullCache: non-finite ") + what);
@@ -119,38 +169,13 @@ int orient2d(double ax, double ay, double bx, double by, double cx,
 
 int compareScores(double qx, double qy, double ax, double ay, double bx,
                   double by) {
-  double a1 = qx * ax, a2 = qy * ay, b1 = qx * bx, b2 = qy * by;
-  double t = std::fabs(a1) + std::fabs(a2) + std::fabs(b1) + std::fabs(b2);
-  if (t == 0)
-    return 0; // every product is exactly zero (inputs in range)
-  // |(a1+a2) - (b1+b2) - (q·a - q·b)| <= (2u + u²) · sum |products|.
-  double d = (a1 + a2) - (b1 + b2);
-  if (std::fabs(d) > 4 * kU * t)
-    return signOf(d);
-  const double l[4] = {qx, qy, -qx, -qy};
-  const double r[4] = {ax, ay, bx, by};
-  return exactSignOfDot(l, r, 4);
+  return compareScoresInline(qx, qy, ax, ay, bx, by);
 }
 
 double score(double qx, double qy, double kx, double ky) {
   return qx * kx + qy * ky;
 }
 
-void *allocate(std::size_t bytes) {
-  constexpr std::size_t kHuge = std::size_t(2) << 20;
-  std::size_t align = bytes >= kHuge ? kHuge : 64;
-  bytes = (bytes + align - 1) / align * align; // aligned_alloc wants this
-  void *mem = std::aligned_alloc(align, bytes);
-  if (!mem)
-    throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-  if (align == kHuge) // advice: failure is harmless
-    madvise(mem, bytes, MADV_HUGEPAGE);
-#endif
-  return mem;
-}
-
-void deallocate(void *p) noexcept { std::free(p); }
 
 DoubleArray::~DoubleArray() { clear(); }
 
@@ -201,7 +226,7 @@ void DoubleArray::clear() noexcept {
 }
 
 void DoubleArray::grow(std::size_t minCapacity) {
-  constexpr std::size_t kHuge = std::size_t(2) << 20, kPage = 4096;
+  constexpr std::size_t kPage = 4096;
   std::size_t bytes = std::max({minCapacity * sizeof(double),
                                 2 * capacity_ * sizeof(double), kPage});
   bytes = (bytes + kPage - 1) / kPage * kPage;
@@ -221,10 +246,7 @@ void DoubleArray::grow(std::size_t minCapacity) {
     munmap(data_, capacity_ * sizeof(double));
   }
 #endif
-#ifdef MADV_HUGEPAGE
-  if (bytes >= kHuge) // advice: failure is harmless
-    madvise(mem, bytes, MADV_HUGEPAGE);
-#endif
+  adviseHugePages(mem, bytes);
   data_ = static_cast<double *>(mem);
   capacity_ = bytes / sizeof(double);
 }
@@ -366,15 +388,10 @@ inline void loadAhead(const void *p, std::size_t bytes) {
   }
 }
 
-/// q·b > q·a, exactly (the filter, then hull::compareScores).
+/// q·b > q·a, exactly.
 inline bool rises(double qx, double qy, double ax, double ay, double bx,
                   double by) {
-  double a1 = qx * ax, a2 = qy * ay, b1 = qx * bx, b2 = qy * by;
-  double t = std::fabs(a1) + std::fabs(a2) + std::fabs(b1) + std::fabs(b2);
-  double d = (b1 + b2) - (a1 + a2);
-  if (__builtin_expect(!(std::fabs(d) > 4 * kU * t), 0))
-    return hull::compareScores(qx, qy, bx, by, ax, ay) > 0;
-  return d > 0;
+  return compareScoresInline(qx, qy, bx, by, ax, ay) > 0;
 }
 
 /// The number of i in [0, m) with pred(i), for a pred that is true then
@@ -447,7 +464,7 @@ public:
   /// Frees every slab (every block ever handed out).
   void release() {
     for (void *s : slabs_)
-      hull::deallocate(s);
+      deallocate(s);
     slabs_.clear();
     free_ = nullptr;
     bump_ = end_ = nullptr;
@@ -456,15 +473,15 @@ public:
 
 private:
   void grow() {
-    // Slabs double until they reach 2 MiB (hull::allocate gives those huge
+    // Slabs double until they reach 2 MiB (allocate gives those huge
     // pages), then stay at 2-8 MiB.
-    constexpr std::size_t kHuge = std::size_t(2) << 20;
     std::size_t bytes = nextBlocks_ * bytes_; // bytes_ is a multiple of 64
-    if (bytes >= kHuge)
-      bytes = std::min((bytes + kHuge - 1) / kHuge, std::size_t(4)) * kHuge;
+    if (bytes >= kHugePage)
+      bytes = std::min((bytes + kHugePage - 1) / kHugePage, std::size_t(4)) *
+              kHugePage;
     else
       nextBlocks_ *= 2;
-    void *mem = hull::allocate(bytes);
+    void *mem = allocate(bytes);
     slabs_.push_back(mem);
     bump_ = static_cast<char *>(mem);
     end_ = bump_ + bytes / bytes_ * bytes_;
@@ -561,11 +578,11 @@ public:
     s.done = false;
     loadAheadFor(s);
   }
-  /// Starts loading what search s reads of its next node: of an inner
-  /// node, fx and child (by x) or child and slope (peak); of a leaf, all of
-  /// it.
   /// Whether loading ahead pays: the hull has outgrown the caches.
   bool loadsAhead() const { return size_ >= kLoadAheadVertices; }
+  /// Starts loading what search s reads of its next node: of an inner
+  /// node, fx and child (by x) or child and slope (peak); of a leaf, all of
+  /// it for an insertion, all but the heads for a peak search.
   void loadAheadFor(const Search &s) const {
     if (!loadsAhead())
       return;
@@ -600,11 +617,8 @@ public:
       loadAhead(heads(pv), sizeof(Head) * kLeafCap);
     }
     if (i + 2 > lf->n && lf->next) { // its first two vertices and heads
-      const Leaf *nx = lf->next;
-      loadAhead(nx, 1);
-      loadAhead(nx->xs(), 2 * sizeof(double));
-      loadAhead(nx->ys(), 2 * sizeof(double));
-      loadAhead(heads(nx), 2 * sizeof(Head));
+      loadFirstVertices(lf->next);
+      loadAhead(heads(lf->next), 2 * sizeof(Head));
     }
     // A new first or last vertex of the leaf updates the parent's summary
     // of child `slot` (or of the next one) and the slopes on both sides; a
@@ -623,12 +637,14 @@ public:
   /// Starts loading the first vertex after leaf lf (what the answer of a
   /// query that peaks at lf's last vertex compares it with).
   void loadSuccessor(const Leaf *lf) const {
-    if (!loadsAhead() || !lf->next)
-      return;
-    const Leaf *nx = lf->next;
-    loadAhead(nx, 1);
-    loadAhead(nx->xs(), 1);
-    loadAhead(nx->ys(), 1);
+    if (loadsAhead() && lf->next)
+      loadFirstVertices(lf->next);
+  }
+  /// Starts loading the header of leaf lf and its first vertices.
+  static void loadFirstVertices(const Leaf *lf) {
+    loadAhead(lf, 1);
+    loadAhead(lf->xs(), 2 * sizeof(double));
+    loadAhead(lf->ys(), 2 * sizeof(double));
   }
   /// Goes down one level; at a leaf, sets result. Returns false when done.
   bool step(Search &s) const {
@@ -698,10 +714,10 @@ public:
     bool refresh = i == 0 || i == lf->n;
     if (lf->n == kLeafCap) {
       Leaf *nl = newLeaf();
-      int h = kLeafCap / 2;
-      move(nl, 0, lf, h, kLeafCap - h);
-      nl->n = kLeafCap - h;
-      lf->n = h;
+      int half = kLeafCap / 2;
+      move(nl, 0, lf, half, kLeafCap - half);
+      nl->n = kLeafCap - half;
+      lf->n = half;
       nl->next = lf->next;
       nl->prev = lf;
       if (lf->next)
@@ -711,9 +727,9 @@ public:
       lf->next = nl;
       addSibling(lf, nl);
       refreshUp(lf); // lf lost its second half
-      if (i > h) {
+      if (i > half) {
         lf = nl;
-        i -= h;
+        i -= half;
       }
       refresh = true;
     }
@@ -851,18 +867,18 @@ private:
     int c = indexOf(p, left) + 1;
     if (p->n == kInnerCap) {
       Inner *np = newInner();
-      int h = kInnerCap / 2;
-      moveSlots(np, 0, p, h, kInnerCap - h);
-      np->n = kInnerCap - h;
-      p->n = h;
+      int half = kInnerCap / 2;
+      moveSlots(np, 0, p, half, kInnerCap - half);
+      np->n = kInnerCap - half;
+      p->n = half;
       for (int k = 0; k < np->n; ++k)
         np->child[k]->parent = np;
       // The slopes moved with their children; p's last one is unused.
       addSibling(p, np);
       refreshUp(p); // p lost its second half
-      if (c > h) {
+      if (c > half) {
         p = np;
-        c -= h;
+        c -= half;
       }
     }
     moveSlots(p, c + 1, p, c, p->n - c); // the slopes move with the children

@@ -19,12 +19,6 @@ namespace attn::runtime {
 using TieRule = dsl::TieRule;
 
 namespace hull {
-/// Allocates `bytes` (nonzero); blocks of 2 MiB and more are 2 MiB-aligned
-/// and marked for transparent huge pages, so that filling them costs one
-/// page fault per 2 MiB instead of one per 4 KiB. Throws std::bad_alloc.
-void *allocate(std::size_t bytes);
-void deallocate(void *p) noexcept;
-
 /// A growable array of doubles for the cache's keys, values and groups,
 /// which grow to tens of MB. Its storage is an anonymous mapping that grows
 /// by doubling without copying (mremap on Linux moves the page tables, not
@@ -44,7 +38,6 @@ public:
   bool empty() const { return size_ == 0; }
   double *data() { return data_; }
   const double *data() const { return data_; }
-  double &operator[](std::size_t i) { return data_[i]; }
   const double &operator[](std::size_t i) const { return data_[i]; }
   /// Appends p[0..count) (p may point into this array); returns where the
   /// copy starts. Throws std::bad_alloc.
