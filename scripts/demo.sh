@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: builds attnc, compiles every examples/variants/*.attn, runs each
 # on random inputs, checks it against the float64 reference and prints a
-# table; then benchmarks dense causal attention through `attnc run --bench`.
+# table; then benchmarks dense causal attention through `attnc run --bench`,
+# and hard-max decoding through the hull key cache against the O(n) scan.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/build.sh"
@@ -25,3 +26,10 @@ for n in "qkv":
 PY
 "$root/build/tools/attnc" run examples/variants/causal.attn \
   --in q="$out/q.npy" --in k="$out/k.npy" --in v="$out/v.npy" --out "$out/out.npy" --bench 10
+echo
+echo "== hard-max decoding through the convex-hull key cache (docs/hardmax.md) =="
+"$root/build/examples/hull_memory" 1000000
+for n in 10000 100000 1000000; do
+  "$root/build/bench/attnc-bench" hull --n "$n"
+done
+"$root/build/bench/attnc-bench" hull --n 10000 --scan
