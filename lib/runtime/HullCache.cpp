@@ -1011,14 +1011,9 @@ void HullCache::mergeGroup(int32_t &into, int32_t &from) {
   I[kCount] += F[kCount];
   I[kMaxJ] = std::max(I[kMaxJ], F[kMaxJ]);
   I[kMinJ] = std::min(I[kMinJ], F[kMinJ]);
-  double *sum = I + kSum, *err = sum + dv_;
-  const double *fsum = F + kSum, *ferr = fsum + dv_;
-  for (int d = 0; d < dv_; ++d) {
-    double t, e;
-    twoSum(sum[d], fsum[d], t, e);
-    sum[d] = t;
-    err[d] += ferr[d] + e;
-  }
+  addCompensated(I + kSum, I + kSum + dv_, F + kSum, dv_);
+  for (int d = 0; d < dv_; ++d) // and from's own error
+    I[kSum + dv_ + d] += F[kSum + dv_ + d];
   releaseGroup(from);
 }
 
@@ -1028,24 +1023,24 @@ void HullCache::releaseGroup(int32_t &g) {
   g = -1;
 }
 
+const double *HullCache::latestValue(const Chain &ch,
+                                     const ChainPos &p) const {
+  return ch.inlineValue()
+             ? ch.value(p)
+             : values_.data() + static_cast<std::size_t>(ch.head(p).maxJ) * dv_;
+}
+
 void HullCache::insertIntoChain(Chain &ch, const ChainPos &at, double x,
                                 double y, int64_t j, const double *value) {
   using Pos = Chain::Pos;
   // The pool group of the keys at vertex p (created for a single key); the
   // vertex is about to leave the chain.
-  // The value of a vertex's single key: inline in the leaf when values are
-  // small (already in cache), else from values_.
-  auto singleValue = [&](Pos p) -> const double * {
-    return ch.inlineValue()
-               ? ch.value(p)
-               : values_.data() + std::size_t(ch.head(p).maxJ) * dv_;
-  };
   auto takeVertexKeys = [&](Pos p) {
     Head &h = ch.head(p);
     int32_t g = h.sums;
     h.sums = -1;
     if (g < 0)
-      g = newGroup(static_cast<int64_t>(h.maxJ), singleValue(p));
+      g = newGroup(static_cast<int64_t>(h.maxJ), latestValue(ch, p));
     return g;
   };
 
@@ -1056,7 +1051,7 @@ void HullCache::insertIntoChain(Chain &ch, const ChainPos &at, double x,
     Head &e = ch.head(it);
     if (y == ch.y(it)) { // a duplicate of the vertex: j is its newest key
       if (e.sums < 0)
-        e.sums = newGroup(static_cast<int64_t>(e.maxJ), singleValue(it));
+        e.sums = newGroup(static_cast<int64_t>(e.maxJ), latestValue(ch, it));
       addToGroup(e.sums, j, value);
       e.maxJ = static_cast<double>(j);
       if (ch.inlineValue())
@@ -1197,11 +1192,7 @@ int HullCache::tiedAt(const Chain &ch, const ChainPos &p, double qx,
   }
   auto vertex = [&](Chain::Pos v) {
     const Head &h = ch.head(v);
-    const double *latest =
-        ch.inlineValue()
-            ? ch.value(v)
-            : values_.data() + static_cast<std::size_t>(h.maxJ) * dv_;
-    g[n++] = Tied{h.maxJ, h.sums, latest, ch.x(v), sy * ch.y(v)};
+    g[n++] = Tied{h.maxJ, h.sums, latestValue(ch, v), ch.x(v), sy * ch.y(v)};
   };
   vertex(p);
   if (edgeTie) {

@@ -186,6 +186,9 @@ private:
   int tiedAt(const Chain &chain, const ChainPos &p, double qx, double qy,
              TieRule ties, Tied *g) const;
   Tied poolTied(int32_t id) const;
+  /// The value of the largest j at vertex p: inline in the leaf when values
+  /// are small, else from values_.
+  const double *latestValue(const Chain &chain, const ChainPos &p) const;
   /// What the tie rule reads of the tie set g[0..n): out = the value
   /// (latest, first) or the compensated sum with its error in err and the
   /// count (average); the key of the latest.
