@@ -42,9 +42,9 @@ Answer scan(const HullCache &c, double qx, double qy, TieRule t) {
   return a;
 }
 
-/// Hull and scan agree for every tie rule; bitwise unless `avgTol` > 0, the
-/// relative tolerance for averages of values whose sums are inexact.
-/// Answer h of the hull equals the scan's s under rule t (see agrees).
+/// Answer h of the hull equals the scan's s under rule t: bitwise unless
+/// `avgTol` > 0, the relative tolerance for averages of values whose sums
+/// are inexact.
 ::testing::AssertionResult same(const Answer &h, const Answer &s, TieRule t,
                                 double avgTol) {
   if (!(h.score == s.score || (std::isnan(h.score) && std::isnan(s.score))))
@@ -62,6 +62,7 @@ Answer scan(const HullCache &c, double qx, double qy, TieRule t) {
   return ::testing::AssertionSuccess();
 }
 
+/// Hull and scan agree for every tie rule (see same).
 ::testing::AssertionResult agrees(const HullCache &c, double qx, double qy,
                                   double avgTol = 0) {
   for (TieRule t : kRules) {
