@@ -103,9 +103,11 @@ std::string coerceLiteral(const ParamDecl &p, const Literal &in,
   }
 }
 
-/// Checks the tensors and fills the size part of `out`.
+/// Checks the tensors (HostTensor or TensorRef: their type and shape) and
+/// fills the size part of `out`.
+template <typename Tensor>
 void bindTensors(const dsl::Kernel &k,
-                 const std::map<std::string, HostTensor> &inputs,
+                 const std::map<std::string, Tensor> &inputs,
                  Bindings &out, std::vector<std::string> &errors) {
   struct Origin {
     std::string tensor;
@@ -132,7 +134,7 @@ void bindTensors(const dsl::Kernel &k,
       shapesOk = false;
       continue;
     }
-    const HostTensor &t = it->second;
+    const Tensor &t = it->second;
     if (t.type != decl.type)
       errors.push_back("tensor '" + decl.name + "' has dtype " +
                        dsl::toString(t.type) + " but is declared " +
@@ -190,16 +192,16 @@ void bindTensors(const dsl::Kernel &k,
   if (!shapesOk || !k.q || !k.k || !k.v)
     return;
 
-  const HostTensor &q = inputs.at(k.q->name);
-  const HostTensor &kt = inputs.at(k.k->name);
-  const HostTensor &v = inputs.at(k.v->name);
+  const Tensor &q = inputs.at(k.q->name);
+  const Tensor &kt = inputs.at(k.k->name);
+  const Tensor &v = inputs.at(k.v->name);
   if (q.rank() != 4 || kt.rank() != 4 || v.rank() != 4) {
     errors.push_back("q, k and v must have rank 4");
     return;
   }
   // Relations the declarations may not spell out with shared names.
-  auto same = [&](const HostTensor &a, const char *an, int ad,
-                  const HostTensor &b, const char *bn, int bd,
+  auto same = [&](const Tensor &a, const char *an, int ad,
+                  const Tensor &b, const char *bn, int bd,
                   const char *what) {
     if (a.shape[ad] == b.shape[bd])
       return;
@@ -352,10 +354,11 @@ std::vector<std::string> missingParams(const dsl::Kernel &k,
   return missing;
 }
 
-Status bindArguments(const dsl::Kernel &k,
-                     const std::map<std::string, HostTensor> &inputs,
-                     const std::map<std::string, std::string> &paramText,
-                     Bindings &out) {
+namespace {
+
+template <typename Tensor>
+Status bindWithText(const dsl::Kernel &k, const std::map<std::string, Tensor> &inputs,
+                    const std::map<std::string, std::string> &paramText, Bindings &out) {
   out = Bindings();
   std::vector<std::string> errors;
   bindTensors(k, inputs, out, errors);
@@ -369,15 +372,36 @@ Status bindArguments(const dsl::Kernel &k,
   return finish(errors);
 }
 
-Status bindArguments(const dsl::Kernel &k,
-                     const std::map<std::string, HostTensor> &inputs,
-                     const std::map<std::string, Literal> &params,
-                     Bindings &out) {
+template <typename Tensor>
+Status bindWithLiterals(const dsl::Kernel &k, const std::map<std::string, Tensor> &inputs,
+                        const std::map<std::string, Literal> &params, Bindings &out) {
   out = Bindings();
   std::vector<std::string> errors;
   bindTensors(k, inputs, out, errors);
   bindParams(k, params, coerceLiteral, out, errors);
   return finish(errors);
+}
+
+} // namespace
+
+Status bindArguments(const dsl::Kernel &k, const std::map<std::string, HostTensor> &inputs,
+                     const std::map<std::string, std::string> &paramText, Bindings &out) {
+  return bindWithText(k, inputs, paramText, out);
+}
+
+Status bindArguments(const dsl::Kernel &k, const std::map<std::string, HostTensor> &inputs,
+                     const std::map<std::string, Literal> &params, Bindings &out) {
+  return bindWithLiterals(k, inputs, params, out);
+}
+
+Status bindArguments(const dsl::Kernel &k, const std::map<std::string, TensorRef> &inputs,
+                     const std::map<std::string, std::string> &paramText, Bindings &out) {
+  return bindWithText(k, inputs, paramText, out);
+}
+
+Status bindArguments(const dsl::Kernel &k, const std::map<std::string, TensorRef> &inputs,
+                     const std::map<std::string, Literal> &params, Bindings &out) {
+  return bindWithLiterals(k, inputs, params, out);
 }
 
 } // namespace attn::runtime

@@ -74,25 +74,41 @@ halide_type_t halideType(dsl::ElemType t) {
   return halide_type_t();
 }
 
-/// A halide_buffer_t view of a host tensor (C order -> Halide's reversed dims).
+/// A halide_buffer_t view of a tensor (C order -> Halide's reversed dims).
 struct BufferView {
   halide_buffer_t buf{};
   std::vector<halide_dimension_t> dims;
-  BufferView(const HostTensor &t, halide_type_t type) {
-    int n = t.rank();
-    dims.resize(n);
-    int64_t stride = 1;
-    for (int k = 0; k < n; ++k) {
-      int declared = n - 1 - k;
-      dims[k] = halide_dimension_t(0, (int32_t)t.shape[declared], (int32_t)stride);
-      stride *= t.shape[declared];
-    }
-    buf.host = (uint8_t *)t.data();
-    buf.type = type;
-    buf.dimensions = n;
-    buf.dim = dims.data();
-  }
 };
+
+/// Fills `v` with a view of `t`; Halide's extents and strides are 32-bit
+/// and its kernels assume a contiguous innermost dimension.
+Status makeView(const std::string &name, const runtime::TensorRef &t, halide_type_t type,
+                BufferView &v) {
+  int n = t.rank();
+  v.dims.resize(n);
+  for (int k = 0; k < n; ++k) {
+    int declared = n - 1 - k;
+    int64_t extent = t.shape[declared], stride = t.strides[declared];
+    auto where = [&] {
+      return "tensor '" + name + "' (" + t.describe() + "), dimension " +
+             std::to_string(declared);
+    };
+    if (extent > INT32_MAX || stride > INT32_MAX || stride < -INT32_MAX)
+      return Status::error(where() + ": extent " + std::to_string(extent) + " and stride " +
+                           std::to_string(stride) +
+                           " must fit in 32 bits (split the tensor into smaller calls)");
+    if (k == 0 && stride != 1 && extent > 1)
+      return Status::error(where() + " has stride " + std::to_string(stride) +
+                           "; the last dimension of every tensor must be contiguous "
+                           "(stride 1): pass a contiguous copy");
+    v.dims[k] = halide_dimension_t(0, (int32_t)extent, k == 0 ? 1 : (int32_t)stride);
+  }
+  v.buf.host = (uint8_t *)t.data;
+  v.buf.type = type;
+  v.buf.dimensions = n;
+  v.buf.dim = v.dims.data();
+  return Status::ok();
+}
 
 std::shared_ptr<void> scalar(const dsl::ParamDecl &p, const dsl::Literal &v) {
   auto num = [&]() { return v.kind == dsl::Literal::Kind::Float ? v.f : double(v.i); };
@@ -109,18 +125,6 @@ std::shared_ptr<void> scalar(const dsl::ParamDecl &p, const dsl::Literal &v) {
 int64_t extentOf(const dsl::TensorDecl &t, int dim, const runtime::Bindings &b) {
   const dsl::Dim &d = t.dims[dim];
   return d.isLiteral() ? d.value : b.sizes.at(d.name);
-}
-
-/// Identifies the code generator in this process: the size and modification
-/// time of the executable, so that rebuilding attnc invalidates the cache.
-std::string buildStamp() {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (ec)
-    return "unknown";
-  auto size = fs::file_size(exe, ec);
-  auto time = fs::last_write_time(exe, ec).time_since_epoch().count();
-  return std::to_string(size) + "@" + std::to_string(time);
 }
 
 } // namespace
@@ -166,7 +170,7 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
 
   uint64_t h = 1469598103934665603ull;
   const char *tiles = std::getenv("ATTNC_TILES"); // a tuning override of the schedule
-  for (const std::string &part : {std::string(version()), buildStamp(), std::string(tiles ? tiles : ""),
+  for (const std::string &part : {std::string(version()), std::string(buildId()), std::string(tiles ? tiles : ""),
                                   std::string(opts.skipTiles ? "skip" : "noskip"), std::to_string(HALIDE_VERSION_MAJOR) + "." +
                                                                 std::to_string(HALIDE_VERSION_MINOR),
                                   target, k->kernel_->name, src.text})
@@ -230,16 +234,39 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
   return k;
 }
 
+Status JitKernel::prepare(const std::map<std::string, runtime::TensorRef> &inputs,
+                          const std::map<std::string, dsl::Literal> &params, Call &call) const {
+  if (Status s = runtime::bindArguments(*kernel_, inputs, params, call.bindings); !s)
+    return s;
+  return prepareBound(inputs, call);
+}
+
+Status JitKernel::prepare(const std::map<std::string, runtime::TensorRef> &inputs,
+                          const std::map<std::string, std::string> &params, Call &call) const {
+  if (Status s = runtime::bindArguments(*kernel_, inputs, params, call.bindings); !s)
+    return s;
+  return prepareBound(inputs, call);
+}
+
 Status JitKernel::prepare(const std::map<std::string, HostTensor> &inputs,
                           const std::map<std::string, std::string> &params, Call &call) const {
+  std::map<std::string, runtime::TensorRef> refs;
+  for (const auto &[name, t] : inputs)
+    refs.emplace(name, runtime::TensorRef(t));
+  return prepare(refs, params, call);
+}
+
+Status JitKernel::prepareBound(const std::map<std::string, runtime::TensorRef> &inputs,
+                               Call &call) const {
   const dsl::Kernel &k = *kernel_;
-  if (Status s = runtime::bindArguments(k, inputs, params, call.bindings); !s)
-    return s;
   const runtime::Bindings &bd = call.bindings;
   call.argv.clear();
   call.storage.clear();
-  auto view = [&](const HostTensor &t, halide_type_t type) {
-    auto v = std::make_shared<BufferView>(t, type);
+  Status viewError = Status::ok();
+  auto view = [&](const std::string &name, const runtime::TensorRef &t, halide_type_t type) {
+    auto v = std::make_shared<BufferView>();
+    if (Status s = makeView(name, t, type, *v); !s && viewError)
+      viewError = s;
     call.storage.push_back(v);
     return (void *)&v->buf;
   };
@@ -248,10 +275,12 @@ Status JitKernel::prepare(const std::map<std::string, HostTensor> &inputs,
   // after the aux tensors, and its outputs last.
   std::vector<void *> tensors, scalars;
   for (const dsl::TensorDecl *t : {k.q, k.k, k.v})
-    tensors.push_back(view(inputs.at(t->name), halideType(t->type)));
+    tensors.push_back(view(t->name, inputs.at(t->name), halideType(t->type)));
   for (const dsl::TensorDecl &t : k.tensors)
     if (t.role == dsl::TensorRole::Aux)
-      tensors.push_back(view(inputs.at(t.name), halideType(t.type)));
+      tensors.push_back(view(t.name, inputs.at(t.name), halideType(t.type)));
+  if (!viewError)
+    return viewError;
   for (const dsl::ParamDecl &p : k.params) {
     std::shared_ptr<void> v = scalar(p, bd.params.at(p.name));
     scalars.push_back(v.get());
@@ -267,7 +296,7 @@ Status JitKernel::prepare(const std::map<std::string, HostTensor> &inputs,
     int64_t nQT = (bd.Lq + manifest_.tileQ - 1) / manifest_.tileQ;
     int64_t nKB = (bd.Lk + manifest_.tileK - 1) / manifest_.tileK;
     call.tileMap = HostTensor(dsl::ElemType::Bool, {bd.B, bd.H, nQT, nKB});
-    void *map = view(call.tileMap, halide_type_t(halide_type_uint, 8));
+    void *map = view("tile map", call.tileMap, halide_type_t(halide_type_uint, 8));
     std::vector<void *> argv = helperArgv;
     argv.push_back(map);
     auto t0 = std::chrono::steady_clock::now();
@@ -280,11 +309,13 @@ Status JitKernel::prepare(const std::map<std::string, HostTensor> &inputs,
   }
   call.argv.insert(call.argv.end(), scalars.begin(), scalars.end());
   call.out = HostTensor(k.q->type, {bd.B, bd.H, bd.Lq, bd.Dv});
-  call.argv.push_back(view(call.out, halideType(k.q->type)));
+  call.argv.push_back(view("out", call.out, halideType(k.q->type)));
   if (k.outputLse) {
     call.lse = HostTensor(dsl::ElemType::F32, {bd.B, bd.H, bd.Lq});
-    call.argv.push_back(view(call.lse, halideType(dsl::ElemType::F32)));
+    call.argv.push_back(view("lse", call.lse, halideType(dsl::ElemType::F32)));
   }
+  if (!viewError)
+    return viewError;
   return Status::ok();
 }
 
@@ -293,7 +324,9 @@ Status JitKernel::checkIndices(Call &call, const std::vector<void *> &inputArgv)
     return Status::ok();
   size_t n = manifest_.indexChecks.size();
   HostTensor bounds(dsl::ElemType::I64, {2, (int64_t)n}); // Halide dims (c, e)
-  auto view = std::make_shared<BufferView>(bounds, halideType(bounds.type));
+  auto view = std::make_shared<BufferView>();
+  if (Status s = makeView("index bounds", bounds, halideType(bounds.type), *view); !s)
+    return s;
   std::vector<void *> argv = inputArgv;
   argv.push_back(&view->buf);
   if (check_(argv.data()) != 0)

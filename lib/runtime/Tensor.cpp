@@ -212,13 +212,50 @@ void HostTensor::setDouble(int64_t flat, double value) {
   }
 }
 
-std::string HostTensor::describe() const {
+std::string describeTensor(ElemType type, const std::vector<int64_t> &shape) {
   std::ostringstream os;
   os << dsl::toString(type) << "[";
   for (size_t d = 0; d < shape.size(); ++d)
     os << (d ? ", " : "") << shape[d];
   os << "]";
   return os.str();
+}
+
+std::string HostTensor::describe() const { return describeTensor(type, shape); }
+
+TensorRef::TensorRef(const HostTensor &t)
+    : type(t.type), shape(t.shape), strides(t.shape.size()), data(t.data()) {
+  int64_t stride = 1;
+  for (int d = t.rank() - 1; d >= 0; --d) {
+    strides[d] = stride;
+    stride *= t.shape[d];
+  }
+}
+
+HostTensor copyToHost(const TensorRef &t) {
+  HostTensor h(t.type, t.shape);
+  const size_t es = elemSize(t.type);
+  const int64_t n = h.numel();
+  const int rank = t.rank();
+  std::vector<int64_t> index(rank, 0);
+  const auto *src = static_cast<const uint8_t *>(t.data);
+  uint8_t *dst = h.bytes.data();
+  for (int64_t e = 0; e < n; ++e) {
+    int64_t offset = 0;
+    for (int d = 0; d < rank; ++d)
+      offset += index[d] * t.strides[d];
+    std::memcpy(dst + e * es, src + offset * static_cast<int64_t>(es), es);
+    for (int d = rank - 1; d >= 0 && ++index[d] == t.shape[d]; --d)
+      index[d] = 0;
+  }
+  return h;
+}
+
+int64_t TensorRef::numel() const {
+  int64_t n = 1;
+  for (int64_t s : shape)
+    n *= s;
+  return n;
 }
 
 } // namespace attn::runtime

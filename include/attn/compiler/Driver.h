@@ -72,4 +72,10 @@ std::string resolveTarget(const std::string &spec, std::string &warnings);
 /// attnc's version string (part of the compile cache key).
 const char *version();
 
+/// A hash of the sources attnc was built from (cmake/WriteBuildId.cmake):
+/// the compile cache's key for the code generator, the same in every
+/// program built from one tree (the CLI, the Python extension), so they
+/// share cached kernels.
+const char *buildId();
+
 } // namespace attn

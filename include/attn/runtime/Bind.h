@@ -39,6 +39,17 @@ Status bindArguments(const dsl::Kernel &k,
                      const std::map<std::string, dsl::Literal> &params,
                      Bindings &out);
 
+/// The same checks on tensors someone else owns (only type and shape are
+/// read).
+Status bindArguments(const dsl::Kernel &k,
+                     const std::map<std::string, TensorRef> &inputs,
+                     const std::map<std::string, std::string> &paramText,
+                     Bindings &out);
+Status bindArguments(const dsl::Kernel &k,
+                     const std::map<std::string, TensorRef> &inputs,
+                     const std::map<std::string, dsl::Literal> &params,
+                     Bindings &out);
+
 /// Parses the text of a param value as the param's declared type: integers
 /// in decimal with their range checked, bools as true/false/1/0, floats as
 /// C's strtod accepts them.

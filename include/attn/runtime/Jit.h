@@ -62,10 +62,19 @@ public:
 
   /// Checks every argument (names, dtypes, ranks, sizes, params) and every
   /// aux-tensor index, builds the tile map of a data-dependent mask, and
-  /// allocates out (and lse when the kernel outputs it).
+  /// allocates out (and lse when the kernel outputs it). The kernel reads
+  /// the inputs in place: they must outlive the call. A TensorRef may have
+  /// any strides whose magnitude fits in 32 bits, as long as its last
+  /// dimension is contiguous (stride 1).
+  runtime::Status prepare(const std::map<std::string, runtime::TensorRef> &inputs,
+                          const std::map<std::string, dsl::Literal> &params, Call &call) const;
+  /// As above with params as text (`--param NAME=VALUE`).
+  runtime::Status prepare(const std::map<std::string, runtime::TensorRef> &inputs,
+                          const std::map<std::string, std::string> &params, Call &call) const;
   runtime::Status prepare(const std::map<std::string, runtime::HostTensor> &inputs,
                           const std::map<std::string, std::string> &params, Call &call) const;
-  /// Runs a prepared call.
+  /// Runs a prepared call. Calls of one kernel may run on several threads at
+  /// once, each with its own Call.
   runtime::Status execute(Call &call) const;
 
   /// prepare + execute; moves the results into out / lse (lse may be null).
@@ -78,6 +87,8 @@ public:
 
 private:
   JitKernel() = default;
+  runtime::Status prepareBound(const std::map<std::string, runtime::TensorRef> &inputs,
+                               Call &call) const;
   runtime::Status checkIndices(Call &call, const std::vector<void *> &inputArgv) const;
 
   std::unique_ptr<dsl::Module> module_;

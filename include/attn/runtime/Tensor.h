@@ -115,4 +115,31 @@ struct HostTensor {
   std::string describe() const;
 };
 
+/// "f32[1, 8, 2048, 128]"
+std::string describeTensor(ElemType type, const std::vector<int64_t> &shape);
+
+/// A tensor someone else owns (a NumPy array, a PyTorch tensor, a
+/// HostTensor): element type, shape, strides in elements (one per dimension,
+/// C order of the dimensions; any sign, 0 for broadcast dimensions) and the
+/// address of element [0, ..., 0]. Kernels read it in place: a view is never
+/// copied by the runtime.
+struct TensorRef {
+  ElemType type = ElemType::F32;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;
+  const void *data = nullptr;
+
+  TensorRef() = default;
+  /// The dense C-order view of a host tensor.
+  TensorRef(const HostTensor &t);
+
+  int rank() const { return static_cast<int>(shape.size()); }
+  int64_t numel() const;
+  std::string describe() const { return describeTensor(type, shape); }
+};
+
+/// A dense C-order copy of a view (for the reference and other host code
+/// that reads tensors by flat index).
+HostTensor copyToHost(const TensorRef &t);
+
 } // namespace attn::runtime
