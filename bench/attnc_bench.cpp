@@ -11,7 +11,9 @@
 // `hull n=<N> ns_per_step=<X>` (or `scan ...`). With --query-only, the N
 // writes are made untimed and N queries of the full cache are timed, one
 // after another (`query n=<N> ns_per_step=<X>`): the latency of a query
-// alone, for comparison with a whole step.
+// alone, for comparison with a whole step. `attnc-bench call FILE` times
+// JitKernel::run per call on small shapes (the C++ baseline of the Python
+// package's per-call overhead).
 #include "attn/runtime/Decoder.h"
 #include "attn/runtime/HullCache.h"
 #include "attn/runtime/Jit.h"
@@ -23,7 +25,9 @@
 #include <cmath>
 #include <map>
 #include <cstdio>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <ctime>
 #include <string>
 #include <vector>
@@ -163,6 +167,48 @@ int runPrefill(int64_t L) {
   return diff == 0 ? 0 : 1;
 }
 
+/// Prints `call n=<iters> us_per_call=<X>`: the median over 5 rounds of
+/// `iters` calls of JitKernel::run (argument checks, output allocation and
+/// the kernel) of the single kernel of `file` on f32 q, k, v [B, H, L, D]:
+/// the C++ side of the Python package's per-call overhead
+/// (bench/python_call.py).
+int runCall(const std::string &file, int64_t B, int64_t H, int64_t L, int64_t D, int iters) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string messages;
+  auto kernel = attn::JitKernel::compile({file, text.str()}, {}, messages);
+  if (!kernel) {
+    std::fprintf(stderr, "%s", messages.c_str());
+    return 1;
+  }
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal;
+  std::map<std::string, attn::runtime::HostTensor> inputs;
+  for (const char *name : {"q", "k", "v"}) {
+    attn::runtime::HostTensor t(attn::dsl::ElemType::F32, {B, H, L, D});
+    for (int64_t e = 0; e < t.numel(); ++e)
+      t.as<float>()[e] = normal(rng);
+    inputs[name] = std::move(t);
+  }
+  attn::runtime::HostTensor out;
+  std::vector<double> rounds;
+  for (int r = 0; r < 6; ++r) {
+    double t0 = nowNs(false);
+    for (int c = 0; c < iters; ++c)
+      if (attn::runtime::Status s = kernel->run(inputs, {}, out, nullptr); !s) {
+        std::fprintf(stderr, "%s\n", s.message().c_str());
+        return 1;
+      }
+    if (r > 0) // the first round warms up
+      rounds.push_back((nowNs(false) - t0) / 1e3 / iters);
+  }
+  std::sort(rounds.begin(), rounds.end());
+  gSink = out.as<float>()[0];
+  std::printf("call n=%d us_per_call=%.2f\n", iters, rounds[rounds.size() / 2]);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -207,10 +253,24 @@ int main(int argc, char **argv) {
   int64_t L = 100000;
   prefill->add_option("--n", L, "sequence length")->check(CLI::PositiveNumber);
 
+  CLI::App *callCmd = app.add_subcommand(
+      "call", "per-call time of JitKernel::run on f32 q, k, v [B, H, L, D]");
+  std::string callFile;
+  int64_t cB = 1, cH = 1, cL = 16, cD = 16;
+  int iters = 20000;
+  callCmd->add_option("FILE", callFile, ".attn file with one kernel")->required();
+  callCmd->add_option("--B", cB)->check(CLI::PositiveNumber);
+  callCmd->add_option("--H", cH)->check(CLI::PositiveNumber);
+  callCmd->add_option("--L", cL)->check(CLI::PositiveNumber);
+  callCmd->add_option("--D", cD)->check(CLI::PositiveNumber);
+  callCmd->add_option("--iters", iters, "calls per round")->check(CLI::PositiveNumber);
+
   CLI11_PARSE(app, argc, argv);
 
   if (prefill->parsed())
     return runPrefill(L);
+  if (callCmd->parsed())
+    return runCall(callFile, cB, cH, cL, cD, iters);
 
   if (hull->parsed()) {
     if (addresses > (int64_t(1) << 26)) {

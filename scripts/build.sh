@@ -6,6 +6,12 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="$root/.venv/bin:$PATH"
 halide_cmake="$("$root/.venv/bin/python" -c 'import halide, os; print(os.path.join(os.path.dirname(halide.__file__), "lib64", "cmake"))')"
 cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$halide_cmake" >/dev/null
+  -DCMAKE_PREFIX_PATH="$halide_cmake" -DPython_EXECUTABLE="$root/.venv/bin/python" >/dev/null
 # Two jobs: MLIR and Halide translation units each take ~1 GiB and a minute.
 cmake --build "$root/build" -j "${ATTNC_JOBS:-2}"
+# The Python package into the venv: `pip install ./python` with the build
+# tree above (nothing is compiled twice; the wheel holds the extension and
+# python/attnc/*.py).
+CMAKE_BUILD_PARALLEL_LEVEL="${ATTNC_JOBS:-2}" "$root/.venv/bin/pip" install -q \
+  --disable-pip-version-check --no-build-isolation --no-deps \
+  --config-settings=build-dir="$root/build" --config-settings=cmake.define.ATTNC_BUILD_TESTS=ON "$root/python"

@@ -2,7 +2,8 @@
 # The demo: builds attnc, compiles every examples/variants/*.attn, runs each
 # on random inputs, checks it against the float64 reference and prints a
 # table; then benchmarks dense causal attention through `attnc run --bench`,
-# and hard-max decoding through the hull key cache against the O(n) scan.
+# runs the Python examples (a variant on PyTorch tensors against SDPA, a
+# transformer block under torch.compile), and hard-max decoding through the hull key cache against the O(n) scan.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/build.sh"
@@ -26,6 +27,10 @@ for n in "qkv":
 PY
 "$root/build/tools/attnc" run examples/variants/causal.attn \
   --in q="$out/q.npy" --in k="$out/k.npy" --in v="$out/v.npy" --out "$out/out.npy" --bench 10
+echo
+echo "== Python: examples/python (docs/python.md) =="
+"$root/.venv/bin/python" examples/python/quickstart.py
+"$root/.venv/bin/python" examples/python/transformer_block.py
 echo
 echo "== hard-max decoding through the convex-hull key cache (docs/hardmax.md) =="
 "$root/build/examples/hull_memory" 1000000

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything attnc needs on a fresh Debian 12 machine, by name:
 # Debian packages through apt-get, and a project-local Python venv (.venv)
-# with Halide 21 (its wheel carries the C++ SDK), CMake >= 3.28 and Ninja.
+# with Halide 21 (its wheel carries the C++ SDK), CMake >= 3.28, Ninja, and
+# what the Python package needs to build and be tested.
 # Idempotent: when everything is present it only checks and returns.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,7 +11,7 @@ debian_packages=(
   llvm-19-dev libmlir-19-dev mlir-19-tools llvm-19-tools
   libfmt-dev libcli11-dev nlohmann-json3-dev libspng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  ninja-build ccache g++ pkgconf python3-venv python3-pip
+  ninja-build ccache g++ pkgconf python3-venv python3-pip python3-dev
 )
 missing=()
 for p in "${debian_packages[@]}"; do
@@ -23,8 +24,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Exact pins: the kernels and the compile cache depend on them.
-python_packages=(halide==21.0.0 cmake==4.1.2 ninja==1.13.0 numpy==2.3.4)
+# Exact pins: the kernels and the compile cache depend on them. nanobind and
+# scikit-build-core build the Python package (python/), pytest, ml_dtypes and
+# torch test it (torch: the custom op and torch.compile tests).
+python_packages=(halide==21.0.0 cmake==4.1.2 ninja==1.13.0 numpy==2.3.4
+  nanobind==3.1.0 scikit-build-core==1.1.2 pytest==9.2.0 ml_dtypes==0.7.0 torch==2.15.0)
 venv="$root/.venv"
 stamp="$venv/.attnc-pins"
 want="${python_packages[*]}"

@@ -296,3 +296,45 @@ TEST(Tensor, SetDoubleRoundsOnceForHalfTypes) {
         << x;
   }
 }
+
+TEST(TensorRef, DenseViewOfAHostTensor) {
+  HostTensor t(ElemType::F32, {2, 3, 4});
+  attn::runtime::TensorRef r(t);
+  EXPECT_EQ(r.type, ElemType::F32);
+  EXPECT_EQ(r.shape, (std::vector<int64_t>{2, 3, 4}));
+  EXPECT_EQ(r.strides, (std::vector<int64_t>{12, 4, 1}));
+  EXPECT_EQ(r.data, t.data());
+  EXPECT_EQ(r.numel(), 24);
+  EXPECT_EQ(r.describe(), "f32[2, 3, 4]");
+}
+
+TEST(TensorRef, CopyToHostFollowsStrides) {
+  // A [2, 3, 4] tensor viewed as its [3, 2, 4] transpose, and a broadcast
+  // (stride 0) and a reversed (negative stride) view of one row.
+  HostTensor t(ElemType::I32, {2, 3, 4});
+  for (int64_t e = 0; e < t.numel(); ++e)
+    t.as<int32_t>()[e] = static_cast<int32_t>(e);
+  attn::runtime::TensorRef transposed;
+  transposed.type = ElemType::I32;
+  transposed.shape = {3, 2, 4};
+  transposed.strides = {4, 12, 1};
+  transposed.data = t.data();
+  HostTensor c = attn::runtime::copyToHost(transposed);
+  for (int64_t a = 0; a < 3; ++a)
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t d = 0; d < 4; ++d)
+        EXPECT_EQ(c.as<int32_t>()[(a * 2 + b) * 4 + d], (b * 3 + a) * 4 + d);
+  attn::runtime::TensorRef broadcast{transposed};
+  broadcast.shape = {5, 4};
+  broadcast.strides = {0, 1};
+  HostTensor bc = attn::runtime::copyToHost(broadcast);
+  for (int64_t e = 0; e < 20; ++e)
+    EXPECT_EQ(bc.as<int32_t>()[e], e % 4);
+  attn::runtime::TensorRef reversed{transposed};
+  reversed.shape = {4};
+  reversed.strides = {-1};
+  reversed.data = t.as<int32_t>() + 3;
+  HostTensor rv = attn::runtime::copyToHost(reversed);
+  for (int64_t e = 0; e < 4; ++e)
+    EXPECT_EQ(rv.as<int32_t>()[e], 3 - e);
+}
