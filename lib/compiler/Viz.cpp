@@ -42,6 +42,48 @@ static const char *colorName(TileClass c) {
   return "";
 }
 
+namespace {
+
+/// Encodes 8-bit RGB as PNG with libspng and writes it; nothing is left
+/// behind on failure.
+bool writePngRgb(const std::string &path, const std::vector<uint8_t> &img, int64_t width,
+                 int64_t height, std::string &err) {
+  spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+  if (!ctx) {
+    err += "attnc: error: cannot create a PNG encoder\n";
+    return false;
+  }
+  spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
+  spng_ihdr ihdr{};
+  ihdr.width = static_cast<uint32_t>(width);
+  ihdr.height = static_cast<uint32_t>(height);
+  ihdr.bit_depth = 8;
+  ihdr.color_type = SPNG_COLOR_TYPE_TRUECOLOR;
+  int rc = spng_set_ihdr(ctx, &ihdr);
+  if (!rc)
+    rc = spng_encode_image(ctx, img.data(), img.size(), SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE);
+  size_t len = 0;
+  void *png = rc ? nullptr : spng_get_png_buffer(ctx, &len, &rc);
+  spng_ctx_free(ctx);
+  if (!png) {
+    err += std::string("attnc: error: PNG encoding failed: ") + spng_strerror(rc) + "\n";
+    return false;
+  }
+  std::FILE *f = std::fopen(path.c_str(), "wb");
+  bool ok = f && std::fwrite(png, 1, len, f) == len;
+  if (f && std::fclose(f) != 0)
+    ok = false;
+  std::free(png);
+  if (!ok) {
+    err += "attnc: error: cannot write '" + path + "'\n";
+    std::remove(path.c_str());
+    return false;
+  }
+  return true;
+}
+
+} // namespace
+
 bool writeTileMapPng(const std::string &path, const std::vector<TileClass> &tiles,
                      int64_t rows, int64_t cols, int cell, std::string &err) {
   if (rows <= 0 || cols <= 0 || static_cast<int64_t>(tiles.size()) != rows * cols) {
@@ -91,38 +133,7 @@ bool writeTileMapPng(const std::string &path, const std::vector<TileClass> &tile
     fill(lx + 1, ly + 1, swatch - 2, swatch - 2, vizColor(order[k]));
   }
 
-  spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
-  if (!ctx) {
-    err += "attnc: error: cannot create a PNG encoder\n";
-    return false;
-  }
-  spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
-  spng_ihdr ihdr{};
-  ihdr.width = static_cast<uint32_t>(width);
-  ihdr.height = static_cast<uint32_t>(height);
-  ihdr.bit_depth = 8;
-  ihdr.color_type = SPNG_COLOR_TYPE_TRUECOLOR;
-  int rc = spng_set_ihdr(ctx, &ihdr);
-  if (!rc)
-    rc = spng_encode_image(ctx, img.data(), img.size(), SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE);
-  size_t len = 0;
-  void *png = rc ? nullptr : spng_get_png_buffer(ctx, &len, &rc);
-  spng_ctx_free(ctx);
-  if (!png) {
-    err += std::string("attnc: error: PNG encoding failed: ") + spng_strerror(rc) + "\n";
-    return false;
-  }
-  std::FILE *f = std::fopen(path.c_str(), "wb");
-  bool ok = f && std::fwrite(png, 1, len, f) == len;
-  if (f && std::fclose(f) != 0)
-    ok = false;
-  std::free(png);
-  if (!ok) {
-    err += "attnc: error: cannot write '" + path + "'\n";
-    std::remove(path.c_str());
-    return false;
-  }
-  return true;
+  return writePngRgb(path, img, width, height, err);
 }
 
 namespace {
@@ -150,6 +161,32 @@ std::string percent(double num, double den) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f%%", den > 0 ? 100.0 * num / den : 0.0);
   return buf;
+}
+
+/// The kernel `name` of the file, or its only kernel when `name` is empty.
+const dsl::Kernel *chooseKernel(const dsl::Module &ast, const std::string &fileName,
+                                const std::string &name, std::string &err) {
+  std::vector<std::string> names;
+  for (const auto &k : ast.kernels)
+    names.push_back(k.name);
+  if (!name.empty()) {
+    if (const dsl::Kernel *k = ast.findKernel(name))
+      return k;
+    err += "attnc: error: " + fileName + " has no kernel named '" + name + "' (it has: " +
+           join(names) + ")\n";
+    return nullptr;
+  }
+  if (ast.kernels.size() == 1)
+    return &ast.kernels[0];
+  err += "attnc: error: " + fileName + " has " + std::to_string(ast.kernels.size()) +
+         " kernels; choose one with --kernel (" + join(names) + ")\n";
+  return nullptr;
+}
+
+std::string trimmed(std::string m) {
+  while (!m.empty() && m.back() == '\n')
+    m.pop_back();
+  return m;
 }
 
 // ---------------------------------------------------------------------------
@@ -233,33 +270,24 @@ std::string indexText(mlir::Value v, int depth = 0) {
 
 } // namespace
 
-bool runViz(const VizRequest &req, std::string &out, std::string &err) {
+bool buildTileMap(const TileMapRequest &req, TileMapResult &result, std::string &err) {
+  // Option names in messages: the CLI's flags or the API's words.
+  auto flag = [&](const char *cli, const char *api) { return std::string(req.cliNames ? cli : api); };
+  const std::string sizeFlag = flag("--size ", "size "), paramFlag = flag("--param ", "param "),
+                    inFlag = flag("--in ", "aux tensor ");
+  auto origin = [&](const std::string &name) {
+    auto it = req.auxOrigin.find(name);
+    return it == req.auxOrigin.end() ? std::string() : it->second;
+  };
+  std::string out;
   dsl::DiagnosticEngine diag(req.fileName, req.source);
   std::optional<dsl::Module> ast = dsl::parseAndCheck(req.fileName, req.source, diag);
   err += diag.render();
   if (!ast)
     return false;
-  const dsl::Kernel *kernel = nullptr;
-  if (!req.kernel.empty()) {
-    kernel = ast->findKernel(req.kernel);
-    if (!kernel) {
-      std::vector<std::string> names;
-      for (const auto &k : ast->kernels)
-        names.push_back(k.name);
-      err += "attnc: error: " + req.fileName + " has no kernel named '" + req.kernel +
-             "' (it has: " + join(names) + ")\n";
-      return false;
-    }
-  } else if (ast->kernels.size() == 1) {
-    kernel = &ast->kernels[0];
-  } else {
-    std::vector<std::string> names;
-    for (const auto &k : ast->kernels)
-      names.push_back(k.name);
-    err += "attnc: error: " + req.fileName + " has " + std::to_string(ast->kernels.size()) +
-           " kernels; choose one with --kernel (" + join(names) + ")\n";
+  const dsl::Kernel *kernel = chooseKernel(*ast, req.fileName, req.kernel, err);
+  if (!kernel)
     return false;
-  }
 
   // Sizes: every given name must be a size of the kernel, a positive i32.
   const std::map<std::string, std::string> &sizeText = req.sizes, &paramText = req.params;
@@ -267,13 +295,13 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
   std::map<std::string, int64_t> sizes;
   for (auto &[name, text] : sizeText) {
     if (std::find(sizeNames.begin(), sizeNames.end(), name) == sizeNames.end()) {
-      err += "attnc: error: --size " + name + ": kernel '" + kernel->name +
+      err += "attnc: error: " + sizeFlag + name + ": kernel '" + kernel->name +
              "' has no size named '" + name + "' (sizes: " + join(sizeNames) + ")\n";
       return false;
     }
     int64_t v = 0;
     if (!parseInt(text, v) || v < 1 || v > INT32_MAX) {
-      err += "attnc: error: --size " + name + "=" + text +
+      err += "attnc: error: " + sizeFlag + name + "=" + text +
              ": expected an integer between 1 and 2147483647\n";
       return false;
     }
@@ -284,7 +312,7 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
   std::set<std::string> unboundParams;
   for (auto &[name, text] : paramText)
     if (!kernel->findParam(name)) {
-      err += "attnc: error: --param " + name + ": kernel '" + kernel->name +
+      err += "attnc: error: " + paramFlag + name + ": kernel '" + kernel->name +
              "' has no param named '" + name + "'\n";
       return false;
     }
@@ -309,13 +337,13 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
       if (text == "true" || text == "1")
         v = 1;
       else if (text != "false" && text != "0") {
-        err += "attnc: error: --param " + p.name + "=" + text + ": expected true or false\n";
+        err += "attnc: error: " + paramFlag + p.name + "=" + text + ": expected true or false\n";
         return false;
       }
     } else if (isInt) {
       bool in32 = p.type == dsl::ElemType::I32;
       if (!parseInt(text, v) || (in32 && (v < INT32_MIN || v > INT32_MAX))) {
-        err += "attnc: error: --param " + p.name + "=" + text + ": expected an " +
+        err += "attnc: error: " + paramFlag + p.name + "=" + text + ": expected an " +
                (in32 ? "i32" : "i64") + " integer\n";
         return false;
       }
@@ -323,7 +351,7 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
       char *end = nullptr;
       std::strtod(text.c_str(), &end);
       if (text.empty() || *end) {
-        err += "attnc: error: --param " + p.name + "=" + text + ": expected a number\n";
+        err += "attnc: error: " + paramFlag + p.name + "=" + text + ": expected a number\n";
         return false;
       }
       continue; // float params make a mask non-affine; not used by the analysis
@@ -336,7 +364,7 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
     if (x == std::string::npos || !parseInt(req.tile.substr(0, x), tileQ) ||
         !parseInt(req.tile.substr(x + 1), tileK) || tileQ < 1 || tileK < 1 ||
         tileQ > INT32_MAX || tileK > INT32_MAX) {
-      err += "attnc: error: --tile expects QxK with positive integers, got '" + req.tile + "'\n";
+      err += "attnc: error: " + flag("--tile", "tile") + " expects QxK with positive integers, got '" + req.tile + "'\n";
       return false;
     }
   }
@@ -345,27 +373,35 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
   // its declared dims; sizes not given with --size are taken from the files.
   std::map<std::string, AuxInput> aux;
   std::map<std::string, std::string> sizeFrom; // size -> the tensor that bound it
-  for (auto &[name, path] : req.inputs) {
+  for (auto &[name, given] : req.aux) {
     const dsl::TensorDecl *t = kernel->findTensor(name);
     if (!t || t->role != dsl::TensorRole::Aux) {
       std::vector<std::string> auxNames;
       for (const dsl::TensorDecl &d : kernel->tensors)
         if (d.role == dsl::TensorRole::Aux)
           auxNames.push_back(d.name);
-      err += "attnc: error: --in " + name + ": " +
+      err += "attnc: error: " + inFlag + name + ": " +
              (t ? "'" + name + "' is q, k or v; viz reads only aux tensors"
                 : "kernel '" + kernel->name + "' has no tensor named '" + name + "'") +
              " (aux tensors: " + (auxNames.empty() ? "none" : join(auxNames)) + ")\n";
       return false;
     }
-    AuxInput in;
-    if (runtime::Status st = runtime::readNpyAs(path, name, t->type, in.tensor); !st) {
-      std::string m = st.message();
-      while (!m.empty() && m.back() == '\n')
-        m.pop_back();
-      err += "attnc: error: --in " + name + ": " + m + "\n";
+    const std::string path = origin(name);
+    const std::string inPath = path.empty() ? std::string() : " in " + path;
+    if (given.type != t->type) {
+      err += "attnc: error: " + inFlag + name + ": '" + name + "' is declared " +
+             dsl::toString(t->type) + " but the tensor" + inPath + " is " + given.describe() + "\n";
       return false;
     }
+    if (given.bytes.size() != static_cast<size_t>(given.numel()) * runtime::elemSize(given.type)) {
+      err += "attnc: error: " + inFlag + name + ": the tensor" + inPath + " holds " +
+             std::to_string(given.bytes.size()) + " bytes, not the " +
+             std::to_string(given.numel() * runtime::elemSize(given.type)) + " of " +
+             given.describe() + "\n";
+      return false;
+    }
+    AuxInput in;
+    in.tensor = given;
     std::string declared;
     for (size_t d = 0; d < t->dims.size(); ++d) {
       const dsl::Dim &dim = t->dims[d];
@@ -374,8 +410,9 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
     }
     declared = "'" + name + "' is declared [" + declared + "]";
     if (in.tensor.rank() != static_cast<int>(t->dims.size())) {
-      err += "attnc: error: --in " + name + ": " + declared + " (rank " +
-             std::to_string(t->dims.size()) + ") but " + path + " holds " +
+      err += "attnc: error: " + inFlag + name + ": " + declared + " (rank " +
+             std::to_string(t->dims.size()) + ") but " + (path.empty() ? "the tensor" : path) +
+             " holds " +
              in.tensor.describe() + " (rank " + std::to_string(in.tensor.rank()) + ")\n";
       return false;
     }
@@ -383,10 +420,10 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
       const dsl::Dim &dim = t->dims[d];
       int64_t got = in.tensor.shape[d];
       std::string where = "dimension " + std::to_string(d) + " (" + in.dimNames[d] + ") of '" +
-                          name + "' is " + std::to_string(got) + " in " + path;
+                          name + "' is " + std::to_string(got) + inPath;
       if (dim.isLiteral()) {
         if (got != dim.value) {
-          err += "attnc: error: --in " + name + ": " + where + " but is declared " +
+          err += "attnc: error: " + inFlag + name + ": " + where + " but is declared " +
                  std::to_string(dim.value) + "\n";
           return false;
         }
@@ -395,7 +432,7 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
       auto it = sizes.find(dim.name);
       if (it == sizes.end()) {
         if (got < 1 || got > INT32_MAX) {
-          err += "attnc: error: --in " + name + ": " + where + "; sizes must be between 1 and "
+          err += "attnc: error: " + inFlag + name + ": " + where + "; sizes must be between 1 and "
                  "2147483647\n";
           return false;
         }
@@ -403,10 +440,10 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
         sizeFrom[dim.name] = name;
       } else if (got != it->second) {
         auto from = sizeFrom.find(dim.name);
-        err += "attnc: error: --in " + name + ": " + where + " but " + dim.name + " = " +
+        err += "attnc: error: " + inFlag + name + ": " + where + " but " + dim.name + " = " +
                std::to_string(it->second) +
-               (from != sizeFrom.end() ? " (from --in " + from->second + ")"
-                                       : " (--size " + dim.name + "=" +
+               (from != sizeFrom.end() ? " (from " + inFlag + from->second + ")"
+                                       : " (" + sizeFlag + dim.name + "=" +
                                              std::to_string(it->second) + ")") +
                "\n";
         return false;
@@ -450,7 +487,7 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
     int64_t literal = 0;
     if (sizes.count(name) || parseInt(name, literal))
       return true;
-    err += "attnc: error: missing --size " + name + "=N (" + what + ")\n";
+    err += "attnc: error: missing " + sizeFlag + name + "=N (" + what + ")\n";
     return false;
   };
   std::string lqName = dimName(op, "q", 2), lkName = dimName(op, "k", 2);
@@ -463,7 +500,7 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
     if (auto s = llvm::dyn_cast<SizeOp>(o))
       missing = !need(s.getName().str(), "read by the mask");
     else if (auto p = llvm::dyn_cast<ParamOp>(o); p && unboundParams.count(p.getName().str())) {
-      err += "attnc: error: missing --param " + p.getName().str() +
+      err += "attnc: error: missing " + paramFlag + p.getName().str() +
              "=VALUE (read by the mask; it has no default)\n";
       missing = true;
     }
@@ -478,14 +515,14 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
   std::string bName = dimName(op, "q", 0), hName = dimName(op, "q", 1);
   int64_t B = value(bName), H = value(hName);
   if (req.batch < 0 || (B > 0 && req.batch >= B) || req.head < 0 || (H > 0 && req.head >= H)) {
-    err += "attnc: error: --batch/--head out of range for the given sizes\n";
+    err += "attnc: error: " + flag("--batch/--head", "batch/head") + " out of range for the given sizes\n";
     return false;
   }
 
   int64_t rows = (Lq + tileQ - 1) / tileQ, cols = (Lk + tileK - 1) / tileK;
   if (rows * cols > (int64_t(1) << 26)) {
     err += "attnc: error: " + std::to_string(rows) + " x " + std::to_string(cols) +
-           " tiles is too many to draw; use a larger --tile\n";
+           " tiles is too many to draw; use a larger " + flag("--tile", "tile") + "\n";
     return false;
   }
   TileMapOptions mapOptions;
@@ -526,8 +563,10 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
       return;
     }
     if (!aux.count(name)) {
-      auxLines.push_back("aux read " + text + ": not summarised (no --in " + name +
-                         "=FILE.npy; conservative)");
+      auxLines.push_back("aux read " + text + ": not summarised (" +
+                         (req.cliNames ? "no --in " + name + "=FILE.npy"
+                                       : "no aux tensor " + name + " given") +
+                         "; conservative)");
       return;
     }
     SliceEvaluator slice;
@@ -573,7 +612,7 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
     loadTiles[load.getOperation()] = std::move(ranges);
     loadKinds[load.getOperation()] = summary;
     auxLines.push_back("aux read " + text + ": summarised " + granularity + " from " +
-                       req.inputs.at(name));
+                       (origin(name).empty() ? "the tensor given" : origin(name)));
   });
   if (!auxError.empty()) {
     err += auxError;
@@ -595,8 +634,6 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
     };
   std::vector<TileClass> tiles =
       classifyTiles(op, sizes, intParams, tileQ, tileK, Lq, Lk, mapOptions);
-  if (!writeTileMapPng(req.output, tiles, rows, cols, 0, err))
-    return false;
 
   // Counts, and the pairs that take part: exact when the mask can be
   // evaluated without inputs (per pair in partial tiles only), else bounds.
@@ -647,7 +684,6 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
               err += "attnc: error: the mask: " + e + " at (b, h, i, j) = (" +
                      std::to_string(req.batch) + ", " + std::to_string(req.head) + ", " +
                      std::to_string(i) + ", " + std::to_string(j) + ")\n";
-              std::remove(req.output.c_str());
               return false;
             }
             pairs += *m != 0;
@@ -667,6 +703,50 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
   out += std::string("legend (swatches left to right): empty = ") + colorName(TileClass::Empty) +
          ", partial = " + colorName(TileClass::Partial) + ", full = " + colorName(TileClass::Full) +
          "\n";
+  result.kernel = kernel->name;
+  result.Lq = Lq, result.Lk = Lk, result.tileQ = tileQ, result.tileK = tileK;
+  result.rows = rows, result.cols = cols;
+  result.tiles = std::move(tiles);
+  result.summary = std::move(out);
+  return true;
+}
+
+bool runViz(const VizRequest &req, std::string &out, std::string &err) {
+  TileMapRequest map;
+  map.fileName = req.fileName, map.source = req.source, map.kernel = req.kernel;
+  map.sizes = req.sizes, map.params = req.params, map.tile = req.tile;
+  map.batch = req.batch, map.head = req.head;
+  map.cliNames = true;
+  // The --in files: aux tensors only, each read as its declared type.
+  if (!req.inputs.empty()) {
+    dsl::DiagnosticEngine diag(req.fileName, req.source);
+    std::optional<dsl::Module> ast = dsl::parseAndCheck(req.fileName, req.source, diag);
+    const dsl::Kernel *kernel = ast ? chooseKernel(*ast, req.fileName, req.kernel, err) : nullptr;
+    if (!ast)
+      err += diag.render();
+    if (!kernel)
+      return false;
+    for (auto &[name, path] : req.inputs) {
+      const dsl::TensorDecl *t = kernel->findTensor(name);
+      if (!t || t->role != dsl::TensorRole::Aux) {
+        map.aux[name] = runtime::HostTensor(); // buildTileMap names the problem
+        break;
+      }
+      runtime::HostTensor tensor;
+      if (runtime::Status st = runtime::readNpyAs(path, name, t->type, tensor); !st) {
+        err += "attnc: error: --in " + name + ": " + trimmed(st.message()) + "\n";
+        return false;
+      }
+      map.aux[name] = std::move(tensor);
+      map.auxOrigin[name] = path;
+    }
+  }
+  TileMapResult result;
+  if (!buildTileMap(map, result, err))
+    return false;
+  if (!writeTileMapPng(req.output, result.tiles, result.rows, result.cols, 0, err))
+    return false;
+  out += result.summary;
   out += "wrote " + req.output + "\n";
   return true;
 }

@@ -1,8 +1,10 @@
 // `attnc viz` (LANGUAGE.md §7): the tile classes of a kernel's mask over the
-// (i, j) plane for given sizes, as a PNG and a printed summary.
+// (i, j) plane for given sizes, as a PNG and a printed summary. The tile
+// map is also callable without files (buildTileMap), for the Python binding.
 #pragma once
 
 #include "attn/compiler/MaskAnalysis.h"
+#include "attn/runtime/Tensor.h"
 
 #include <cstdint>
 #include <map>
@@ -25,12 +27,42 @@ struct VizRequest {
   std::string output;           // the PNG path
 };
 
-/// Parses and lowers the file (default pipeline), classifies the tiles of
-/// one (b, h) plane, writes the PNG and appends the summary (grid, tile
+/// A tile map of one (b, h) plane with every input in memory.
+struct TileMapRequest {
+  std::string fileName = "<source>", source; // names the source in diagnostics
+  std::string kernel;                        // may be empty with one kernel
+  std::map<std::string, std::string> sizes, params; // NAME -> VALUE text
+  /// Aux tensors the mask reads, of their declared element types; sizes not
+  /// in `sizes` are taken from their shapes (as VizRequest::inputs).
+  std::map<std::string, runtime::HostTensor> aux;
+  /// Optional: where an aux tensor came from (a path), quoted in messages.
+  std::map<std::string, std::string> auxOrigin;
+  std::string tile = "64x128"; // QxK
+  int64_t batch = 0, head = 0;
+  /// Messages name the CLI's options (`--size L=N`, `--in doc`) rather than
+  /// `size L=N` and `aux tensor doc`.
+  bool cliNames = false;
+};
+
+struct TileMapResult {
+  std::string kernel;             // the kernel's name
+  int64_t Lq = 0, Lk = 0, tileQ = 0, tileK = 0;
+  int64_t rows = 0, cols = 0;     // query tiles x key blocks
+  std::vector<TileClass> tiles;   // rows * cols, row-major (tile (r, c) at r * cols + c)
+  std::string summary;            // runViz's printed summary, less the "wrote" line
+};
+
+/// Parses and lowers the source, classifies the tiles of one (b, h) plane
+/// and fills `result`. On error appends a message to `err` and returns false.
+bool buildTileMap(const TileMapRequest &request, TileMapResult &result, std::string &err);
+
+/// Reads the --in files, builds the tile map (buildTileMap), writes the PNG
+/// and appends the summary (grid, tile
 /// counts and fractions, fraction of pairs taking part, legend) to `out`.
 /// With `inputs`, prints one line per aux read of the mask saying how it was
 /// summarised, and the exact pairs when the whole mask can be evaluated.
-/// On error appends a message to `err` and returns false; no PNG is written.
+/// On error appends a message to `err` and returns false; no
+/// PNG is written.
 bool runViz(const VizRequest &request, std::string &out, std::string &err);
 
 /// Colors of the tile classes in the PNG (RGB).
