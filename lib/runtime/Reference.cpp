@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 
@@ -715,93 +716,88 @@ struct Scored {
   int64_t j;
 };
 
-/// Softmax of `keys` into `outRow`; returns the log-sum-exp.
-double softmaxRow(const std::vector<Scored> &keys, const Interpreter &in,
-                  int64_t b, int64_t hk, int64_t Dv, double *outRow) {
+/// The normalized weights of one row: key keys[n] gets weight
+/// weight[n] / divisor (every other key 0), so out = Σ weight[n]·v[keys[n].j]
+/// / divisor. Dividing once at the end keeps softmax's rounding that of a
+/// sum of exp(s - m)·v divided by the sum of exp(s - m).
+struct RowWeights {
+  std::vector<double> weight;
+  double divisor = 1;
+  bool nan = false; // a NaN score: the whole row is NaN
+};
+
+/// Softmax weights of `keys`; returns the log-sum-exp.
+double softmaxWeights(std::vector<Scored> &keys, RowWeights &w) {
   double m = -kInf;
   for (const Scored &k : keys)
     m = std::max(m, k.s);
   if (m == kInf) {
     // Infinite scores take all the weight, shared equally.
-    std::vector<Scored> top;
-    for (const Scored &k : keys)
-      if (k.s == kInf)
-        top.push_back(k);
-    for (const Scored &k : top) {
-      const double *v = in.vRow(b, hk, k.j);
-      for (int64_t d = 0; d < Dv; ++d)
-        outRow[d] += v[d] / static_cast<double>(top.size());
-    }
+    keys.erase(std::remove_if(keys.begin(), keys.end(),
+                              [](const Scored &k) { return k.s != kInf; }),
+               keys.end());
+    w.weight.assign(keys.size(), 1.0);
+    w.divisor = static_cast<double>(keys.size());
     return kInf;
   }
   double sum = 0;
   for (const Scored &k : keys) {
-    double w = std::exp(k.s - m);
-    sum += w;
-    const double *v = in.vRow(b, hk, k.j);
-    for (int64_t d = 0; d < Dv; ++d)
-      outRow[d] += w * v[d];
+    double e = std::exp(k.s - m);
+    sum += e;
+    w.weight.push_back(e);
   }
-  for (int64_t d = 0; d < Dv; ++d)
-    outRow[d] /= sum;
+  w.divisor = sum;
   return m + std::log(sum);
 }
 
-/// Normalizes one row; `keys` holds the participating keys in increasing j.
+/// Normalizes one row: `keys` holds the participating keys in increasing j
+/// and is reduced to those with a nonzero weight where the normalization
+/// selects some (hardmax, topk, infinite softmax scores); returns the lse
+/// (NaN where none is defined, -inf for an empty row).
 double normalizeRow(const dsl::Normalize &norm, std::vector<Scored> &keys,
-                    const Interpreter &in, int64_t b, int64_t hk, int64_t Dv,
-                    double *outRow) {
+                    RowWeights &w) {
   constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  w.weight.clear();
+  w.divisor = 1;
+  w.nan = false;
   if (keys.empty())
     return -kInf;
   for (const Scored &k : keys)
     if (std::isnan(k.s)) {
-      std::fill(outRow, outRow + Dv, kNaN);
+      w.nan = true;
+      w.weight.assign(keys.size(), kNaN);
       return kNaN;
     }
-  auto accumulate = [&](double w, int64_t j) {
-    const double *v = in.vRow(b, hk, j);
-    for (int64_t d = 0; d < Dv; ++d)
-      outRow[d] += w * v[d];
-  };
   switch (norm.kind) {
   case NormKind::Softmax:
-    return softmaxRow(keys, in, b, hk, Dv, outRow);
+    return softmaxWeights(keys, w);
   case NormKind::Sigmoid:
     for (const Scored &k : keys)
-      accumulate(1.0 / (1.0 + std::exp(-k.s)), k.j);
+      w.weight.push_back(1.0 / (1.0 + std::exp(-k.s)));
     return kNaN;
   case NormKind::Relu:
     for (const Scored &k : keys)
-      accumulate(std::max(k.s, 0.0), k.j);
+      w.weight.push_back(std::max(k.s, 0.0));
     return kNaN;
   case NormKind::None:
     for (const Scored &k : keys)
-      accumulate(k.s, k.j);
+      w.weight.push_back(k.s);
     return kNaN;
   case NormKind::Hardmax: {
     double m = -kInf;
     for (const Scored &k : keys)
       m = std::max(m, k.s);
-    int64_t count = 0, first = -1, last = -1;
+    std::vector<Scored> top;
     for (const Scored &k : keys)
-      if (k.s == m) {
-        ++count;
-        last = k.j;
-        if (first < 0)
-          first = k.j;
-      }
-    if (norm.ties == TieRule::First) {
-      accumulate(1.0, first);
-    } else if (norm.ties == TieRule::Latest) {
-      accumulate(1.0, last);
-    } else {
-      for (const Scored &k : keys)
-        if (k.s == m)
-          accumulate(1.0, k.j);
-      for (int64_t d = 0; d < Dv; ++d)
-        outRow[d] /= static_cast<double>(count);
-    }
+      if (k.s == m)
+        top.push_back(k);
+    if (norm.ties == TieRule::First)
+      top.resize(1);
+    else if (norm.ties == TieRule::Latest)
+      top.erase(top.begin(), top.end() - 1);
+    keys = std::move(top);
+    w.weight.assign(keys.size(), 1.0);
+    w.divisor = static_cast<double>(keys.size()); // average: an even split
     return m;
   }
   case NormKind::TopK: {
@@ -815,10 +811,91 @@ double normalizeRow(const dsl::Normalize &norm, std::vector<Scored> &keys,
       std::sort(keys.begin(), keys.end(),
                 [](const Scored &x, const Scored &y) { return x.j < y.j; });
     }
-    return softmaxRow(keys, in, b, hk, Dv, outRow);
+    return softmaxWeights(keys, w);
   }
   }
   return kNaN;
+}
+
+/// The participating keys of row (b, h, i) with their scores, in increasing
+/// j: the mask admits them and their score is not -inf. With `admitted`,
+/// also marks them there (Lk entries, the others left as they are).
+Status scoreRow(Interpreter &in, int64_t b, int64_t h, int64_t i, int64_t Lk,
+                std::vector<Scored> &keys, uint8_t *admitted = nullptr) {
+  keys.clear();
+  for (int64_t j = 0; j < Lk; ++j) {
+    in.setPair(b, h, i, j);
+    bool participates = in.evalMask();
+    if (in.failed())
+      return Status::error(in.error());
+    if (!participates)
+      continue;
+    double score = in.evalScore();
+    if (in.failed())
+      return Status::error(in.error());
+    if (score == -kInf)
+      continue;
+    keys.push_back({score, j});
+    if (admitted)
+      admitted[j] = 1;
+  }
+  return Status::ok();
+}
+
+/// Weights of the (b, h) planes in [b0, b1) x [h0, h1), each Lq x Lk, into
+/// `w` (and the participating pairs into `admitted` when given), plane after
+/// plane.
+Status weightsOfPlanes(const dsl::Kernel &k,
+                       const std::map<std::string, HostTensor> &inputs,
+                       const Bindings &bind, int64_t b0, int64_t b1,
+                       int64_t h0, int64_t h1, double *w, uint8_t *admitted) {
+  Interpreter in(k, inputs, bind);
+  Status s = in.prepare(/*needHeadVectors=*/false);
+  if (!s)
+    return s;
+  const int64_t Lq = bind.Lq, Lk = bind.Lk;
+  std::vector<Scored> keys;
+  keys.reserve(static_cast<size_t>(Lk));
+  RowWeights rw;
+  int64_t row = 0;
+  for (int64_t b = b0; b < b1; ++b)
+    for (int64_t h = h0; h < h1; ++h)
+      for (int64_t i = 0; i < Lq; ++i, ++row) {
+        s = scoreRow(in, b, h, i, Lk, keys,
+                     admitted ? admitted + row * Lk : nullptr);
+        if (!s)
+          return s;
+        normalizeRow(k.normalize, keys, rw);
+        double *dst = w + row * Lk;
+        for (size_t n = 0; n < keys.size(); ++n)
+          dst[keys[n].j] = rw.nan ? rw.weight[n] : rw.weight[n] / rw.divisor;
+      }
+  return Status::ok();
+}
+
+std::string mib(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f", std::ceil(bytes / (1024.0 * 1024.0)));
+  return buf;
+}
+
+/// The size check of referenceWeights: `what` names the shape.
+Status checkWeightsSize(const std::string &what,
+                        const std::vector<int64_t> &shape) {
+  double n = 1;
+  std::string dims;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    n *= static_cast<double>(shape[d]);
+    dims += (d ? ", " : "") + std::to_string(shape[d]);
+  }
+  if (n <= static_cast<double>(kMaxReferenceWeights))
+    return Status::ok();
+  return Status::error(
+      what + " [" + dims + "] needs " + mib(n * sizeof(double)) +
+      " MiB; weights are for small problems, at most " +
+      std::to_string(kMaxReferenceWeights) + " elements (" +
+      mib(static_cast<double>(kMaxReferenceWeights) * sizeof(double)) +
+      " MiB of f64)");
 }
 
 } // namespace
@@ -846,27 +923,28 @@ Status referenceAttention(const dsl::Kernel &k,
   double *ld = l.as<double>();
   std::vector<Scored> keys;
   keys.reserve(static_cast<size_t>(Lk));
+  RowWeights w;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < Lq; ++i) {
-        keys.clear();
-        for (int64_t j = 0; j < Lk; ++j) {
-          in.setPair(b, h, i, j);
-          bool participates = in.evalMask();
-          if (in.failed())
-            return Status::error(in.error());
-          if (!participates)
-            continue;
-          double score = in.evalScore();
-          if (in.failed())
-            return Status::error(in.error());
-          if (score == -kInf)
-            continue;
-          keys.push_back({score, j});
-        }
+        s = scoreRow(in, b, h, i, Lk, keys);
+        if (!s)
+          return s;
         int64_t row = (b * H + h) * Lq + i;
-        ld[row] = normalizeRow(k.normalize, keys, in, b, h / group, Dv,
-                               od + row * Dv);
+        ld[row] = normalizeRow(k.normalize, keys, w);
+        double *outRow = od + row * Dv;
+        if (w.nan) {
+          std::fill(outRow, outRow + Dv, w.weight[0]);
+          continue;
+        }
+        for (size_t n = 0; n < keys.size(); ++n) {
+          const double *v = in.vRow(b, h / group, keys[n].j);
+          for (int64_t d = 0; d < Dv; ++d)
+            outRow[d] += w.weight[n] * v[d];
+        }
+        if (w.divisor != 1)
+          for (int64_t d = 0; d < Dv; ++d)
+            outRow[d] /= w.divisor;
       }
   out = std::move(o);
   if (lse)
@@ -909,6 +987,59 @@ double attentionFlops(const dsl::Kernel &k, const Bindings &bind,
     return std::numeric_limits<double>::quiet_NaN();
   return static_cast<double>(pairs) *
          static_cast<double>(2 * bind.D + 2 * bind.Dv);
+}
+
+Status referenceWeights(const dsl::Kernel &k,
+                        const std::map<std::string, HostTensor> &inputs,
+                        const Bindings &bind, HostTensor &weights,
+                        std::vector<uint8_t> *participates) {
+  std::vector<int64_t> shape{bind.B, bind.H, bind.Lq, bind.Lk};
+  if (Status s = checkWeightsSize("the weights", shape); !s)
+    return s;
+  HostTensor w(ElemType::F64, shape);
+  std::vector<uint8_t> admitted;
+  if (participates)
+    admitted.assign(static_cast<size_t>(w.numel()), 0);
+  Status s = weightsOfPlanes(k, inputs, bind, 0, bind.B, 0, bind.H,
+                             w.as<double>(),
+                             participates ? admitted.data() : nullptr);
+  if (!s)
+    return s;
+  weights = std::move(w);
+  if (participates)
+    *participates = std::move(admitted);
+  return Status::ok();
+}
+
+Status referenceWeightsOfHead(const dsl::Kernel &k,
+                              const std::map<std::string, HostTensor> &inputs,
+                              const Bindings &bind, int64_t b, int64_t h,
+                              HostTensor &weights,
+                              std::vector<uint8_t> *participates) {
+  if (b < 0 || b >= bind.B)
+    return Status::error("batch index b = " + std::to_string(b) +
+                         " is outside [0, " + std::to_string(bind.B) +
+                         ") (dimension 0 (B) of 'q')");
+  if (h < 0 || h >= bind.H)
+    return Status::error("head index h = " + std::to_string(h) +
+                         " is outside [0, " + std::to_string(bind.H) +
+                         ") (dimension 1 (H) of 'q')");
+  std::vector<int64_t> shape{bind.Lq, bind.Lk};
+  if (Status s = checkWeightsSize("the weights of one head", shape); !s)
+    return s;
+  HostTensor w(ElemType::F64, shape);
+  std::vector<uint8_t> admitted;
+  if (participates)
+    admitted.assign(static_cast<size_t>(w.numel()), 0);
+  Status s = weightsOfPlanes(k, inputs, bind, b, b + 1, h, h + 1,
+                             w.as<double>(),
+                             participates ? admitted.data() : nullptr);
+  if (!s)
+    return s;
+  weights = std::move(w);
+  if (participates)
+    *participates = std::move(admitted);
+  return Status::ok();
 }
 
 double peakGflops() {

@@ -248,13 +248,20 @@ int main(int argc, char **argv) {
 
   attn::VizRequest viz;
   std::vector<std::string> vizSizes, vizParams, vizIns;
-  auto *vizCmd = app.add_subcommand("viz", "PNG of the mask's empty / partial / full tiles");
+  auto *vizCmd = app.add_subcommand(
+      "viz", "PNG of the mask's empty / partial / full tiles, or with --heatmap of the "
+             "attention weights of one (b, h)");
   vizCmd->add_option("FILE", viz.fileName, ".attn file")->required();
   vizCmd->add_option("--kernel", viz.kernel, "kernel name");
   vizCmd->add_option("--size", vizSizes, "NAME=N, the sizes the picture needs (Lq, Lk, ...)")
       ->take_all();
   vizCmd->add_option("--param", vizParams, "NAME=VALUE")->take_all();
-  vizCmd->add_option("--in", vizIns, "NAME=file.npy, an aux tensor the mask reads")->take_all();
+  vizCmd->add_option("--in", vizIns,
+                     "NAME=file.npy, an aux tensor the mask reads (--heatmap: q, k, v and "
+                     "every aux tensor)")
+      ->take_all();
+  vizCmd->add_flag("--heatmap", viz.heatmap,
+                   "draw the float64 reference's weights of (--batch, --head) instead");
   vizCmd->add_option("--tile", viz.tile, "tile shape QxK (default 64x128)");
   vizCmd->add_option("--batch", viz.batch, "the batch index b drawn (default 0)");
   vizCmd->add_option("--head", viz.head, "the head index h drawn (default 0)");

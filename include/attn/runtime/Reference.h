@@ -8,8 +8,10 @@
 #include "attn/runtime/Bind.h"
 #include "attn/runtime/Tensor.h"
 
+#include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace attn::runtime {
 
@@ -32,6 +34,34 @@ Status referenceAttention(const dsl::Kernel &k,
                           const std::map<std::string, HostTensor> &inputs,
                           const Bindings &bind, HostTensor &out,
                           HostTensor *lse);
+
+/// The most elements referenceWeights and referenceWeightsOfHead produce:
+/// 2^26 (512 MiB of f64). Weights are for looking at small problems.
+constexpr int64_t kMaxReferenceWeights = int64_t(1) << 26;
+
+/// The normalized attention weights (F64 [B, H, Lq, Lk]) of the reference
+/// above: out[b, h, i, :] = Σ_j weights[b, h, i, j] · v[b, h / (H / Hk), j, :]
+/// for every normalization. softmax and topk rows sum to 1 (topk: over its
+/// K keys; infinite scores share the weight equally); hardmax gives 1 to the
+/// key its tie rule picks, or 1/n to each of n tied keys with `average`;
+/// sigmoid, relu and none give each key its own value. Masked pairs, pairs
+/// with score -inf and fully masked rows are 0; a row with a NaN score is NaN
+/// on its participating keys. With `participates`, also returns one byte per
+/// pair (same order): 1 where the mask admits the pair and its score is not
+/// -inf. An error when B·H·Lq·Lk exceeds kMaxReferenceWeights.
+Status referenceWeights(const dsl::Kernel &k,
+                        const std::map<std::string, HostTensor> &inputs,
+                        const Bindings &bind, HostTensor &weights,
+                        std::vector<uint8_t> *participates = nullptr);
+
+/// The same for the one (b, h) plane: F64 [Lq, Lk] (and Lq·Lk bytes in
+/// `participates`), evaluating only that plane. An error when b or h is out
+/// of range or Lq·Lk exceeds kMaxReferenceWeights.
+Status referenceWeightsOfHead(const dsl::Kernel &k,
+                              const std::map<std::string, HostTensor> &inputs,
+                              const Bindings &bind, int64_t b, int64_t h,
+                              HostTensor &weights,
+                              std::vector<uint8_t> *participates = nullptr);
 
 /// Counts exactly the (b, h, i, j) with a true mask (scores are not
 /// evaluated, so pairs masked only by a -inf score are counted). Index

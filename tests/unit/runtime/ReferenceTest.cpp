@@ -457,3 +457,174 @@ TEST(Reference, CausalSoftmaxMatchesDirectLoop) {
     }
   EXPECT_LT(maxErr, 1e-12);
 }
+
+// ---------------------------------------------------------------------------
+// referenceWeights: the weights the reference normalizes to.
+
+namespace {
+
+/// Random inputs of a GQA cross kernel: B = 2, H = 4 over Hk = 2, Lq = 5,
+/// Lk = 7, D = 3, Dv = 2, scores drawn from a few values so hardmax and topk
+/// rows have ties.
+std::map<std::string, HostTensor> randomCross(unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int> small(-2, 2);
+  std::normal_distribution<double> normal;
+  HostTensor q(ElemType::F64, {2, 4, 5, 3}), k(ElemType::F64, {2, 2, 7, 3}),
+      v(ElemType::F64, {2, 2, 7, 2});
+  for (int64_t n = 0; n < q.numel(); ++n)
+    q.setDouble(n, small(gen));
+  for (int64_t n = 0; n < k.numel(); ++n)
+    k.setDouble(n, small(gen));
+  for (int64_t n = 0; n < v.numel(); ++n)
+    v.setDouble(n, normal(gen));
+  return {{"q", std::move(q)}, {"k", std::move(k)}, {"v", std::move(v)}};
+}
+
+/// weights · v for the bound shapes.
+std::vector<double> weightsTimesV(const HostTensor &w, const HostTensor &v,
+                                  const Bindings &bd) {
+  std::vector<double> out(static_cast<size_t>(bd.B * bd.H * bd.Lq * bd.Dv), 0);
+  const double *wd = w.as<double>();
+  int64_t group = bd.H / bd.Hk;
+  for (int64_t b = 0; b < bd.B; ++b)
+    for (int64_t h = 0; h < bd.H; ++h)
+      for (int64_t i = 0; i < bd.Lq; ++i)
+        for (int64_t j = 0; j < bd.Lk; ++j) {
+          double x = wd[((b * bd.H + h) * bd.Lq + i) * bd.Lk + j];
+          for (int64_t d = 0; d < bd.Dv; ++d)
+            out[((b * bd.H + h) * bd.Lq + i) * bd.Dv + d] +=
+                x * v.getDouble(((b * bd.Hk + h / group) * bd.Lk + j) * bd.Dv + d);
+        }
+  return out;
+}
+
+} // namespace
+
+TEST(ReferenceWeights, WeightsTimesVIsOutForEveryNormalization) {
+  // A mask with fully masked rows (i = 0 sees nothing when h is odd) and a
+  // score that is -inf on some pairs.
+  const char *norms[] = {"softmax", "sigmoid", "relu", "none",
+                         "hardmax(ties = average)", "hardmax(ties = latest)",
+                         "hardmax(ties = first)", "topk(3)"};
+  for (const char *norm : norms) {
+    RefRun r = runRef(crossKernel(std::string("score = select((i + j) % 5 == 4, -inf, dot(q, k))\n"
+                                              "mask = j <= i + 2 && (h % 2 == 0 || i > 0)\n"
+                                              "normalize = ") + norm),
+                      randomCross(7), {}, false);
+    ASSERT_TRUE(r.status) << norm << ": " << r.status.message();
+    HostTensor w;
+    std::vector<uint8_t> part;
+    Status s = referenceWeights(r.kernel(), r.inputs, r.bind, w, &part);
+    ASSERT_TRUE(s) << norm << ": " << s.message();
+    ASSERT_EQ(w.shape, (std::vector<int64_t>{2, 4, 5, 7})) << norm;
+    ASSERT_EQ(part.size(), static_cast<size_t>(w.numel()));
+    std::vector<double> wv = weightsTimesV(w, r.inputs.at("v"), r.bind);
+    for (size_t n = 0; n < wv.size(); ++n)
+      ASSERT_NEAR(wv[n], r.out.as<double>()[n], 1e-12) << norm << " at " << n;
+    // Masked pairs and -inf scores weigh 0 and do not take part.
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t h = 0; h < 4; ++h)
+        for (int64_t i = 0; i < 5; ++i)
+          for (int64_t j = 0; j < 7; ++j) {
+            size_t n = static_cast<size_t>(((b * 4 + h) * 5 + i) * 7 + j);
+            bool admitted = j <= i + 2 && (h % 2 == 0 || i > 0) && (i + j) % 5 != 4;
+            EXPECT_EQ(part[n], admitted ? 1 : 0) << norm << " " << b << h << i << j;
+            if (!admitted)
+              EXPECT_EQ(w.as<double>()[n], 0.0) << norm;
+          }
+  }
+}
+
+TEST(ReferenceWeights, SoftmaxRowsSumToOneAndMaskedRowsAreZero) {
+  RefRun r = runRef(crossKernel("mask = j <= i && h != 3"), randomCross(3), {}, false);
+  ASSERT_TRUE(r.status) << r.status.message();
+  HostTensor w;
+  ASSERT_TRUE(referenceWeights(r.kernel(), r.inputs, r.bind, w));
+  const double *wd = w.as<double>();
+  for (int64_t row = 0; row < 2 * 4 * 5; ++row) {
+    double sum = 0;
+    for (int64_t j = 0; j < 7; ++j) {
+      EXPECT_GE(wd[row * 7 + j], 0.0);
+      sum += wd[row * 7 + j];
+    }
+    bool masked = (row / 5) % 4 == 3;
+    EXPECT_NEAR(sum, masked ? 0.0 : 1.0, 1e-14) << row;
+  }
+}
+
+TEST(ReferenceWeights, HardmaxTiesSplitOrPick) {
+  // Scores 1, 2, 2, 1: keys 1 and 2 tie for the maximum.
+  auto in = oneQuery({1, 0, 2, 0, 2, 0, 1, 0}, {1, 1, 2, 4, 6, 8, 100, 100});
+  auto weightsOf = [&](const std::string &norm) {
+    RefRun r = runRef(crossKernel("score = dot(q, k)\nnormalize = " + norm), in, {}, false);
+    HostTensor w;
+    Status s = referenceWeights(r.kernel(), r.inputs, r.bind, w);
+    EXPECT_TRUE(s) << s.message();
+    return std::vector<double>(w.as<double>(), w.as<double>() + w.numel());
+  };
+  EXPECT_EQ(weightsOf("hardmax"), (std::vector<double>{0, 0.5, 0.5, 0}));
+  EXPECT_EQ(weightsOf("hardmax(ties = latest)"), (std::vector<double>{0, 0, 1, 0}));
+  EXPECT_EQ(weightsOf("hardmax(ties = first)"), (std::vector<double>{0, 1, 0, 0}));
+  // topk(3) keeps 2, 2 and the later 1 (ties at the boundary prefer larger j).
+  std::vector<double> t = weightsOf("topk(3)");
+  double e = std::exp(-1.0), sum = 2 + e;
+  EXPECT_EQ(t[0], 0.0);
+  EXPECT_NEAR(t[1], 1 / sum, 1e-15);
+  EXPECT_NEAR(t[2], 1 / sum, 1e-15);
+  EXPECT_NEAR(t[3], e / sum, 1e-15);
+  // Infinite scores share the weight equally.
+  auto inf = oneQuery({1, 0, 2, 0, 3, 0}, {1, 1, 2, 2, 3, 3});
+  RefRun r = runRef(crossKernel("score = select(j != 1, inf, dot(q, k))"), inf, {}, false);
+  HostTensor w;
+  ASSERT_TRUE(referenceWeights(r.kernel(), r.inputs, r.bind, w));
+  EXPECT_EQ(std::vector<double>(w.as<double>(), w.as<double>() + 3),
+            (std::vector<double>{0.5, 0, 0.5}));
+}
+
+TEST(ReferenceWeights, OneHeadIsItsPlaneOfTheWhole) {
+  RefRun r = runRef(crossKernel("mask = j <= i + h\nnormalize = topk(2)"), randomCross(11), {},
+                    false);
+  ASSERT_TRUE(r.status) << r.status.message();
+  HostTensor all;
+  ASSERT_TRUE(referenceWeights(r.kernel(), r.inputs, r.bind, all));
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t h = 0; h < 4; ++h) {
+      HostTensor one;
+      std::vector<uint8_t> part;
+      Status s = referenceWeightsOfHead(r.kernel(), r.inputs, r.bind, b, h, one, &part);
+      ASSERT_TRUE(s) << s.message();
+      ASSERT_EQ(one.shape, (std::vector<int64_t>{5, 7}));
+      for (int64_t n = 0; n < 35; ++n) {
+        EXPECT_EQ(one.as<double>()[n], all.as<double>()[(b * 4 + h) * 35 + n]);
+        EXPECT_EQ(part[n], (n % 7) <= (n / 7) + h ? 1 : 0);
+      }
+    }
+  HostTensor w;
+  Status s = referenceWeightsOfHead(r.kernel(), r.inputs, r.bind, 0, 4, w);
+  EXPECT_FALSE(s);
+  EXPECT_NE(s.message().find("head index h = 4 is outside [0, 4)"), std::string::npos)
+      << s.message();
+}
+
+TEST(ReferenceWeights, RefusesLargeProblems) {
+  // Bindings alone decide: 2 x 8 x 4096 x 4096 = 2^28 elements.
+  RefRun r = runRef(crossKernel(""), randomCross(1), {}, false);
+  ASSERT_TRUE(r.status);
+  Bindings big = r.bind;
+  big.B = 2, big.H = 8, big.Hk = 8, big.Lq = 4096, big.Lk = 4096;
+  HostTensor w;
+  Status s = referenceWeights(r.kernel(), r.inputs, big, w);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("the weights [2, 8, 4096, 4096] needs 2048 MiB; weights are "
+                             "for small problems, at most 67108864 elements (512 MiB of f64)"),
+            std::string::npos)
+      << s.message();
+  EXPECT_TRUE(w.shape.empty()) << "nothing is returned";
+  big.Lq = 8193, big.Lk = 8192;
+  s = referenceWeightsOfHead(r.kernel(), r.inputs, big, 0, 0, w);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("the weights of one head [8193, 8192] needs 513 MiB"),
+            std::string::npos)
+      << s.message();
+}
