@@ -850,6 +850,18 @@ std::string normalizeText(const dsl::Normalize &n) {
   return s;
 }
 
+} // namespace
+
+std::string heatmapTitle(const dsl::Kernel &kernel, int64_t b, int64_t h, int64_t Lq,
+                         int64_t Lk) {
+  return kernel.name + "\n" + "attention weights of b = " + std::to_string(b) +
+         ", h = " + std::to_string(h) + "  \u00b7  normalize = " +
+         normalizeText(kernel.normalize) + "  \u00b7  " + std::to_string(Lq) + " \u00d7 " +
+         std::to_string(Lk);
+}
+
+namespace {
+
 /// `attnc viz --heatmap`: the float64 reference's weights of one (b, h).
 bool runHeatmap(const VizRequest &req, std::string &out, std::string &err) {
   dsl::DiagnosticEngine diag(req.fileName, req.source);
@@ -914,10 +926,7 @@ bool runHeatmap(const VizRequest &req, std::string &out, std::string &err) {
     if (!std::isnan(w[n]) && (maxAt < 0 || w[n] > w[maxAt]))
       maxAt = n;
   }
-  std::string norm = normalizeText(kernel->normalize);
-  std::string title = kernel->name + "\n" + "attention weights of b = " + std::to_string(req.batch) +
-                      ", h = " + std::to_string(req.head) + "  \u00b7  normalize = " + norm +
-                      "  \u00b7  " + std::to_string(Lq) + " \u00d7 " + std::to_string(Lk);
+  std::string title = heatmapTitle(*kernel, req.batch, req.head, Lq, Lk);
   HeatmapLayout layout;
   if (!writeHeatmapPng(req.output, w, Lq, Lk, &part, title, err, &layout))
     return false;
@@ -926,7 +935,7 @@ bool runHeatmap(const VizRequest &req, std::string &out, std::string &err) {
   std::snprintf(buf, sizeof buf,
                 "kernel %s: %s weights of b = %lld, h = %lld, Lq = %lld, Lk = %lld\n"
                 "pairs taking part: %lld of %lld (%s)\n",
-                kernel->name.c_str(), norm.c_str(), (long long)req.batch, (long long)req.head,
+                kernel->name.c_str(), normalizeText(kernel->normalize).c_str(), (long long)req.batch, (long long)req.head,
                 (long long)Lq, (long long)Lk, (long long)pairs, (long long)(Lq * Lk),
                 percent(double(pairs), double(Lq * Lk)).c_str());
   out += buf;

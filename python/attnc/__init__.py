@@ -22,6 +22,9 @@ import numpy as np
 from . import _attnc
 
 __all__ = [
+    "TILE_EMPTY",
+    "TILE_FULL",
+    "TILE_PARTIAL",
     "CompileError",
     "Kernel",
     "check",
@@ -47,8 +50,7 @@ class CompileError(Exception):
         super().__init__(self.diagnostics)
 
 
-# The NumPy dtype of every attnc element type (bf16 has none in NumPy itself:
-# it is ml_dtypes.bfloat16 when that package is installed).
+# The NumPy dtype of every attnc element type but bf16 (ml_dtypes.bfloat16).
 _NUMPY_DTYPES = {
     "f32": np.dtype(np.float32),
     "f64": np.dtype(np.float64),
@@ -57,25 +59,6 @@ _NUMPY_DTYPES = {
     "i64": np.dtype(np.int64),
     "bool": np.dtype(np.bool_),
 }
-_TORCH_DTYPES = {
-    "torch.float32": "f32",
-    "torch.float64": "f64",
-    "torch.float16": "f16",
-    "torch.bfloat16": "bf16",
-    "torch.int32": "i32",
-    "torch.int64": "i64",
-    "torch.bool": "bool",
-}
-_NUMPY_NAMES = {v: k for k, v in _NUMPY_DTYPES.items()}
-_TORCH_NAMES = {v: k for k, v in _TORCH_DTYPES.items()}
-
-
-def _is_bf16_numpy(dtype: np.dtype) -> bool:
-    return dtype.name == "bfloat16" and dtype.itemsize == 2
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "data_ptr")
 
 
 def _dims_text(dims) -> str:
@@ -104,6 +87,9 @@ class Kernel:
         self._q, self._k, self._v = roles["q"], roles["k"], roles["v"]
         self._aux = tuple(name for name, role, _, _ in self._tensors if role == "aux")
         self._param_names = frozenset(name for name, _, _ in self._params)
+        self._required = tuple(name for name, _, default in self._params if default is None)
+        self._needs_named = bool(self._aux or self._required)
+        self._out_dtype = self._declared[self._q]
 
     # -- what it is -------------------------------------------------------
     @property
@@ -188,91 +174,34 @@ class Kernel:
         return text
 
     # -- calling it -------------------------------------------------------
-    def _input(self, name: str, x: Any):
-        """(what the extension reads, dtype override, kind of x)."""
-        declared = self._declared[name]
-        if isinstance(x, np.ndarray):
-            dt = x.dtype
-            if _is_bf16_numpy(dt):
-                got = "bf16"
+    def _route(self, named: dict):
+        """(aux tensors in declaration order, params) of a call's keyword
+        arguments; TypeError for a missing or unknown one."""
+        if not named and not self._needs_named:
+            return (), named
+        aux = []
+        missing = []
+        for name in self._aux:
+            if name in named:
+                aux.append(named.pop(name))
             else:
-                got = _NUMPY_NAMES.get(dt)
-            if got != declared:
-                self._dtype_error(name, str(dt), declared, "numpy")
-            if x.ndim and x.strides[-1] != x.itemsize and x.shape[-1] > 1:
-                x = np.ascontiguousarray(x)
-            if got == "bf16":
-                return x.view(np.uint16), "bf16", "numpy-bf16"
-            return x, "", "numpy"
-        if _is_torch(x):
-            got = _TORCH_DTYPES.get(str(x.dtype))
-            if got != declared:
-                self._dtype_error(name, str(x.dtype), declared, "torch")
-            if x.device.type != "cpu":
-                raise ValueError(
-                    f"tensor '{name}' is on device {x.device}; this attnc kernel runs on the CPU "
-                    f"(target {self.target}): pass {name}.cpu()"
-                )
-            if x.requires_grad:
-                x = x.detach()
-            if x.dim() and x.stride(-1) != 1 and x.shape[-1] > 1:
-                x = x.contiguous()
-            return x, "", "torch"
-        if hasattr(x, "__dlpack__"):
-            return x, "", "dlpack"
-        if isinstance(x, (list, tuple)) or np.isscalar(x):
-            raise TypeError(
-                f"tensor '{name}' must be an array (NumPy, PyTorch or anything with __dlpack__), "
-                f"not {type(x).__name__}: pass np.asarray({name}, dtype=np.{_NUMPY_DTYPES.get(declared, 'float32')})"
-            )
-        raise TypeError(
-            f"tensor '{name}' must be an array (NumPy, PyTorch or anything with __dlpack__), "
-            f"not {type(x).__name__}"
-        )
-
-    def _dtype_error(self, name: str, got: str, declared: str, kind: str):
-        if kind == "torch":
-            fix = f"{name}.to({_TORCH_NAMES[declared]})"
-        elif declared == "bf16":
-            fix = f"{name}.astype(ml_dtypes.bfloat16)"
-        else:
-            fix = f"{name}.astype(np.{_NUMPY_DTYPES[declared]})"
-        raise TypeError(
-            f"tensor '{name}' has dtype {got} but kernel '{self.name}' declares "
-            f"{self._decl_text[name]}: convert it, e.g. {fix}"
-        )
-
-    def _arguments(self, q, k, v, named):
-        """(inputs for the extension, params, kind of q) of a call."""
-        inputs = {}
-        qx, override, kind = self._input(self._q, q)
-        inputs[self._q] = (qx, override)
-        for name, x in ((self._k, k), (self._v, v)):
-            x, override, _ = self._input(name, x)
-            inputs[name] = (x, override)
-        params = {}
-        for name, value in named.items():
-            if name in self._declared and name not in inputs:
-                x, override, _ = self._input(name, value)
-                inputs[name] = (x, override)
-            elif name in self._param_names:
-                params[name] = value
-            else:
-                raise TypeError(self._unknown(name))
-        if len(inputs) != 3 + len(self._aux):
-            missing = [n for n in self._aux if n not in inputs]
+                missing.append(name)
+        if missing:
             raise TypeError(
                 f"kernel '{self.name}' is missing aux tensor"
                 f"{'s' if len(missing) > 1 else ''} "
                 + ", ".join(f"'{self._decl_text[n]}'" for n in missing)
                 + f": pass {missing[0]}=..."
             )
-        for name, _, default in self._params:
-            if default is None and name not in params:
+        for name in named:
+            if name not in self._param_names:
+                raise TypeError(self._unknown(name))
+        for name in self._required:
+            if name not in named:
                 raise TypeError(
                     f"kernel '{self.name}' is missing param '{name}' (no default): pass {name}=..."
                 )
-        return inputs, params, kind
+        return tuple(aux), named
 
     def __call__(self, q, k, v, /, *, return_lse: bool = False, **named):
         """Runs the kernel: q, k, v positionally, aux tensors and params by
@@ -280,23 +209,76 @@ class Kernel:
         array q is. Raises TypeError for a missing, unknown or mistyped
         argument and ValueError for shapes, sizes and index errors, each
         naming the tensor and dimension."""
-        inputs, params, kind = self._arguments(q, k, v, named)
-        out, lse = self._impl.run(inputs, params, return_lse)
-        out = _convert(out, kind, self._declared[self._q])
-        if return_lse:
-            return out, _convert(lse, kind, "f32")
-        return out
+        aux, params = self._route(named)
+        out, lse, kind = self._impl.call(q, k, v, aux, params, return_lse)
+        if kind or self._out_dtype == "bf16":
+            out = _convert(out, kind, self._out_dtype)
+            if return_lse:
+                lse = _convert(lse, kind, "f32")
+        return (out, lse) if return_lse else out
 
     def reference(self, q, k, v, /, *, return_lse: bool = False, **named):
         """The same call evaluated by attnc's float64 reference interpreter
         (the oracle of its test suites): out (and lse) in float64. Slow:
         for checking kernels on small problems."""
-        inputs, params, kind = self._arguments(q, k, v, named)
-        out, lse = self._impl.reference(inputs, params, return_lse)
+        aux, params = self._route(named)
+        out, lse, kind = self._impl.reference(q, k, v, aux, params, return_lse)
         out = _convert(out, kind, "f64")
         if return_lse:
             return out, _convert(lse, kind, "f64")
         return out
+
+    # -- seeing attention --------------------------------------------------
+    def tile_map(self, *, b: int = 0, h: int = 0, tile=(64, 128), png=None,
+                 return_summary: bool = False, **named):
+        """The mask's tiles over the (i, j) plane of one (b, h), as the
+        compiler classifies them (``attnc viz``): a uint8 array
+        [query tiles, key blocks] of TILE_EMPTY (skipped), TILE_PARTIAL (the
+        mask is evaluated per pair) and TILE_FULL (no mask evaluated).
+
+        Keyword arguments are the sizes the plane needs (``L=4096``, or
+        ``Lq=``/``Lk=``), params (``window=256``) and aux tensors the mask
+        reads (``doc=doc``); sizes an aux tensor's shape gives may be left
+        out. ``png`` writes the picture too; ``return_summary`` also returns
+        the printed summary (tile counts, fraction of pairs taking part)."""
+        sizes, params, aux = {}, {}, {}
+        for name, value in named.items():
+            if name in self._aux:
+                aux[name] = value
+            elif name in self._param_names:
+                params[name] = _param_text(name, value)
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                    raise TypeError(f"size '{name}' must be an int, not {type(value).__name__}")
+                sizes[name] = str(int(value))
+        tq, tk = tile
+        tiles, summary, _ = self._impl.tile_map(sizes, params, aux, f"{int(tq)}x{int(tk)}", b, h)
+        if png is not None:
+            _attnc.write_tile_map_png(os.fspath(png), tiles)
+        return (tiles, summary) if return_summary else tiles
+
+    def weights(self, q, k, v, /, *, b: Optional[int] = None, h: Optional[int] = None,
+                png=None, **named):
+        """The normalized attention weights of the call ``kern(q, k, v,
+        **named)``, by the float64 reference: [B, H, Lq, Lk], or [Lq, Lk] of
+        one (b, h) when both are given, such that out = weights @ v for every
+        normalization (masked pairs and fully masked rows are 0). For
+        problems small enough: at most 2^26 weights (a ValueError above).
+        ``png`` draws (b, h) (default 0, 0) as a heatmap with axes, a colour
+        bar and a title (as ``attnc viz --heatmap``)."""
+        if (b is None) != (h is None):
+            raise TypeError("give both b and h, or neither")
+        aux, params = self._route(named)
+        one = b is not None
+        w, part, kind = self._impl.weights(q, k, v, aux, params, b if one else -1, h if one else -1)
+        if png is not None:
+            pb, ph = (b, h) if one else (0, 0)
+            plane, mask = (w, part) if one else (w[pb, ph], part[pb, ph])
+            Lq, Lk = plane.shape
+            _attnc.write_heatmap_png(
+                os.fspath(png), np.ascontiguousarray(plane), np.ascontiguousarray(mask),
+                self._impl.heatmap_title(pb, ph, Lq, Lk))
+        return _convert(w, kind, "f64")
 
     def _unknown(self, name: str) -> str:
         known = [n for n in self._aux] + [n for n, _, _ in self._params]
@@ -306,23 +288,34 @@ class Kernel:
         return f"kernel '{self.name}' has no aux tensor or param named '{name}'{hint}"
 
 
-def _convert(arr: np.ndarray, kind: str, dtype: str):
-    """The kernel's output as the kind of array q was, without a copy."""
-    if dtype == "bf16":
-        if kind == "torch":
-            import torch
+def _param_text(name: str, value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return repr(value.item() if hasattr(value, "item") else value)
+    raise TypeError(f"param '{name}' must be an int, a float or a bool, not {type(value).__name__}")
 
-            return torch.from_numpy(arr).view(torch.bfloat16)
+
+# The tile classes of Kernel.tile_map.
+TILE_EMPTY, TILE_PARTIAL, TILE_FULL = 0, 1, 2
+
+# What kind of array q was (the extension's ArrayKind).
+_NUMPY, _TORCH, _NUMPY_BF16 = 0, 1, 2
+
+
+def _convert(arr: np.ndarray, kind: int, dtype: str):
+    """The kernel's output (a NumPy array; bf16 as its uint16 bits) as the
+    kind of array q was, without a copy."""
+    if kind == _TORCH:
+        import torch
+
+        t = torch.from_numpy(arr)
+        return t.view(torch.bfloat16) if dtype == "bf16" else t
+    if dtype == "bf16":
         import ml_dtypes
 
         return arr.view(ml_dtypes.bfloat16)
-    if kind == "torch":
-        import torch
-
-        return torch.from_numpy(arr)
     return arr
-
-
 
 
 def compile(

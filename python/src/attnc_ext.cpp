@@ -5,6 +5,7 @@
 // copying them. The Python package (attnc/__init__.py) adds the user-facing
 // API, exception classes and output conversion.
 #include "attn/compiler/Driver.h"
+#include "attn/compiler/Viz.h"
 #include "attn/dsl/Sema.h"
 #include "attn/runtime/Bind.h"
 #include "attn/runtime/Jit.h"
@@ -19,6 +20,7 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstring>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -92,11 +94,180 @@ nb::object toNumpy(HostTensor &&t) {
   return arr.cast();
 }
 
+/// What kind of array q was: the Python layer returns outputs of that kind.
+enum class ArrayKind { Numpy = 0, Torch = 1, NumpyBf16 = 2 };
+
+const char *numpyName(dsl::ElemType t) {
+  switch (t) {
+  case dsl::ElemType::F32: return "np.float32";
+  case dsl::ElemType::F64: return "np.float64";
+  case dsl::ElemType::F16: return "np.float16";
+  case dsl::ElemType::BF16: return "ml_dtypes.bfloat16";
+  case dsl::ElemType::I32: return "np.int32";
+  case dsl::ElemType::I64: return "np.int64";
+  case dsl::ElemType::Bool: return "np.bool_";
+  }
+  return "";
+}
+
+const char *torchName(dsl::ElemType t) {
+  switch (t) {
+  case dsl::ElemType::F32: return "torch.float32";
+  case dsl::ElemType::F64: return "torch.float64";
+  case dsl::ElemType::F16: return "torch.float16";
+  case dsl::ElemType::BF16: return "torch.bfloat16";
+  case dsl::ElemType::I32: return "torch.int32";
+  case dsl::ElemType::I64: return "torch.int64";
+  case dsl::ElemType::Bool: return "torch.bool";
+  }
+  return "";
+}
+
+/// torch.Tensor and torch's dtypes, once some code has imported torch
+/// (attnc itself never imports it). Held for the life of the process.
+struct Torch {
+  PyTypeObject *tensor = nullptr;
+  PyObject *dtypes[7] = {}; // indexed by ElemType
+};
+
+const Torch *torchIfImported() {
+  static Torch t;
+  if (t.tensor)
+    return &t;
+  PyObject *name = PyUnicode_FromString("torch");
+  PyObject *mod = PyImport_GetModule(name);
+  Py_DECREF(name);
+  if (!mod) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  nb::object torch = nb::steal(mod);
+  if (!nb::hasattr(torch, "Tensor") || !nb::hasattr(torch, "bfloat16"))
+    return nullptr; // torch is still being imported
+  const char *names[7] = {"float32", "float16", "bfloat16", "float64", "int32", "int64", "bool"};
+  static_assert((int)dsl::ElemType::F32 == 0 && (int)dsl::ElemType::F16 == 1 &&
+                (int)dsl::ElemType::BF16 == 2 && (int)dsl::ElemType::F64 == 3 &&
+                (int)dsl::ElemType::I32 == 4 && (int)dsl::ElemType::I64 == 5 &&
+                (int)dsl::ElemType::Bool == 6);
+  for (int d = 0; d < 7; ++d)
+    t.dtypes[d] = nb::object(torch.attr(names[d])).release().ptr();
+  t.tensor = (PyTypeObject *)nb::object(torch.attr("Tensor")).release().ptr();
+  return &t;
+}
+
+[[noreturn]] void dtypeError(const dsl::Kernel &k, const dsl::TensorDecl &t, const std::string &got,
+                             bool torch) {
+  std::string fix = t.name + (torch ? std::string(".to(") + torchName(t.type) + ")"
+                                    : std::string(".astype(") + numpyName(t.type) + ")");
+  throw nb::type_error(("tensor '" + t.name + "' has dtype " + got + " but kernel '" + k.name +
+                        "' declares " + attn::runtime::describeDecl(t) + ": convert it, e.g. " +
+                        fix)
+                           .c_str());
+}
+
+/// str(x), as Python prints it.
+std::string pyStr(nb::handle x) {
+  nb::object s = nb::steal(PyObject_Str(x.ptr()));
+  if (!s.is_valid()) {
+    PyErr_Clear();
+    return "?";
+  }
+  return nb::cast<std::string>(s);
+}
+
+std::vector<int64_t> intTuple(nb::handle seq) {
+  std::vector<int64_t> r;
+  for (nb::handle x : seq)
+    r.push_back(nb::cast<int64_t>(x));
+  return r;
+}
+
+/// A view of a PyTorch CPU tensor: its address, shape and strides, read
+/// from the tensor itself (cheaper than a DLPack export).
+TensorRef torchRef(const Torch &torch, const dsl::Kernel &k, const dsl::TensorDecl &t,
+                   nb::handle obj) {
+  TensorRef r;
+  nb::object dt = obj.attr("dtype");
+  int found = -1;
+  for (int d = 0; d < 7; ++d)
+    if (dt.ptr() == torch.dtypes[d])
+      found = d;
+  if (found != (int)t.type)
+    dtypeError(k, t, pyStr(dt), true);
+  r.type = t.type;
+  if (!PyObject_IsTrue(nb::object(obj.attr("is_cpu")).ptr()))
+    throw nb::value_error(("tensor '" + t.name + "' is on device " +
+                           pyStr(obj.attr("device")) +
+                           "; this attnc kernel runs on the CPU: pass " + t.name + ".cpu()")
+                              .c_str());
+  r.shape = intTuple(obj.attr("shape"));
+  r.strides = intTuple(obj.attr("stride")());
+  r.data = (const void *)nb::cast<uintptr_t>(obj.attr("data_ptr")());
+  return r;
+}
+
+std::string numpyDtypeText(nb::dlpack::dtype t) {
+  if (t.code == (uint8_t)nb::dlpack::dtype_code::Bool)
+    return "bool";
+  return dtypeText(t);
+}
+
+/// The view of one argument: a torch tensor, an ml_dtypes bf16 array
+/// (reinterpreted as uint16), or anything nanobind imports as an ndarray
+/// (NumPy arrays, objects with __dlpack__). `keep` holds temporaries the
+/// view points into.
+TensorRef toRef(const dsl::Kernel &k, const dsl::TensorDecl &t, nb::handle obj, ArrayKind &kind,
+                std::vector<nb::object> &keep) {
+  if (const Torch *torch = torchIfImported(); torch && PyObject_TypeCheck(obj.ptr(), torch->tensor)) {
+    kind = ArrayKind::Torch;
+    return torchRef(*torch, k, t, obj);
+  }
+  kind = ArrayKind::Numpy;
+  AnyArray a;
+  bool bf16 = false;
+  if (!nb::try_cast(obj, a, false)) {
+    // NumPy exports no custom dtype: ml_dtypes.bfloat16 arrays are read
+    // through a uint16 view of the same memory.
+    nb::object dt = nb::getattr(obj, "dtype", nb::none());
+    if (!dt.is_none() && nb::hasattr(dt, "name") &&
+        pyStr(dt.attr("name")) == "bfloat16" && nb::hasattr(obj, "view")) {
+      nb::object view = obj.attr("view")(nb::module_::import_("numpy").attr("uint16"));
+      if (nb::try_cast(view, a, false)) {
+        keep.push_back(view);
+        bf16 = true;
+        kind = ArrayKind::NumpyBf16;
+      }
+    }
+    if (!bf16)
+      throw nb::type_error(("tensor '" + t.name +
+                            "' must be an array (NumPy, PyTorch or anything with __dlpack__), "
+                            "not " +
+                            pyStr(obj.type().attr("__name__")))
+                               .c_str());
+  }
+  TensorRef r;
+  if (bf16)
+    r.type = dsl::ElemType::BF16;
+  else if (!elemTypeOf(a.dtype(), r.type) || r.type != t.type)
+    dtypeError(k, t, numpyDtypeText(a.dtype()), false);
+  if (r.type != t.type)
+    dtypeError(k, t, "bfloat16", false);
+  r.shape.resize(a.ndim());
+  r.strides.resize(a.ndim());
+  for (size_t d = 0; d < a.ndim(); ++d) {
+    r.shape[d] = (int64_t)a.shape(d);
+    r.strides[d] = a.stride(d);
+  }
+  r.data = a.data();
+  return r;
+}
+
 /// A compiled kernel, shared by every Python object and thread that uses it.
 class Kernel {
 public:
   std::shared_ptr<attn::JitKernel> jit;
   std::string messages; // warnings of the compile
+  std::string source, fileName;
 
   const dsl::Kernel &ast() const { return jit->kernel(); }
 
@@ -133,32 +304,149 @@ public:
     return r;
   }
 
-  using Inputs = std::map<std::string, std::pair<AnyArray, std::string>>;
-
-  /// Views of the arrays (no copy). `inputs`: name -> (array, dtype
-  /// override: "" or "bf16" for uint16 arrays that hold bf16 bits).
-  static std::map<std::string, TensorRef> views(const Inputs &inputs) {
+  /// The arguments of one call as the kernel reads them: views of the
+  /// caller's arrays, and contiguous copies of the few whose last dimension
+  /// is strided (Halide's kernels need it contiguous).
+  struct Arguments {
     std::map<std::string, TensorRef> refs;
-    for (const auto &[name, entry] : inputs) {
-      const AnyArray &a = entry.first;
-      TensorRef r;
-      if (entry.second == "bf16" && a.dtype() == nb::dtype<uint16_t>())
-        r.type = dsl::ElemType::BF16;
-      else if (!elemTypeOf(a.dtype(), r.type))
-        throw nb::type_error(("tensor '" + name + "' has dtype " + dtypeText(a.dtype()) +
-                              ", which attnc kernels do not take (f32, f16, bf16, f64, i32, "
-                              "i64, bool)")
-                                 .c_str());
-      r.shape.resize(a.ndim());
-      r.strides.resize(a.ndim());
-      for (size_t d = 0; d < a.ndim(); ++d) {
-        r.shape[d] = (int64_t)a.shape(d);
-        r.strides[d] = a.stride(d);
+    std::vector<HostTensor> copies;
+    std::map<std::string, dsl::Literal> params;
+    std::vector<nb::object> keep; // views the refs point into
+    ArrayKind kind = ArrayKind::Numpy; // q's
+  };
+
+  /// q, k, v and the aux tensors in declaration order (`aux`), params by
+  /// name. A wrong dtype or kind of object is a TypeError naming the tensor
+  /// and the conversion to write; a tensor on a device a ValueError.
+  Arguments gather(nb::handle q, nb::handle k, nb::handle v, const nb::tuple &aux,
+                   const nb::dict &params) const {
+    Arguments a;
+    const dsl::Kernel &kd = ast();
+    size_t nAux = 0;
+    for (const dsl::TensorDecl &t : kd.tensors)
+      nAux += t.role == dsl::TensorRole::Aux;
+    if (aux.size() != nAux)
+      throw nb::type_error(("kernel '" + kd.name + "' takes " + std::to_string(nAux) +
+                            " aux tensors, got " + std::to_string(aux.size()))
+                               .c_str());
+    a.copies.reserve(3 + nAux);
+    size_t next = 0;
+    for (const dsl::TensorDecl &t : kd.tensors) {
+      nb::handle obj = t.role == dsl::TensorRole::Q   ? q
+                       : t.role == dsl::TensorRole::K ? k
+                       : t.role == dsl::TensorRole::V ? v
+                                                      : aux[next++];
+      ArrayKind kind;
+      TensorRef r = toRef(kd, t, obj, kind, a.keep);
+      if (t.role == dsl::TensorRole::Q)
+        a.kind = kind;
+      if (r.rank() && r.strides.back() != 1 && r.shape.back() > 1) {
+        a.copies.push_back(attn::runtime::copyToHost(r));
+        r = TensorRef(a.copies.back());
       }
-      r.data = a.data();
-      refs.emplace(name, std::move(r));
+      a.refs.emplace(t.name, std::move(r));
     }
-    return refs;
+    a.params = literals(params);
+    return a;
+  }
+
+  /// Runs the kernel on the arrays in place. Returns (out, lse or None,
+  /// kind of q) with NumPy arrays that own the kernel's outputs (the Python
+  /// layer turns them into q's kind). Argument errors raise ValueError (the
+  /// runtime's message, naming tensor and dimension); a failing kernel
+  /// RuntimeError.
+  std::tuple<nb::object, nb::object, int> call(nb::handle q, nb::handle k, nb::handle v,
+                                               const nb::tuple &aux, const nb::dict &params,
+                                               bool wantLse) const {
+    Arguments a = gather(q, k, v, aux, params);
+    checkLse(wantLse);
+    attn::JitKernel::Call call;
+    Status status = Status::ok();
+    bool kernelFailed = false;
+    {
+      nb::gil_scoped_release release;
+      try {
+        status = jit->prepare(a.refs, a.params, call);
+        if (status) {
+          status = jit->execute(call);
+          kernelFailed = !status;
+        }
+      } catch (const std::bad_alloc &) {
+        status = Status::error("out of memory allocating the outputs of '" + ast().name + "'");
+      }
+    }
+    if (!status) {
+      if (kernelFailed)
+        throw std::runtime_error(status.message());
+      throw nb::value_error(status.message().c_str());
+    }
+    nb::object out = toNumpy(std::move(call.out));
+    nb::object lse = wantLse ? toNumpy(std::move(call.lse)) : nb::none();
+    return {out, lse, (int)a.kind};
+  }
+
+  /// Binds the arguments and copies them into host tensors for the float64
+  /// reference (attn/runtime/Reference.h).
+  std::pair<attn::runtime::Bindings, std::map<std::string, HostTensor>>
+  hostArguments(const Arguments &a) const {
+    attn::runtime::Bindings bind;
+    if (Status s = attn::runtime::bindArguments(ast(), a.refs, a.params, bind); !s)
+      throw nb::value_error(s.message().c_str());
+    std::map<std::string, HostTensor> host;
+    for (const auto &[name, r] : a.refs)
+      host.emplace(name, attn::runtime::copyToHost(r));
+    return {std::move(bind), std::move(host)};
+  }
+
+  /// The float64 reference on copies of the arrays: (out, lse or None,
+  /// kind of q) in f64.
+  std::tuple<nb::object, nb::object, int> reference(nb::handle q, nb::handle k, nb::handle v,
+                                                    const nb::tuple &aux,
+                                                    const nb::dict &params,
+                                                    bool wantLse) const {
+    Arguments a = gather(q, k, v, aux, params);
+    checkLse(wantLse);
+    auto [bind, host] = hostArguments(a);
+    HostTensor out, lse;
+    Status status = Status::ok();
+    {
+      nb::gil_scoped_release release;
+      status = attn::runtime::referenceAttention(ast(), host, bind, out, wantLse ? &lse : nullptr);
+    }
+    if (!status)
+      throw nb::value_error(status.message().c_str());
+    nb::object l = wantLse ? toNumpy(std::move(lse)) : nb::none();
+    return {toNumpy(std::move(out)), l, (int)a.kind};
+  }
+
+  /// The float64 reference's normalized weights, [B, H, Lq, Lk] (b < 0) or
+  /// of one (b, h) plane [Lq, Lk], and whether each pair takes part (bool of
+  /// the same shape): (weights, participates, kind of q).
+  std::tuple<nb::object, nb::object, int> weights(nb::handle q, nb::handle k, nb::handle v,
+                                                  const nb::tuple &aux, const nb::dict &params,
+                                                  int64_t b, int64_t h) const {
+    Arguments a = gather(q, k, v, aux, params);
+    auto [bind, host] = hostArguments(a);
+    HostTensor w;
+    std::vector<uint8_t> part;
+    Status status = Status::ok();
+    {
+      nb::gil_scoped_release release;
+      try {
+        status = b < 0 ? attn::runtime::referenceWeights(ast(), host, bind, w, &part)
+                       : attn::runtime::referenceWeightsOfHead(ast(), host, bind, b, h, w, &part);
+      } catch (const std::bad_alloc &) {
+        status = Status::error("out of memory computing the attention weights of '" +
+                               ast().name + "'");
+      }
+    }
+    if (!status)
+      throw nb::value_error(status.message().c_str());
+    HostTensor mask(dsl::ElemType::Bool, w.shape);
+    if (!part.empty())
+      std::memcpy(mask.data(), part.data(), part.size());
+    nb::object wo = toNumpy(std::move(w));
+    return {wo, toNumpy(std::move(mask)), (int)a.kind};
   }
 
   /// `params`: name -> int, float or bool.
@@ -182,7 +470,7 @@ public:
         l.f = nb::cast<double>(value);
       } else {
         throw nb::type_error(("param '" + name + "' must be an int, a float or a bool, not " +
-                              nb::cast<std::string>(nb::str(value.type().attr("__name__"))))
+                              pyStr(value.type().attr("__name__")))
                                  .c_str());
       }
       literals.emplace(name, l);
@@ -190,73 +478,56 @@ public:
     return literals;
   }
 
+  /// The mask's tile classes over one (b, h) plane (attn/compiler/Viz.h):
+  /// (uint8 [query tiles, key blocks] of TileClass values, summary, the
+  /// tile shape). `sizes` and `params` as text; `aux`: name -> array.
+  std::tuple<nb::object, std::string, std::pair<int64_t, int64_t>>
+  tileMap(const std::map<std::string, std::string> &sizes,
+          const std::map<std::string, std::string> &params, const nb::dict &aux,
+          const std::string &tile, int64_t b, int64_t h) const {
+    attn::TileMapRequest req;
+    req.fileName = fileName;
+    req.source = source;
+    req.kernel = ast().name;
+    req.sizes = sizes;
+    req.params = params;
+    req.tile = tile;
+    req.batch = b;
+    req.head = h;
+    std::vector<nb::object> keep;
+    for (auto [key, value] : aux) {
+      std::string name = nb::cast<std::string>(key);
+      const dsl::TensorDecl *t = ast().findTensor(name);
+      if (!t || t->role != dsl::TensorRole::Aux)
+        throw nb::type_error(("kernel '" + ast().name + "' has no aux tensor named '" + name + "'").c_str());
+      ArrayKind kind;
+      req.aux.emplace(name, attn::runtime::copyToHost(toRef(ast(), *t, value, kind, keep)));
+    }
+    attn::TileMapResult result;
+    std::string err;
+    bool ok;
+    {
+      nb::gil_scoped_release release;
+      ok = attn::buildTileMap(req, result, err);
+    }
+    if (!ok)
+      throw nb::value_error(err.c_str());
+    HostTensor map(dsl::ElemType::Bool, {result.rows, result.cols}); // uint8 bytes
+    for (size_t n = 0; n < result.tiles.size(); ++n)
+      map.as<uint8_t>()[n] = (uint8_t)result.tiles[n];
+    nb::object arr = toNumpy(std::move(map)).attr("view")(nb::module_::import_("numpy").attr("uint8"));
+    return {arr, result.summary, {result.tileQ, result.tileK}};
+  }
+
+  std::string heatmapTitle(int64_t b, int64_t h, int64_t Lq, int64_t Lk) const {
+    return attn::heatmapTitle(ast(), b, h, Lq, Lk);
+  }
+
   void checkLse(bool wantLse) const {
     if (wantLse && !ast().outputLse)
       throw nb::value_error(("return_lse=True but kernel '" + ast().name +
                              "' does not declare `output lse`")
                                 .c_str());
-  }
-
-  /// Runs the kernel on the arrays in place. Returns (out, lse or None) as
-  /// NumPy arrays that own the kernel's outputs. Argument errors raise
-  /// ValueError (the runtime's message, naming tensor and dimension); a
-  /// failing kernel RuntimeError.
-  std::pair<nb::object, nb::object> run(const Inputs &inputs, const nb::dict &params,
-                                        bool wantLse) const {
-    std::map<std::string, TensorRef> refs = views(inputs);
-    std::map<std::string, dsl::Literal> lits = literals(params);
-    checkLse(wantLse);
-
-    attn::JitKernel::Call call;
-    Status status = Status::ok();
-    bool kernelFailed = false;
-    {
-      nb::gil_scoped_release release;
-      try {
-        status = jit->prepare(refs, lits, call);
-        if (status) {
-          status = jit->execute(call);
-          kernelFailed = !status;
-        }
-      } catch (const std::bad_alloc &) {
-        status = Status::error("out of memory allocating the outputs of '" + ast().name + "'");
-      }
-    }
-    if (!status) {
-      if (kernelFailed)
-        throw std::runtime_error(status.message());
-      throw nb::value_error(status.message().c_str());
-    }
-    nb::object out = toNumpy(std::move(call.out));
-    nb::object lse = wantLse ? toNumpy(std::move(call.lse)) : nb::none();
-    return {out, lse};
-  }
-
-  /// The float64 reference (attn/runtime/Reference.h) on copies of the
-  /// arrays: (out, lse or None) in f64.
-  std::pair<nb::object, nb::object> reference(const Inputs &inputs, const nb::dict &params,
-                                              bool wantLse) const {
-    std::map<std::string, TensorRef> refs = views(inputs);
-    std::map<std::string, dsl::Literal> lits = literals(params);
-    checkLse(wantLse);
-    HostTensor out, lse;
-    Status status = Status::ok();
-    {
-      nb::gil_scoped_release release;
-      attn::runtime::Bindings bind;
-      status = attn::runtime::bindArguments(ast(), refs, lits, bind);
-      if (status) {
-        std::map<std::string, HostTensor> host;
-        for (const auto &[name, r] : refs)
-          host.emplace(name, attn::runtime::copyToHost(r));
-        status = attn::runtime::referenceAttention(ast(), host, bind, out, wantLse ? &lse : nullptr);
-      }
-    }
-    if (!status)
-      throw nb::value_error(status.message().c_str());
-    nb::object o = toNumpy(std::move(out));
-    nb::object l = wantLse ? toNumpy(std::move(lse)) : nb::none();
-    return {o, l};
   }
 };
 
@@ -284,6 +555,8 @@ std::pair<std::optional<Kernel>, std::string> compileKernel(const std::string &s
   Kernel k;
   k.jit = std::move(jit);
   k.messages = messages;
+  k.source = source;
+  k.fileName = fileName;
   return {std::move(k), messages};
 }
 
@@ -342,14 +615,56 @@ NB_MODULE(_attnc, m) {
       .def_ro("messages", &Kernel::messages)
       .def("tensors", &Kernel::tensors)
       .def("params", &Kernel::params)
-      .def("run", &Kernel::run, "inputs"_a, "params"_a, "want_lse"_a)
-      .def("reference", &Kernel::reference, "inputs"_a, "params"_a, "want_lse"_a);
+      .def("call", &Kernel::call, "q"_a, "k"_a, "v"_a, "aux"_a, "params"_a, "want_lse"_a)
+      .def("reference", &Kernel::reference, "q"_a, "k"_a, "v"_a, "aux"_a, "params"_a,
+           "want_lse"_a)
+      .def("weights", &Kernel::weights, "q"_a, "k"_a, "v"_a, "aux"_a, "params"_a, "b"_a, "h"_a)
+      .def("tile_map", &Kernel::tileMap, "sizes"_a, "params"_a, "aux"_a, "tile"_a, "b"_a, "h"_a)
+      .def("heatmap_title", &Kernel::heatmapTitle, "b"_a, "h"_a, "Lq"_a, "Lk"_a);
 
   m.def("compile", &compileKernel, "source"_a, "file_name"_a, "kernel"_a, "target"_a,
         "use_cache"_a, "cache_dir"_a);
   m.def("emit", &emit, "source"_a, "file_name"_a, "stage"_a, "kernel"_a, "target"_a);
   m.def("check", &check, "source"_a, "file_name"_a);
   m.def("default_cache_dir", &attn::JitKernel::defaultCacheDir);
+  m.def(
+      "write_tile_map_png",
+      [](const std::string &path, nb::ndarray<const uint8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> tiles) {
+        std::vector<attn::TileClass> classes(tiles.size());
+        for (size_t n = 0; n < tiles.size(); ++n) {
+          uint8_t c = tiles.data()[n];
+          if (c > 2)
+            throw nb::value_error("tile classes are 0 (empty), 1 (partial) or 2 (full)");
+          classes[n] = (attn::TileClass)c;
+        }
+        std::string err;
+        if (!attn::writeTileMapPng(path, classes, (int64_t)tiles.shape(0), (int64_t)tiles.shape(1), 0, err))
+          throw nb::value_error(err.c_str());
+      },
+      "path"_a, "tiles"_a);
+  m.def(
+      "write_heatmap_png",
+      [](const std::string &path, nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu> w,
+         std::optional<nb::ndarray<const bool, nb::ndim<2>, nb::c_contig, nb::device::cpu>> participates,
+         const std::string &title) {
+        std::vector<uint8_t> part;
+        if (participates) {
+          if (participates->shape(0) != w.shape(0) || participates->shape(1) != w.shape(1))
+            throw nb::value_error("participates must have the shape of the weights");
+          part.assign((const uint8_t *)participates->data(),
+                      (const uint8_t *)participates->data() + participates->size());
+        }
+        std::string err;
+        bool ok;
+        {
+          nb::gil_scoped_release release;
+          ok = attn::writeHeatmapPng(path, w.data(), (int64_t)w.shape(0), (int64_t)w.shape(1),
+                                     participates ? &part : nullptr, title, err);
+        }
+        if (!ok)
+          throw nb::value_error(err.c_str());
+      },
+      "path"_a, "weights"_a, "participates"_a.none(), "title"_a);
   // What a kernel call reads for an array: its address and strides in
   // elements, as the extension sees them (for tests that prove no copy).
   m.def("view_info", [](const AnyArray &a) {

@@ -116,6 +116,11 @@ inline constexpr VizColor kHeatmapMasked{224, 224, 224};
 /// A NaN weight.
 inline constexpr VizColor kHeatmapNaN{214, 39, 40};
 
+/// The title `attnc viz --heatmap` gives the weights of (b, h): the
+/// kernel's name, then "attention weights of b = .., h = .. · normalize =
+/// .. · Lq × Lk".
+std::string heatmapTitle(const dsl::Kernel &kernel, int64_t b, int64_t h, int64_t Lq, int64_t Lk);
+
 /// The font the heatmap's text uses: $ATTNC_FONT, else DejaVu Sans from
 /// Debian's fonts-dejavu-core.
 std::string heatmapFontPath();
