@@ -4,6 +4,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 export PATH="$root/.venv/bin:$PATH"
+# ccache hits across clones and worktrees of the tree (paths made relative).
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"
 halide_cmake="$("$root/.venv/bin/python" -c 'import halide, os; print(os.path.join(os.path.dirname(halide.__file__), "lib64", "cmake"))')"
 cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$halide_cmake" -DPython_EXECUTABLE="$root/.venv/bin/python" >/dev/null

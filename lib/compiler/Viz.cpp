@@ -755,6 +755,17 @@ const dsl::Kernel *chooseKernel(const dsl::Module &ast, const std::string &fileN
   return nullptr;
 }
 
+/// Parses and checks `source` into `ast` and chooses its kernel `name`
+/// (or its only one); diagnostics go to `err`, null on failure.
+const dsl::Kernel *parseKernel(const std::string &fileName, const std::string &source,
+                               const std::string &name, std::optional<dsl::Module> &ast,
+                               std::string &err) {
+  dsl::DiagnosticEngine diag(fileName, source);
+  ast = dsl::parseAndCheck(fileName, source, diag);
+  err += diag.render();
+  return ast ? chooseKernel(*ast, fileName, name, err) : nullptr;
+}
+
 std::string trimmed(std::string m) {
   while (!m.empty() && m.back() == '\n')
     m.pop_back();
@@ -864,12 +875,8 @@ namespace {
 
 /// `attnc viz --heatmap`: the float64 reference's weights of one (b, h).
 bool runHeatmap(const VizRequest &req, std::string &out, std::string &err) {
-  dsl::DiagnosticEngine diag(req.fileName, req.source);
-  std::optional<dsl::Module> ast = dsl::parseAndCheck(req.fileName, req.source, diag);
-  err += diag.render();
-  if (!ast)
-    return false;
-  const dsl::Kernel *kernel = chooseKernel(*ast, req.fileName, req.kernel, err);
+  std::optional<dsl::Module> ast;
+  const dsl::Kernel *kernel = parseKernel(req.fileName, req.source, req.kernel, ast, err);
   if (!kernel)
     return false;
   if (!req.sizes.empty()) {
@@ -980,12 +987,8 @@ bool buildTileMap(const TileMapRequest &req, TileMapResult &result, std::string 
     return it == req.auxOrigin.end() ? std::string() : it->second;
   };
   std::string out;
-  dsl::DiagnosticEngine diag(req.fileName, req.source);
-  std::optional<dsl::Module> ast = dsl::parseAndCheck(req.fileName, req.source, diag);
-  err += diag.render();
-  if (!ast)
-    return false;
-  const dsl::Kernel *kernel = chooseKernel(*ast, req.fileName, req.kernel, err);
+  std::optional<dsl::Module> ast;
+  const dsl::Kernel *kernel = parseKernel(req.fileName, req.source, req.kernel, ast, err);
   if (!kernel)
     return false;
 
@@ -1421,11 +1424,8 @@ bool runViz(const VizRequest &req, std::string &out, std::string &err) {
   map.cliNames = true;
   // The --in files: aux tensors only, each read as its declared type.
   if (!req.inputs.empty()) {
-    dsl::DiagnosticEngine diag(req.fileName, req.source);
-    std::optional<dsl::Module> ast = dsl::parseAndCheck(req.fileName, req.source, diag);
-    const dsl::Kernel *kernel = ast ? chooseKernel(*ast, req.fileName, req.kernel, err) : nullptr;
-    if (!ast)
-      err += diag.render();
+    std::optional<dsl::Module> ast;
+    const dsl::Kernel *kernel = parseKernel(req.fileName, req.source, req.kernel, ast, err);
     if (!kernel)
       return false;
     for (auto &[name, path] : req.inputs) {

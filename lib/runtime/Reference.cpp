@@ -989,19 +989,21 @@ double attentionFlops(const dsl::Kernel &k, const Bindings &bind,
          static_cast<double>(2 * bind.D + 2 * bind.Dv);
 }
 
-Status referenceWeights(const dsl::Kernel &k,
-                        const std::map<std::string, HostTensor> &inputs,
-                        const Bindings &bind, HostTensor &weights,
-                        std::vector<uint8_t> *participates) {
-  std::vector<int64_t> shape{bind.B, bind.H, bind.Lq, bind.Lk};
-  if (Status s = checkWeightsSize("the weights", shape); !s)
+namespace {
+
+/// The weights of the planes [b0, b1) x [h0, h1) into a new F64 tensor of
+/// `shape` (checked against kMaxReferenceWeights).
+Status weightsOf(const dsl::Kernel &k, const std::map<std::string, HostTensor> &inputs,
+                 const Bindings &bind, const char *what, std::vector<int64_t> shape,
+                 int64_t b0, int64_t b1, int64_t h0, int64_t h1, HostTensor &weights,
+                 std::vector<uint8_t> *participates) {
+  if (Status s = checkWeightsSize(what, shape); !s)
     return s;
   HostTensor w(ElemType::F64, shape);
   std::vector<uint8_t> admitted;
   if (participates)
     admitted.assign(static_cast<size_t>(w.numel()), 0);
-  Status s = weightsOfPlanes(k, inputs, bind, 0, bind.B, 0, bind.H,
-                             w.as<double>(),
+  Status s = weightsOfPlanes(k, inputs, bind, b0, b1, h0, h1, w.as<double>(),
                              participates ? admitted.data() : nullptr);
   if (!s)
     return s;
@@ -1009,6 +1011,16 @@ Status referenceWeights(const dsl::Kernel &k,
   if (participates)
     *participates = std::move(admitted);
   return Status::ok();
+}
+
+} // namespace
+
+Status referenceWeights(const dsl::Kernel &k,
+                        const std::map<std::string, HostTensor> &inputs,
+                        const Bindings &bind, HostTensor &weights,
+                        std::vector<uint8_t> *participates) {
+  return weightsOf(k, inputs, bind, "the weights", {bind.B, bind.H, bind.Lq, bind.Lk}, 0,
+                   bind.B, 0, bind.H, weights, participates);
 }
 
 Status referenceWeightsOfHead(const dsl::Kernel &k,
@@ -1024,22 +1036,8 @@ Status referenceWeightsOfHead(const dsl::Kernel &k,
     return Status::error("head index h = " + std::to_string(h) +
                          " is outside [0, " + std::to_string(bind.H) +
                          ") (dimension 1 (H) of 'q')");
-  std::vector<int64_t> shape{bind.Lq, bind.Lk};
-  if (Status s = checkWeightsSize("the weights of one head", shape); !s)
-    return s;
-  HostTensor w(ElemType::F64, shape);
-  std::vector<uint8_t> admitted;
-  if (participates)
-    admitted.assign(static_cast<size_t>(w.numel()), 0);
-  Status s = weightsOfPlanes(k, inputs, bind, b, b + 1, h, h + 1,
-                             w.as<double>(),
-                             participates ? admitted.data() : nullptr);
-  if (!s)
-    return s;
-  weights = std::move(w);
-  if (participates)
-    *participates = std::move(admitted);
-  return Status::ok();
+  return weightsOf(k, inputs, bind, "the weights of one head", {bind.Lq, bind.Lk}, b, b + 1,
+                   h, h + 1, weights, participates);
 }
 
 double peakGflops() {
