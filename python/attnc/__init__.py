@@ -50,17 +50,6 @@ class CompileError(Exception):
         super().__init__(self.diagnostics)
 
 
-# The NumPy dtype of every attnc element type but bf16 (ml_dtypes.bfloat16).
-_NUMPY_DTYPES = {
-    "f32": np.dtype(np.float32),
-    "f64": np.dtype(np.float64),
-    "f16": np.dtype(np.float16),
-    "i32": np.dtype(np.int32),
-    "i64": np.dtype(np.int64),
-    "bool": np.dtype(np.bool_),
-}
-
-
 def _dims_text(dims) -> str:
     return "[" + ", ".join(str(d) for d in dims) + "]"
 

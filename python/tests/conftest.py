@@ -11,6 +11,9 @@ import pytest
 import attnc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The NumPy dtype of every attnc element type but bf16 (ml_dtypes.bfloat16).
+NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "i32": np.int32,
+                "i64": np.int64, "bool": np.bool_}
 VARIANTS = sorted((ROOT / "examples" / "variants").glob("*.attn"))
 
 
@@ -81,7 +84,7 @@ def as_dtype(x, dtype):
         import ml_dtypes
 
         return np.ascontiguousarray(x, dtype=ml_dtypes.bfloat16)
-    return np.ascontiguousarray(x, dtype=attnc._NUMPY_DTYPES[dtype])
+    return np.ascontiguousarray(x, dtype=NUMPY_DTYPES[dtype])
 
 
 def tolerance(dtype):
