@@ -351,18 +351,18 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
 
   bool haveCached = false;
   if (opts.useCache) {
+    // The manifest is published last: without one the entry is absent (or
+    // being written by another process). A damaged entry is not removed,
+    // the rebuilt one is renamed over it: removing could race with a
+    // writer that just published a good one.
     std::error_code ec;
-    bool soThere = fs::exists(so, ec), manifestThere = fs::exists(manifestPath, ec);
-    if (soThere || manifestThere) {
+    if (fs::exists(manifestPath, ec)) {
       std::string why = k->loadCached(so, manifestPath);
-      if (why.empty()) {
+      if (why.empty())
         haveCached = true;
-      } else {
+      else
         messages += "attnc: warning: the cached kernel " + so.string() + " is unusable (" + why +
                     "); compiling it again\n";
-        fs::remove(so, ec);
-        fs::remove(manifestPath, ec);
-      }
     }
   }
   if (!haveCached) {
