@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -77,6 +78,20 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return false;
+  // Integers are read only from JSON integers and range-checked: a value
+  // like 1e12 converted to int is undefined behaviour (found by UBSan).
+  auto integer = [](const nlohmann::json &o, const char *key, int64_t def, int64_t lo,
+                    int64_t hi, int64_t &out) {
+    if (!o.contains(key)) {
+      out = def;
+      return true;
+    }
+    const nlohmann::json &v = o[key];
+    if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi)))
+      return false;
+    out = v.get<int64_t>();
+    return out >= lo && out <= hi;
+  };
   try {
     KernelManifest m;
     m.name = j.value("name", "");
@@ -86,24 +101,28 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
     m.decodeScale = j.value("decode_scale", 1.0);
     m.hasIndexCheck = j.value("has_index_check", false);
     m.hasTileMap = j.value("has_tile_map", false);
-    m.tileQ = j.value("tile_q", 64);
-    m.tileK = j.value("tile_k", 128);
-    m.soSize = j.value("so_size", uint64_t(0));
+    int64_t tileQ, tileK, soSize;
+    if (!integer(j, "tile_q", 64, 1, 1 << 16, tileQ) ||
+        !integer(j, "tile_k", 128, 1, 1 << 16, tileK) ||
+        !integer(j, "so_size", 0, 0, INT64_MAX, soSize))
+      return false;
+    m.tileQ = int(tileQ);
+    m.tileK = int(tileK);
+    m.soSize = uint64_t(soSize);
     m.soHash = j.value("so_fnv1a64", "");
     if (j.contains("index_checks")) {
       if (!j["index_checks"].is_array())
         return false;
       for (auto &c : j["index_checks"]) {
-        if (!c.is_object())
+        int64_t dim;
+        if (!c.is_object() || !integer(c, "dim", 0, 0, 63, dim))
           return false;
-        m.indexChecks.push_back({c.value("tensor", ""), c.value("dim", 0)});
-        if (m.indexChecks.back().tensor.empty() || m.indexChecks.back().dim < 0 ||
-            m.indexChecks.back().dim >= 64)
+        m.indexChecks.push_back({c.value("tensor", ""), int(dim)});
+        if (m.indexChecks.back().tensor.empty())
           return false;
       }
     }
-    if (m.name.empty() || m.tileQ < 1 || m.tileQ > (1 << 16) || m.tileK < 1 ||
-        m.tileK > (1 << 16) || !(m.decode == "none" || m.decode == "hull" || m.decode == "scan") ||
+    if (m.name.empty() || !(m.decode == "none" || m.decode == "hull" || m.decode == "scan") ||
         !std::isfinite(m.decodeScale) || (m.hasIndexCheck && m.indexChecks.empty()))
       return false;
     out = std::move(m);
