@@ -11,6 +11,8 @@ debian_packages=(
   libfmt-dev libcli11-dev nlohmann-json3-dev libspng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   ninja-build ccache g++ pkgconf python3-venv python3-pip
+  # libFuzzer targets and the ASan/UBSan build (scripts/test.sh, fuzz.sh)
+  clang-19 libclang-rt-19-dev
 )
 missing=()
 for p in "${debian_packages[@]}"; do
