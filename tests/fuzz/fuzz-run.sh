@@ -13,6 +13,7 @@ shift 3
 [ "${ATTNC_FUZZ_KEEP_CORPUS:-0}" = 1 ] || rm -rf "$corpus"
 mkdir -p "$corpus"
 dir=$(dirname "$corpus")
+[ "$runs" = 0 ] && runs=-1 # libFuzzer: -1 is unlimited
 exec "$fuzzer" -runs="$runs" -seed="${ATTNC_FUZZ_SEED:-1}" -timeout="${ATTNC_FUZZ_TIMEOUT:-20}" \
   -rss_limit_mb="${ATTNC_FUZZ_RSS_MB:-3072}" -max_len="${ATTNC_FUZZ_MAX_LEN:-4096}" \
   -print_final_stats=1 -artifact_prefix="$dir/" "$corpus" "$@"
