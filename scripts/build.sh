@@ -2,7 +2,8 @@
 # Configures and builds attnc in ./build (Ninja, ccache), after setup.sh.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$root/scripts/setup.sh"
+# ATTNC_SKIP_SETUP=1: the machine is set up already (e.g. a shared .venv with more pins).
+[ "${ATTNC_SKIP_SETUP:-0}" = 1 ] || "$root/scripts/setup.sh"
 export PATH="$root/.venv/bin:$PATH"
 # ccache hits across clones and worktrees of the tree (paths made relative).
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"

@@ -13,6 +13,8 @@ debian_packages=(
   libfreetype-dev fonts-dejavu-core
   libgtest-dev libgmock-dev libbenchmark-dev
   ninja-build ccache g++ pkgconf python3-venv python3-pip python3-dev
+  # libFuzzer targets and the ASan/UBSan build (scripts/test.sh, fuzz.sh)
+  clang-19 libclang-rt-19-dev
 )
 missing=()
 for p in "${debian_packages[@]}"; do

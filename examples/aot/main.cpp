@@ -3,7 +3,8 @@
 // against a naive float64 attention written out below. Exits nonzero when an
 // error exceeds the tolerance. See docs/aot.md.
 #include "causal.h"           // int causal(q, k, v, out)
-#include "packed_documents.h" // int packed_documents(q, k, v, doc, window, out, lse)
+#include "packed_documents.h" // int packed_documents(q, k, v, doc, tile_map, window, out, lse)
+                              // and packed_documents_tile_map(q, k, v, doc, window, tile_map)
 
 #include "HalideBuffer.h"
 

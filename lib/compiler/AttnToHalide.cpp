@@ -98,6 +98,15 @@ private:
   Interval intervalOp(Operation *op, std::map<void *, Interval> &vals);
   Interval loadInterval(Operation *load);
 
+  /// Binds a non-trivial interval endpoint to a fresh variable (a let
+  /// around evalInterval's result), so an op that uses an operand's bound
+  /// several times (a product's corners, a select) shares it instead of
+  /// copying the tree: nested affine masks stay linear in size, where the
+  /// copies grew as 4^depth through Halide's lowering.
+  void share(Expr &e);
+  Expr wrapLets(Expr e) const;
+  std::vector<std::pair<std::string, Expr>> lets_;
+
   TileContext tile_;
   std::map<std::pair<Operation *, bool>, Func> summaries_;
   attn::KernelOp kernel_;
@@ -285,21 +294,52 @@ Interval point(Expr e) {
 }
 Expr safeMul(Expr a, Expr b) { return select(a == Expr(0.0) || b == Expr(0.0), Expr(0.0), a * b); }
 
+void Translator::share(Expr &e) {
+  using namespace Halide::Internal;
+  if (!e.defined() || e.as<Variable>() || is_const(e))
+    return;
+  std::string name = unique_name("iv");
+  lets_.emplace_back(name, e);
+  e = Variable::make(e.type(), name);
+}
+
+Expr Translator::wrapLets(Expr e) const {
+  if (!e.defined())
+    return e;
+  for (auto it = lets_.rbegin(); it != lets_.rend(); ++it)
+    e = Halide::Internal::Let::make(it->first, it->second, e);
+  return e;
+}
+
 Interval Translator::evalInterval(mlir::Region &region, const std::map<unsigned, Interval> &args) {
   std::map<void *, Interval> vals;
   mlir::Block &block = region.front();
   for (auto &[n, iv] : args)
     vals[block.getArgument(n).getAsOpaquePointer()] = iv;
+  lets_.clear();
   for (Operation &op : block) {
-    if (auto y = llvm::dyn_cast<attn::YieldOp>(op))
-      return vals.at(y.getValue().getAsOpaquePointer());
+    if (auto y = llvm::dyn_cast<attn::YieldOp>(op)) {
+      Interval r = vals.at(y.getValue().getAsOpaquePointer());
+      r = {wrapLets(r.lo), wrapLets(r.hi), wrapLets(r.mayTrue), wrapLets(r.mayFalse)};
+      lets_.clear();
+      return r;
+    }
     vals[op.getResult(0).getAsOpaquePointer()] = intervalOp(&op, vals);
   }
   unsupported(region.getParentOp(), "a region without attn.yield");
 }
 
 Interval Translator::intervalOp(Operation *op, std::map<void *, Interval> &vals) {
-  auto in = [&](unsigned n) { return vals.at(op->getOperand(n).getAsOpaquePointer()); };
+  // Every operand's bounds are shared (see share()) before an op combines
+  // them; the bound vals entry is updated so later users share it too.
+  auto in = [&](unsigned n) {
+    Interval &v = vals.at(op->getOperand(n).getAsOpaquePointer());
+    share(v.lo);
+    share(v.hi);
+    share(v.mayTrue);
+    share(v.mayFalse);
+    return v;
+  };
   mlir::Type rt = op->getResult(0).getType();
   bool isBool = rt.isInteger(1);
   bool isInt = !isBool && rt.isSignlessInteger();
@@ -752,13 +792,17 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     // slots updated from the last to the first for every key. Pass 2 is the
     // softmax over the keys that rank at least as high as the K-th pair.
     int64_t K = *kernel.getTopk();
+    // K slots, or Lk when there are fewer keys (the same result: every key
+    // is kept), so a K far above Lk costs O(Lk), not O(K), per key. A small
+    // K stays a constant, as the schedule's slot loop is then of known size.
+    Expr slots = K <= 64 ? Expr((int)K) : min((int)K, Lk);
     alg.rawScore = Func("rawScore");
     alg.rawScore(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, alg.dotAcc, true);
     Var slot("slot");
     alg.topkState = Func("topkState");
     alg.topkState(slot, ii, qt, h, b) = Tuple(negInf, make_const(Int(32), -1));
     // Innermost first: slot (reversed), key of the block, key block.
-    RDom rt(0, (int)K, 0, TK, 0, nKB, "rt");
+    RDom rt(0, slots, 0, TK, 0, nKB, "rt");
     if (Expr p = blockMayTakePart(rt.z); p.defined())
       rt.where(p);
     alg.rtSlot = RVar(rt.x);
@@ -766,7 +810,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     alg.rtBlock = RVar(rt.z);
     Expr x = alg.rawScore(ii, rt.y, qt, rt.z, h, b);
     Expr jx = rt.z * TK + rt.y;
-    Expr sl = (int)K - 1 - rt.x;
+    Expr sl = slots - 1 - rt.x;
     Tuple old = alg.topkState(sl, ii, qt, h, b);
     Tuple prev = alg.topkState(max(sl - 1, 0), ii, qt, h, b);
     Expr insert = live(x) && x >= old[0];
@@ -775,8 +819,8 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
         Tuple(select(insert, select(shift, prev[0], x), old[0]),
               select(insert, select(shift, prev[1], jx), old[1]));
     Expr raw = alg.rawScore(ii, jj, qt, kb, h, b);
-    Expr t = alg.topkState((int)K - 1, ii, qt, h, b)[0];
-    Expr tj = alg.topkState((int)K - 1, ii, qt, h, b)[1];
+    Expr t = alg.topkState(slots - 1, ii, qt, h, b)[0];
+    Expr tj = alg.topkState(slots - 1, ii, qt, h, b)[1];
     alg.score(ii, jj, qt, kb, h, b) = select(raw > t || (raw == t && jk >= tj), raw, negInf);
   } else if (!skipTiles) {
     alg.score(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, alg.dotAcc, true);

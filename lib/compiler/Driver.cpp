@@ -17,15 +17,23 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
+#include <climits>
+#include <cmath>
 #include <cstdio>
-#include <mutex>
 #include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <mutex>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 namespace fs = std::filesystem;
+extern char **environ;
 
 namespace attn {
 
@@ -54,6 +62,10 @@ std::string KernelManifest::toJson() const {
   j["has_tile_map"] = hasTileMap;
   j["tile_q"] = tileQ;
   j["tile_k"] = tileK;
+  if (soSize) {
+    j["so_size"] = soSize;
+    j["so_fnv1a64"] = soHash;
+  }
   j["index_checks"] = nlohmann::json::array();
   for (const Check &c : indexChecks)
     j["index_checks"].push_back({{"tensor", c.tensor}, {"dim", c.dim}});
@@ -61,24 +73,63 @@ std::string KernelManifest::toJson() const {
 }
 
 bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
+  // A manifest comes from disk (the cache, an AOT build folder): every field
+  // is checked, nothing in it is trusted to be well formed.
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return false;
-  out = KernelManifest();
-  out.name = j.value("name", "");
-  out.target = j.value("target", "");
-  out.strategy = j.value("strategy", "");
-  out.decode = j.value("decode", "none");
-  out.decodeScale = j.value("decode_scale", 1.0);
-  out.hasIndexCheck = j.value("has_index_check", false);
-  out.hasTileMap = j.value("has_tile_map", false);
-  out.tileQ = j.value("tile_q", 64);
-  out.tileK = j.value("tile_k", 128);
-  if (j.contains("index_checks") && j["index_checks"].is_array())
-    for (auto &c : j["index_checks"])
-      if (c.is_object())
-        out.indexChecks.push_back({c.value("tensor", ""), c.value("dim", 0)});
-  return !out.name.empty();
+  // Integers are read only from JSON integers and range-checked: a value
+  // like 1e12 converted to int is undefined behaviour (found by UBSan).
+  auto integer = [](const nlohmann::json &o, const char *key, int64_t def, int64_t lo,
+                    int64_t hi, int64_t &out) {
+    if (!o.contains(key)) {
+      out = def;
+      return true;
+    }
+    const nlohmann::json &v = o[key];
+    if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi)))
+      return false;
+    out = v.get<int64_t>();
+    return out >= lo && out <= hi;
+  };
+  try {
+    KernelManifest m;
+    m.name = j.value("name", "");
+    m.target = j.value("target", "");
+    m.strategy = j.value("strategy", "");
+    m.decode = j.value("decode", "none");
+    m.decodeScale = j.value("decode_scale", 1.0);
+    m.hasIndexCheck = j.value("has_index_check", false);
+    m.hasTileMap = j.value("has_tile_map", false);
+    int64_t tileQ, tileK, soSize;
+    if (!integer(j, "tile_q", 64, 1, 1 << 16, tileQ) ||
+        !integer(j, "tile_k", 128, 1, 1 << 16, tileK) ||
+        !integer(j, "so_size", 0, 0, INT64_MAX, soSize))
+      return false;
+    m.tileQ = int(tileQ);
+    m.tileK = int(tileK);
+    m.soSize = uint64_t(soSize);
+    m.soHash = j.value("so_fnv1a64", "");
+    if (j.contains("index_checks")) {
+      if (!j["index_checks"].is_array())
+        return false;
+      for (auto &c : j["index_checks"]) {
+        int64_t dim;
+        if (!c.is_object() || !integer(c, "dim", 0, 0, 63, dim))
+          return false;
+        m.indexChecks.push_back({c.value("tensor", ""), int(dim)});
+        if (m.indexChecks.back().tensor.empty())
+          return false;
+      }
+    }
+    if (m.name.empty() || !(m.decode == "none" || m.decode == "hull" || m.decode == "scan") ||
+        !std::isfinite(m.decodeScale) || (m.hasIndexCheck && m.indexChecks.empty()))
+      return false;
+    out = std::move(m);
+    return true;
+  } catch (const nlohmann::json::exception &) {
+    return false; // a field of the wrong type
+  }
 }
 
 namespace {
@@ -342,6 +393,31 @@ std::string resolveTarget(const std::string &spec, std::string &warnings) {
   return result;
 }
 
+std::string targetRunsHere(const std::string &target) {
+  std::string why;
+  guarded(why, [&] {
+    Halide::Target t(target), host = Halide::get_host_target();
+    if (t.arch != host.arch || t.bits != host.bits || t.os != host.os) {
+      why = "target '" + target + "' is not this machine (" +
+            host.without_feature(Halide::Target::NoRuntime).to_string() +
+            "): a kernel for it cannot be run here; compile it ahead of time with "
+            "`attnc compile --target " + target + "` and run it on such a machine";
+      return;
+    }
+    using F = Halide::Target::Feature;
+    for (F f : {F::SSE41, F::AVX, F::AVX2, F::FMA, F::FMA4, F::F16C, F::AVX512, F::AVX512_KNL,
+                F::AVX512_Skylake, F::AVX512_Cannonlake, F::AVX512_SapphireRapids,
+                F::AVX512_Zen4, F::AVX512_Zen5, F::AVXVNNI, F::AVX10_1, F::SVE, F::SVE2,
+                F::ARMDotProd, F::ARMFp16})
+      if (t.has_feature(f) && !host.has_feature(f)) {
+        why = "target '" + target + "' uses CPU features this machine lacks (host: " +
+              host.to_string() + "); a kernel for it cannot be run here";
+        return;
+      }
+  });
+  return why;
+}
+
 bool emitStage(const SourceFile &src, Stage stage, const CompileOptions &opts, std::string &out,
                std::string &err) {
   Lowered low;
@@ -365,12 +441,18 @@ bool emitStage(const SourceFile &src, Stage stage, const CompileOptions &opts, s
       out = printAlgorithm(built.alg);
       return;
     }
-    fs::path tmp = fs::temp_directory_path() /
-                   ("attnc-stmt-" + std::to_string(::getpid()) + ".stmt");
+    // A private folder (mkdtemp, 0700): no name in the shared temp
+    // directory another user could plant a link at.
+    std::string tmpl = (fs::temp_directory_path() / "attnc-stmt-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data()))
+      throw std::runtime_error("cannot create a temporary folder in " +
+                               fs::temp_directory_path().string() + ": " + std::strerror(errno));
+    fs::path tmp = fs::path(tmpl) / "kernel.stmt";
     Halide::Pipeline(built.alg.outputs())
         .compile_to_lowered_stmt(tmp.string(), built.alg.arguments(), Halide::Text, built.target);
     out = readFile(tmp.string());
-    fs::remove(tmp);
+    std::error_code ec;
+    fs::remove_all(tmpl, ec);
   });
 }
 
@@ -406,25 +488,85 @@ bool compileSharedObject(const SourceFile &src, const CompileOptions &opts,
     return false;
   // Link the object (which carries the Halide runtime) into a shared object.
   // -Bsymbolic keeps its runtime private when several kernels are loaded.
-  const char *cxx = std::getenv("CXX");
-  std::string cmd = std::string(cxx && *cxx ? cxx : "c++") + " -shared -Wl,-Bsymbolic -o '" +
-                    soPath + "' '" + obj.string() + "' -lpthread -ldl -lm 2>&1";
+  // The linker runs from an argument vector, never through a shell: paths
+  // (the cache directory comes from the environment) are data.
+  std::vector<std::string> args = compilerCommand();
+  for (const char *a : {"-shared", "-Wl,-Bsymbolic", "-o"})
+    args.push_back(a);
+  args.push_back(soPath);
+  args.push_back(obj.string());
+  for (const char *a : {"-lpthread", "-ldl", "-lm"})
+    args.push_back(a);
   std::string output;
-  if (FILE *p = popen(cmd.c_str(), "r")) {
-    char buf[512];
-    while (size_t n = fread(buf, 1, sizeof buf, p))
-      output.append(buf, n);
-    int rc = pclose(p);
-    std::error_code ec;
-    fs::remove(obj, ec);
-    if (rc != 0) {
-      err += "attnc: error: linking the kernel failed: " + cmd + "\n" + output;
-      return false;
-    }
+  int rc = runProgram(args, output);
+  std::error_code ec;
+  fs::remove(obj, ec);
+  if (rc == 0)
     return true;
-  }
-  err += "attnc: error: could not run the linker: " + cmd + "\n";
+  std::string shown;
+  for (const std::string &a : args)
+    shown += (shown.empty() ? "" : " ") + a;
+  if (rc == 127 && output.empty())
+    err += "attnc: error: could not run the linker '" + args[0] +
+           "' (set CXX to a C++ compiler driver): " + shown + "\n";
+  else
+    err += "attnc: error: linking the kernel failed: " + shown + "\n" + output;
   return false;
+}
+
+std::vector<std::string> compilerCommand() {
+  // $CXX may carry options ("ccache c++", "clang++ -fuse-ld=lld"): split at
+  // whitespace into words, with no shell quoting or expansion.
+  std::vector<std::string> words;
+  const char *cxx = std::getenv("CXX");
+  std::istringstream in(cxx && *cxx ? cxx : "c++");
+  for (std::string w; in >> w;)
+    words.push_back(w);
+  if (words.empty())
+    words.push_back("c++");
+  return words;
+}
+
+int runProgram(const std::vector<std::string> &args, std::string &output) {
+  if (args.empty())
+    return 127;
+  std::vector<char *> argv;
+  for (const std::string &a : args)
+    argv.push_back(const_cast<char *>(a.c_str()));
+  argv.push_back(nullptr);
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    output = std::string("pipe: ") + std::strerror(errno) + "\n";
+    return -1;
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    return 127;
+  }
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n > 0)
+      output.append(buf, size_t(n));
+    else if (n == 0 || errno != EINTR)
+      break;
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR)
+      return -1;
+  if (WIFEXITED(status))
+    return WEXITSTATUS(status);
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
 } // namespace attn

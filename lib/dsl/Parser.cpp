@@ -7,6 +7,7 @@
 #include "attn/dsl/Lexer.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <unordered_map>
 
@@ -16,11 +17,17 @@ namespace {
 
 /// Errors reported before the parser gives up on a file.
 constexpr int kMaxErrors = 20;
-/// Bracket and prefix-operator nesting the parser follows, and the depth of
-/// the expression trees it builds; both guard every later recursive pass.
+/// Bracket and prefix-operator nesting the parser follows (its own
+/// recursion), and the depth of the expression trees it builds, which guards
+/// every later recursive pass. A flat chain `a + b + c ...` is one level of
+/// nesting but a tree as deep as it has operands, hence the larger bound.
 constexpr int kMaxNesting = 200;
+constexpr int kMaxTreeDepth = 1000;
 constexpr const char *kNestingHint =
     "the limit is 200 levels; split the expression with `let`";
+constexpr const char *kTreeDepthHint =
+    "the limit is 1000 operands in a chain or levels of nesting; split the expression "
+    "with `let`";
 
 const std::vector<std::string> kElemTypeNames = {"f32", "f16", "bf16", "f64",
                                                  "i32", "i64", "bool"};
@@ -584,6 +591,11 @@ private:
         error(count, "the K of topk(K) must be positive");
         return false;
       }
+      if (count.intValue > INT32_MAX) {
+        error(count, "the K of topk(K) does not fit in i32 (at most 2147483647)",
+              "a K of at least the number of keys keeps every key");
+        return false;
+      }
       n.k = count.intValue;
       advance();
       n.range.end = cur().range.end;
@@ -639,8 +651,8 @@ private:
     int d = 0;
     for (const auto &a : e->args)
       d = std::max(d, depthOf(a.get()));
-    if (d + 1 > kMaxNesting) {
-      error(e->range, "expression is nested too deeply", kNestingHint);
+    if (d + 1 > kMaxTreeDepth) {
+      error(e->range, "expression is too long or nested too deeply", kTreeDepthHint);
       return nullptr;
     }
     depth_[e.get()] = d + 1;

@@ -11,15 +11,22 @@
 #include <climits>
 #include <cmath>
 #include <map>
+#include <set>
 
 namespace attn::dsl {
+
+namespace {
+/// Head dims above this are refused (loop extents the schedule unrolls).
+constexpr int64_t kMaxHeadDim = 1 << 16;
+} // namespace
 
 namespace {
 
 constexpr int kMaxErrors = 20;
 /// Depth of an expression with every let reference replaced by the let's
 /// expression; bounds the recursion of passes that inline lets.
-constexpr int kMaxExpandedDepth = 1000;
+/// Twice the parser's tree depth: every operator may add a cast.
+constexpr int kMaxExpandedDepth = 2000;
 
 struct FunctionInfo {
   const char *name;
@@ -231,6 +238,11 @@ private:
         if (d.isLiteral() && d.value <= 0)
           error(d.range,
                 "dimension must be positive, got " + std::to_string(d.value));
+        else if (d.isLiteral() && d.value > INT32_MAX)
+          error(d.range,
+                "dimension " + std::to_string(d.value) +
+                    " does not fit in i32 (at most 2147483647)",
+                "kernel buffers index every dimension with 32-bit extents");
     }
     k_.q = headTensor("q");
     k_.k = headTensor("k");
@@ -289,6 +301,14 @@ private:
             "the number of query heads (" + std::to_string(q->dims[1].value) +
                 ") must be a multiple of the number of key/value heads (" +
                 std::to_string(kk->dims[1].value) + ")");
+    // The head dims are loop extents the schedule vectorizes and unrolls.
+    for (const TensorDecl *t : {q, kk, v})
+      if (t && t->dims.size() == 4 && t->dims[3].isLiteral() &&
+          t->dims[3].value > kMaxHeadDim && t->dims[3].value <= INT32_MAX)
+        error(t->dims[3].range,
+              "head dimension " + std::to_string(t->dims[3].value) + " of '" + t->name +
+                  "' is larger than attnc supports (" + std::to_string(kMaxHeadDim) + ")",
+              "split the head into several heads");
   }
 
   /// Reports when dimension `d` of `second` differs from that of `first`.
@@ -834,8 +854,57 @@ private:
 
 } // namespace
 
+/// Whether a kernel name would clash with a C or C++ keyword, a Halide
+/// runtime symbol or a C library function once it becomes the C symbols
+/// NAME, NAME_argv, ... and the header NAME.h the AOT and JIT builds emit.
+static const char *reservedKernelName(const std::string &n) {
+  static const std::set<std::string> keywords = {
+      "alignas", "alignof", "and", "and_eq", "asm", "auto", "bitand", "bitor", "bool", "break",
+      "case", "catch", "char", "char8_t", "char16_t", "char32_t", "class", "compl", "concept",
+      "const", "consteval", "constexpr", "constinit", "const_cast", "continue", "co_await",
+      "co_return", "co_yield", "decltype", "default", "delete", "do", "double", "dynamic_cast",
+      "else", "enum", "explicit", "export", "extern", "false", "float", "for", "friend", "goto",
+      "if", "inline", "int", "long", "mutable", "namespace", "new", "noexcept", "not", "not_eq",
+      "nullptr", "operator", "or", "or_eq", "private", "protected", "public", "register",
+      "reinterpret_cast", "requires", "restrict", "return", "short", "signed", "sizeof",
+      "static", "static_assert", "static_cast", "struct", "switch", "template", "this",
+      "thread_local", "throw", "true", "try", "typedef", "typeid", "typename", "union",
+      "unsigned", "using", "virtual", "void", "volatile", "wchar_t", "while", "xor", "xor_eq",
+      "main"};
+  static const std::set<std::string> libc = {
+      "malloc", "free", "calloc", "realloc", "aligned_alloc", "posix_memalign", "memalign",
+      "memcpy", "memmove", "memset", "memcmp", "memchr", "strlen", "strcmp", "strncmp",
+      "strcpy", "strncpy", "strchr", "strstr", "strdup", "abort", "exit", "_exit", "atexit",
+      "getenv", "setenv", "printf", "fprintf", "snprintf", "sprintf", "vsnprintf", "puts",
+      "fopen", "fclose", "fwrite", "fread", "fflush", "write", "read", "open", "close",
+      "dlopen", "dlsym", "dlclose", "dlerror", "sched_yield", "usleep", "nanosleep",
+      "clock_gettime", "gettimeofday", "sysconf", "qsort", "atoi", "strtol", "strtod",
+      "errno", "signal", "raise", "sin", "cos", "tan", "asin", "acos", "atan", "atan2",
+      "sinh", "cosh", "tanh", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p",
+      "sqrt", "cbrt", "pow", "fabs", "abs", "floor", "ceil", "round", "trunc", "fmod",
+      "fmin", "fmax", "fma", "hypot", "sinf", "cosf", "tanf", "expf", "logf", "sqrtf",
+      "powf", "fabsf", "floorf", "ceilf", "roundf", "truncf", "fmodf", "fminf", "fmaxf",
+      "fmaf", "tanhf", "atan2f", "nan", "nanf", "isnan", "isinf"};
+  if (keywords.count(n))
+    return "a C or C++ keyword";
+  if (n.rfind("halide_", 0) == 0 || n.rfind("Halide", 0) == 0)
+    return "reserved for the Halide runtime linked into every kernel";
+  if (!n.empty() && n[0] == '_')
+    return "reserved: names that start with '_' belong to the C implementation";
+  if (n.rfind("pthread_", 0) == 0 || libc.count(n))
+    return "a C library function the kernel's runtime calls";
+  return nullptr;
+}
+
 bool checkModule(Module &module, DiagnosticEngine &diag) {
   ErrorBudget errors{diag, diag.numErrors()};
+  for (const Kernel &k : module.kernels)
+    if (const char *why = reservedKernelName(k.name))
+      errors.error(k.range, "kernel name '" + k.name + "' is " + why,
+                   "the name becomes the C symbols " + k.name + ", " + k.name +
+                       "_argv, ... and the header " + k.name +
+                       ".h; choose another, e.g. `" +
+                       (k.name[0] == '_' ? "attn" : "") + k.name + "_attn`");
   if (module.kernels.empty())
     errors.error({{1, 1}, {1, 1}}, "the file has no attention block",
                  "a file holds one or more `attention NAME { ... }` blocks");

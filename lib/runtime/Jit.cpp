@@ -6,12 +6,19 @@
 
 #include "HalideRuntime.h"
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
+#include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -47,18 +54,95 @@ std::string readFile(const fs::path &p) {
   return s.str();
 }
 
+/// A name no other process or thread writing the same cache entry uses:
+/// PID, thread and 64 random bits.
+std::string uniqueSuffix() {
+  static std::atomic<uint64_t> counter{0};
+  std::random_device rd;
+  uint64_t r = (uint64_t(rd()) << 32) ^ rd() ^ counter++;
+  char buf[96];
+  snprintf(buf, sizeof buf, ".tmp-%ld-%zx-%016llx", (long)::getpid(),
+           std::hash<std::thread::id>()(std::this_thread::get_id()), (unsigned long long)r);
+  return buf;
+}
+
+/// The FNV-1a 64 hash of a file's bytes as 16 hex digits, and its size;
+/// empty when it cannot be read.
+std::string hashFile(const fs::path &p, uint64_t &size) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in)
+    return "";
+  uint64_t h = 1469598103934665603ull;
+  size = 0;
+  char buf[1 << 16];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    std::streamsize n = in.gcount();
+    for (std::streamsize i = 0; i < n; ++i) {
+      h ^= (unsigned char)buf[i];
+      h *= 1099511628211ull;
+    }
+    size += uint64_t(n);
+  }
+  char hex[17];
+  snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  return hex;
+}
+
+/// Writes `data` under a unique temporary name beside `p` and renames it
+/// over `p` (atomic: a reader sees the old file or the whole new one).
 bool writeFileAtomically(const fs::path &p, const std::string &data) {
   fs::path tmp = p;
-  tmp += ".tmp" + std::to_string(::getpid());
+  tmp += uniqueSuffix();
   {
     std::ofstream out(tmp, std::ios::binary);
     out << data;
-    if (!out)
+    if (!out) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
       return false;
+    }
   }
   std::error_code ec;
   fs::rename(tmp, p, ec);
+  if (ec)
+    fs::remove(tmp, ec);
   return !ec;
+}
+
+/// Creates `dir` (the last component 0700) if missing, then refuses it
+/// unless it is a directory owned by this user that no group or other user
+/// can write: whoever can write the cache chooses the code the JIT runs.
+/// Empty on success, else the error.
+std::string preparePrivateDir(const fs::path &dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) {
+    if (dir.has_parent_path())
+      fs::create_directories(dir.parent_path(), ec);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      return "cannot create the cache directory " + dir.string() + ": " + std::strerror(errno) +
+             "; set ATTNC_CACHE_DIR to a writable directory, or run with --no-cache";
+  }
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0)
+    return "cannot use the cache directory " + dir.string() + ": " + std::strerror(errno);
+  if (!S_ISDIR(st.st_mode))
+    return "the cache directory " + dir.string() + " is not a directory";
+  if (st.st_uid != ::geteuid())
+    return "refusing the cache directory " + dir.string() + ": it belongs to uid " +
+           std::to_string(st.st_uid) + ", not to you (uid " + std::to_string(::geteuid()) +
+           "), and whoever can write it chooses the code attnc runs; set ATTNC_CACHE_DIR to a "
+           "directory of yours";
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    char mode[8];
+    snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+    return "refusing the cache directory " + dir.string() + ": it is writable by group or others (mode " +
+           mode + "), and whoever can write it chooses the code attnc runs; `chmod go-w " +
+           dir.string() + "` or set ATTNC_CACHE_DIR";
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    return "cannot write to the cache directory " + dir.string() + ": " + std::strerror(errno) +
+           "; set ATTNC_CACHE_DIR to a writable directory, or run with --no-cache";
+  return "";
 }
 
 halide_type_t halideType(dsl::ElemType t) {
@@ -94,9 +178,12 @@ Status makeView(const std::string &name, const runtime::TensorRef &t, halide_typ
              std::to_string(declared);
     };
     if (extent > INT32_MAX || stride > INT32_MAX || stride < -INT32_MAX)
-      return Status::error(where() + ": extent " + std::to_string(extent) + " and stride " +
-                           std::to_string(stride) +
-                           " must fit in 32 bits (split the tensor into smaller calls)");
+      return Status::error("attnc: error: " + where() + " has " +
+                           (extent > INT32_MAX ? "extent " + std::to_string(extent)
+                                               : "stride " + std::to_string(stride)) +
+                           ", beyond the 2^31 - 1 a kernel buffer can address\n"
+                           "hint: split the tensor (e.g. over the batch) into calls of fewer "
+                           "elements");
     if (k == 0 && stride != 1 && extent > 1)
       return Status::error(where() + " has stride " + std::to_string(stride) +
                            "; the last dimension of every tensor must be contiguous "
@@ -127,6 +214,52 @@ int64_t extentOf(const dsl::TensorDecl &t, int dim, const runtime::Bindings &b) 
   return d.isLiteral() ? d.value : b.sizes.at(d.name);
 }
 
+std::string gib(double bytes) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.1f", bytes / double(1ull << 30));
+  return buf;
+}
+
+/// Memory the kernel may still allocate: MemAvailable of /proc/meminfo (0
+/// when unknown).
+double availableBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kb;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:")
+      return kb * 1024;
+  return 0;
+}
+
+/// Every buffer prepare() allocates fits a halide_buffer_t, and what it
+/// allocates fits the memory available. (The inputs' views are checked by
+/// makeView, with their own strides.)
+Status checkSizes(const dsl::Kernel &k, const runtime::Bindings &bd, const KernelManifest &m) {
+  std::vector<int64_t> out{bd.B, bd.H, bd.Lq, bd.Dv};
+  if (Status s = runtime::checkBufferShape("the output of '" + k.name + "' [" + std::to_string(bd.B) + ", " +
+                                      std::to_string(bd.H) + ", " + std::to_string(bd.Lq) + ", " +
+                                      std::to_string(bd.Dv) + "]",
+                                  out);
+      !s)
+    return s;
+  double bytes = double(bd.B) * bd.H * bd.Lq * bd.Dv * runtime::elemSize(k.q->type);
+  if (k.outputLse)
+    bytes += double(bd.B) * bd.H * bd.Lq * 4;
+  if (m.hasTileMap)
+    bytes += double(bd.B) * bd.H * ((bd.Lq + m.tileQ - 1) / m.tileQ) *
+             double((bd.Lk + m.tileK - 1) / m.tileK);
+  double avail = availableBytes();
+  if (avail > 0 && bytes > avail)
+    return Status::error("attnc: error: the outputs of '" + k.name + "' (out [" +
+                         std::to_string(bd.B) + ", " + std::to_string(bd.H) + ", " +
+                         std::to_string(bd.Lq) + ", " + std::to_string(bd.Dv) + "]" +
+                         (k.outputLse ? " and lse" : "") + ") need " + gib(bytes) +
+                         " GiB, more than the " + gib(avail) + " GiB of memory available");
+  return Status::ok();
+}
+
 } // namespace
 
 std::string JitKernel::defaultCacheDir() {
@@ -136,7 +269,13 @@ std::string JitKernel::defaultCacheDir() {
     return std::string(d) + "/attnc";
   if (const char *d = std::getenv("HOME"); d && *d)
     return std::string(d) + "/.cache/attnc";
-  return (fs::temp_directory_path() / "attnc-cache").string();
+  // No home: a per-user folder in the temp directory, created 0700; its
+  // owner and mode are checked before use like any cache directory's.
+  std::error_code ec;
+  fs::path tmp = fs::temp_directory_path(ec);
+  if (ec)
+    tmp = "/tmp";
+  return (tmp / ("attnc-cache-" + std::to_string(::geteuid()))).string();
 }
 
 JitKernel::~JitKernel() {
@@ -175,63 +314,161 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
                                                                 std::to_string(HALIDE_VERSION_MINOR),
                                   target, k->kernel_->name, src.text})
     h = fnv1a(h, part);
+  if (std::string why = targetRunsHere(target); !why.empty()) {
+    messages += why.rfind("attnc:", 0) == 0 ? why : "attnc: error: " + why + "\n";
+    return nullptr;
+  }
   char hex[17];
   snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
-  fs::path dir = opts.cacheDir.empty() ? defaultCacheDir() : opts.cacheDir;
-  fs::path so = dir / (k->kernel_->name + "-" + hex + ".so");
-  fs::path manifestPath = dir / (k->kernel_->name + "-" + hex + ".json");
-
+  const std::string stem = k->kernel_->name + "-" + hex;
   auto start = std::chrono::steady_clock::now();
-  bool haveCached = opts.useCache && fs::exists(so) && fs::exists(manifestPath) &&
-                    KernelManifest::fromJson(readFile(manifestPath), k->manifest_);
-  if (!haveCached) {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) {
-      messages += "attnc: error: cannot create the cache directory " + dir.string() + ": " +
-                  ec.message() + "\n";
+
+  // --no-cache: compile into a private temporary folder, load, remove it.
+  fs::path dir;
+  struct RemoveTemp {
+    fs::path dir;
+    ~RemoveTemp() {
+      std::error_code ec;
+      if (!dir.empty())
+        fs::remove_all(dir, ec);
+    }
+  } removeTemp;
+  if (opts.useCache) {
+    dir = opts.cacheDir.empty() ? defaultCacheDir() : opts.cacheDir;
+    if (std::string why = preparePrivateDir(dir); !why.empty()) {
+      messages += "attnc: error: " + why + "\n";
       return nullptr;
     }
+  } else {
+    std::error_code ec;
+    fs::path tmp = fs::temp_directory_path(ec);
+    std::string tmpl = ((ec ? fs::path("/tmp") : tmp) / "attnc-jit-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) {
+      messages += "attnc: error: cannot create a temporary folder in " +
+                  fs::path(tmpl).parent_path().string() + ": " + std::strerror(errno) + "\n";
+      return nullptr;
+    }
+    dir = removeTemp.dir = tmpl;
+  }
+  fs::path so = dir / (stem + ".so");
+  fs::path manifestPath = dir / (stem + ".json");
+
+  bool haveCached = false;
+  if (opts.useCache) {
+    // The manifest is published last: without one the entry is absent (or
+    // being written by another process). A damaged entry is not removed,
+    // the rebuilt one is renamed over it: removing could race with a
+    // writer that just published a good one.
+    std::error_code ec;
+    if (fs::exists(manifestPath, ec)) {
+      std::string why = k->loadCached(so, manifestPath);
+      if (why.empty())
+        haveCached = true;
+      else
+        messages += "attnc: warning: the cached kernel " + so.string() + " is unusable (" + why +
+                    "); compiling it again\n";
+    }
+  }
+  if (!haveCached) {
+    // Built under a unique name, hashed, then published by rename: the .so
+    // first, its manifest (which names the hash) last.
+    const std::string unique = uniqueSuffix();
+    fs::path tmpSo = dir / (stem + unique + ".so");
+    int fd = ::open(tmpSo.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      messages += "attnc: error: cannot write to the cache directory " + dir.string() + ": " +
+                  std::strerror(errno) +
+                  "; set ATTNC_CACHE_DIR to a writable directory, or run with --no-cache\n";
+      return nullptr;
+    }
+    ::close(fd);
+    struct RemoveFile {
+      fs::path p;
+      ~RemoveFile() {
+        std::error_code ec;
+        if (!p.empty())
+          fs::remove(p, ec);
+      }
+    } removeTmpSo{tmpSo};
     CompileOptions copts;
     copts.kernel = k->kernel_->name;
     copts.target = target;
     copts.skipTiles = opts.skipTiles;
-    fs::path tmpSo = so;
-    tmpSo += ".tmp" + std::to_string(::getpid());
-    if (!compileSharedObject(src, copts, tmpSo.string(), k->manifest_, messages))
+    KernelManifest manifest;
+    if (!compileSharedObject(src, copts, tmpSo.string(), manifest, messages))
       return nullptr;
-    fs::rename(tmpSo, so, ec);
-    if (ec || !writeFileAtomically(manifestPath, k->manifest_.toJson())) {
-      messages += "attnc: error: cannot write to the cache directory " + dir.string() + "\n";
+    manifest.soHash = hashFile(tmpSo, manifest.soSize);
+    std::error_code ec;
+    if (manifest.soHash.empty() || (fs::rename(tmpSo, so, ec), ec) ||
+        (opts.useCache && !writeFileAtomically(manifestPath, manifest.toJson()))) {
+      messages += "attnc: error: cannot write to the cache directory " + dir.string() +
+                  (ec ? ": " + ec.message() : std::string()) + "\n";
+      return nullptr;
+    }
+    removeTmpSo.p.clear();
+    k->manifest_ = manifest;
+    if (std::string why = k->load(so); !why.empty()) {
+      messages += "attnc: error: cannot load the compiled kernel " + so.string() + ": " + why + "\n";
       return nullptr;
     }
   }
   k->cacheHit_ = haveCached;
-
-  k->handle_ = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!k->handle_) {
-    messages += std::string("attnc: error: cannot load the compiled kernel: ") + dlerror() + "\n";
-    return nullptr;
-  }
-  k->entry_ = (int (*)(void **))dlsym(k->handle_, (k->kernel_->name + "_argv").c_str());
-  if (k->manifest_.hasIndexCheck)
-    k->check_ =
-        (int (*)(void **))dlsym(k->handle_, (k->kernel_->name + "_check_indices_argv").c_str());
-  if (k->manifest_.hasTileMap)
-    k->tileMap_ =
-        (int (*)(void **))dlsym(k->handle_, (k->kernel_->name + "_tile_map_argv").c_str());
-  auto setHandler = (void (*)(void (*)(void *, const char *)))dlsym(k->handle_,
-                                                                     "halide_set_error_handler");
-  if (!k->entry_ || (k->manifest_.hasIndexCheck && !k->check_) ||
-      (k->manifest_.hasTileMap && !k->tileMap_) || !setHandler) {
-    messages += "attnc: error: the compiled kernel " + so.string() +
-                " lacks its entry points; delete it and try again\n";
-    return nullptr;
-  }
-  setHandler(captureHalideError);
   k->compileSeconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return k;
+}
+
+std::string JitKernel::loadCached(const std::string &so, const std::string &manifestPath) {
+  // Everything is checked before dlopen: a truncated file would fault
+  // (SIGBUS) inside the loader, bad tile sizes inside prepare.
+  KernelManifest m;
+  std::string text = readFile(manifestPath);
+  if (text.empty())
+    return "its manifest is missing or empty";
+  if (!KernelManifest::fromJson(text, m))
+    return "its manifest is malformed or holds out-of-range values";
+  if (m.name != kernel_->name)
+    return "its manifest names kernel '" + m.name + "'";
+  if (m.soSize == 0 || m.soHash.empty())
+    return "its manifest records no size and hash";
+  uint64_t size = 0;
+  std::string hash = hashFile(so, size);
+  if (hash.empty())
+    return "the shared object cannot be read";
+  if (size != m.soSize)
+    return "the shared object holds " + std::to_string(size) + " bytes, its manifest says " +
+           std::to_string(m.soSize);
+  if (hash != m.soHash)
+    return "the shared object's hash " + hash + " is not the manifest's " + m.soHash;
+  manifest_ = m;
+  return load(so);
+}
+
+std::string JitKernel::load(const std::string &so) {
+  if (handle_) {
+    dlclose(handle_);
+    handle_ = nullptr;
+  }
+  handle_ = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle_)
+    return dlerror();
+  entry_ = (int (*)(void **))dlsym(handle_, (kernel_->name + "_argv").c_str());
+  check_ = manifest_.hasIndexCheck
+               ? (int (*)(void **))dlsym(handle_, (kernel_->name + "_check_indices_argv").c_str())
+               : nullptr;
+  tileMap_ = manifest_.hasTileMap
+                 ? (int (*)(void **))dlsym(handle_, (kernel_->name + "_tile_map_argv").c_str())
+                 : nullptr;
+  auto setHandler = (void (*)(void (*)(void *, const char *)))dlsym(handle_,
+                                                                     "halide_set_error_handler");
+  if (!entry_ || (manifest_.hasIndexCheck && !check_) || (manifest_.hasTileMap && !tileMap_) ||
+      !setHandler) {
+    dlclose(handle_);
+    handle_ = nullptr;
+    return "it lacks its entry points";
+  }
+  setHandler(captureHalideError);
+  return "";
 }
 
 Status JitKernel::prepare(const std::map<std::string, runtime::TensorRef> &inputs,
@@ -260,6 +497,8 @@ Status JitKernel::prepareBound(const std::map<std::string, runtime::TensorRef> &
                                Call &call) const {
   const dsl::Kernel &k = *kernel_;
   const runtime::Bindings &bd = call.bindings;
+  if (Status s = checkSizes(k, bd, manifest_); !s)
+    return s;
   call.argv.clear();
   call.storage.clear();
   Status viewError = Status::ok();
@@ -364,8 +603,12 @@ Status JitKernel::run(const std::map<std::string, HostTensor> &inputs,
                       const std::map<std::string, std::string> &params, HostTensor &out,
                       HostTensor *lse) const {
   Call call;
-  if (Status s = prepare(inputs, params, call); !s)
-    return s;
+  try {
+    if (Status s = prepare(inputs, params, call); !s)
+      return s;
+  } catch (const std::bad_alloc &) {
+    return Status::error("attnc: error: out of memory preparing a call of '" + kernel_->name + "'");
+  }
   if (Status s = execute(call); !s)
     return s;
   out = std::move(call.out);

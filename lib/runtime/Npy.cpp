@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <fcntl.h>
+#include <filesystem>
 #include <optional>
 #include <sstream>
 #include <sys/stat.h>
@@ -452,15 +453,38 @@ Status writeNpy(const std::string &path, const HostTensor &t) {
     pre += static_cast<char>((hl >> 24) & 0xff);
   }
 
-  static std::atomic<unsigned> counter{0};
-  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
-                    std::to_string(counter++);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  // Where the bytes go: a symbolic link is followed (its target is
+  // written, the link stays); a special file (/dev/null, a FIFO, a
+  // terminal) is written in place; a regular file (or a new name) gets a
+  // temporary file beside it that is renamed over it when complete.
+  std::string target = path;
+  struct stat st;
+  bool inPlace = ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
+  int fd = -1;
+  std::string tmp;
+  if (inPlace) {
+    if (S_ISDIR(st.st_mode))
+      return Status::error("cannot write " + path + ": it is a directory");
+    fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  } else {
+    if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      std::error_code ec;
+      std::filesystem::path resolved = std::filesystem::weakly_canonical(path, ec);
+      if (ec)
+        return Status::error("cannot write " + path + ": cannot resolve the link: " +
+                             ec.message());
+      target = resolved.string();
+    }
+    static std::atomic<unsigned> counter{0};
+    tmp = target + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  }
   if (fd < 0)
     return Status::error("cannot write " + path + ": " + errnoText());
   auto abandon = [&](const std::string &why) {
     ::close(fd);
-    ::unlink(tmp.c_str());
+    if (!inPlace)
+      ::unlink(tmp.c_str());
     return Status::error("cannot write " + path + ": " + why);
   };
 
@@ -483,10 +507,11 @@ Status writeNpy(const std::string &path, const HostTensor &t) {
   }
   if (::close(fd) != 0) {
     std::string why = errnoText();
-    ::unlink(tmp.c_str());
+    if (!inPlace)
+      ::unlink(tmp.c_str());
     return Status::error("cannot write " + path + ": " + why);
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (!inPlace && std::rename(tmp.c_str(), target.c_str()) != 0) {
     std::string why = errnoText();
     ::unlink(tmp.c_str());
     return Status::error("cannot write " + path + ": " + why);

@@ -43,6 +43,27 @@ float doubleToFloatRoundToOdd(double value) {
 
 } // namespace
 
+Status checkBufferShape(const std::string &what, const std::vector<int64_t> &shape) {
+  const int64_t limit = INT32_MAX;
+  int64_t stride = 1;
+  for (int d = int(shape.size()) - 1; d >= 0; --d) {
+    if (shape[d] > limit || stride > limit) {
+      std::ostringstream os;
+      os << "attnc: error: " << what << ": dimension " << d << " has "
+         << (shape[d] > limit ? "extent " + std::to_string(shape[d])
+                              : "stride " + std::to_string(stride))
+         << ", beyond the 2^31 - 1 a kernel buffer can address\n"
+         << "hint: split the tensor (e.g. over the batch) into calls of fewer elements";
+      return Status::error(os.str());
+    }
+    if (shape[d] > 0 && stride > INT64_MAX / shape[d])
+      stride = INT64_MAX;
+    else
+      stride *= shape[d];
+  }
+  return Status::ok();
+}
+
 size_t elemSize(ElemType t) {
   switch (t) {
   case ElemType::F32:

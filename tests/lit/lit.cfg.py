@@ -16,3 +16,6 @@ config.environment["PATH"] = os.pathsep.join(
 config.environment["ATTNC_CACHE_DIR"] = os.path.join(config.test_exec_root, "kernel-cache")
 config.substitutions.append(("%python", config.python_executable))
 config.substitutions.append(("%examples", config.attnc_examples_dir))
+# Tests that chown files to another user or create device nodes need root.
+if hasattr(os, "geteuid") and os.geteuid() == 0:
+    config.available_features.add("root")

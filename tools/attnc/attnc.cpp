@@ -33,6 +33,11 @@ int fail(const std::string &message) {
 }
 
 bool readSource(const std::string &path, attn::SourceFile &src, std::string &err) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    err = "attnc: error: '" + path + "' is a directory, not an .attn file";
+    return false;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     err = "attnc: error: cannot read '" + path + "'";
@@ -43,6 +48,19 @@ bool readSource(const std::string &path, attn::SourceFile &src, std::string &err
   src.fileName = path;
   src.text = s.str();
   return true;
+}
+
+/// Whether two paths name the same file: the same inode when both exist,
+/// else the same path once links and `..` are resolved. Special files
+/// (/dev/null) may be named twice.
+bool sameFile(const std::string &a, const std::string &b) {
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec)) {
+    bool same = fs::equivalent(a, b, ec);
+    return same && !ec && fs::is_regular_file(a, ec);
+  }
+  fs::path ca = fs::weakly_canonical(a, ec), cb = fs::weakly_canonical(b, ec);
+  return !ec && ca == cb;
 }
 
 /// Splits NAME=VALUE options.
@@ -128,6 +146,19 @@ int cmdRun(const RunArgs &a) {
   if (!splitAssignments(a.ins, "--in", inPaths, err) ||
       !splitAssignments(a.params, "--param", params, err))
     return fail(err);
+
+  // An output must not overwrite another output or an input.
+  if (!a.lse.empty() && sameFile(a.out, a.lse))
+    return fail("attnc: error: --out and --lse name the same file '" + a.out +
+                "'; give each output its own file");
+  for (auto &[name, path] : inPaths)
+    for (const std::string *o : {&a.out, &a.lse})
+      if (!o->empty() && sameFile(*o, path))
+        return fail("attnc: error: " + std::string(o == &a.out ? "--out" : "--lse") + " '" + *o +
+                    "' is the input " + name + " ('" + path +
+                    "'); writing it would destroy the input");
+  if (sameFile(a.out, a.file) || (!a.lse.empty() && sameFile(a.lse, a.file)))
+    return fail("attnc: error: an output names the source file '" + a.file + "'");
 
   attn::JitOptions opts;
   opts.kernel = a.kernel;
@@ -244,7 +275,9 @@ int main(int argc, char **argv) {
   runCmd->add_option("--lse", run.lse, "log-sum-exp output .npy");
   runCmd->add_option("--bench", run.bench, "timed runs after a warm-up; prints the median")
       ->check(CLI::NonNegativeNumber);
-  runCmd->add_flag("--no-cache", run.noCache, "always compile, ignore the compile cache");
+  runCmd->add_flag("--no-cache", run.noCache,
+                   "always compile, in a private temporary folder; the cache is neither read "
+                   "nor written");
 
   attn::VizRequest viz;
   std::vector<std::string> vizSizes, vizParams, vizIns;
@@ -272,15 +305,19 @@ int main(int argc, char **argv) {
   } catch (const CLI::ParseError &e) {
     return app.exit(e) == 0 ? 0 : 1;
   }
-  if (*check)
-    return cmdCheck(file);
-  if (*emit)
-    return cmdEmit(file, stage, kernel, target);
-  if (*compile)
-    return cmdCompile(file, outDir, kernel, target);
-  if (*runCmd)
-    return cmdRun(run);
-  if (*vizCmd)
-    return cmdViz(viz, vizSizes, vizParams, vizIns);
+  try {
+    if (*check)
+      return cmdCheck(file);
+    if (*emit)
+      return cmdEmit(file, stage, kernel, target);
+    if (*compile)
+      return cmdCompile(file, outDir, kernel, target);
+    if (*runCmd)
+      return cmdRun(run);
+    if (*vizCmd)
+      return cmdViz(viz, vizSizes, vizParams, vizIns);
+  } catch (const std::bad_alloc &) {
+    return fail("attnc: error: out of memory");
+  }
   return 1;
 }

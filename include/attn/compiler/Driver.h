@@ -3,6 +3,7 @@
 // a shared object the runtime loads (JIT). No MLIR or Halide types here.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,13 @@ struct KernelManifest {
     int dim = 0;
   };
   std::vector<Check> indexChecks; // in the order of NAME_check_indices' rows
+  /// JIT cache entries: the shared object's size and FNV-1a 64 hash (16 hex
+  /// digits), checked before it is loaded. 0 / empty elsewhere.
+  uint64_t soSize = 0;
+  std::string soHash;
   std::string toJson() const;
+  /// false on malformed JSON, fields of the wrong type or out-of-range values
+  /// (tile sizes outside [1, 65536], an unknown decoder, ...).
   static bool fromJson(const std::string &json, KernelManifest &out);
 };
 
@@ -68,6 +75,20 @@ bool compileSharedObject(const SourceFile &src, const CompileOptions &opts,
 /// features). A GPU target falls back to the host CPU with a warning
 /// appended to `warnings` (no GPU schedule in this version).
 std::string resolveTarget(const std::string &spec, std::string &warnings);
+
+/// Empty when kernels compiled for `target` (a resolved Halide target
+/// string) can run in this process; else why not (another architecture or
+/// OS, or CPU features the host lacks).
+std::string targetRunsHere(const std::string &target);
+
+/// The C++ compiler driver that links JIT kernels: $CXX split at whitespace
+/// (no shell), else "c++".
+std::vector<std::string> compilerCommand();
+
+/// Runs args[0] (looked up in PATH) with `args`, without a shell, collecting
+/// its stdout and stderr into `output`; the exit status, 127 when it could
+/// not be started, 128+N when killed by signal N.
+int runProgram(const std::vector<std::string> &args, std::string &output);
 
 /// attnc's version string (part of the compile cache key).
 const char *version();

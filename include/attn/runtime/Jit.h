@@ -6,9 +6,13 @@
 //   k->run({{"q", q}, {"k", k}, {"v", v}}, {}, out, nullptr);
 //
 // Compiled kernels are shared objects in the cache directory ($ATTNC_CACHE_DIR,
-// else $XDG_CACHE_HOME/attnc, else ~/.cache/attnc), keyed by attnc and Halide
-// versions, target, kernel name and source text; a second compile of the same
-// source loads the cached object without compiling.
+// else $XDG_CACHE_HOME/attnc, else ~/.cache/attnc, else a 0700 folder
+// attnc-cache-UID in the temp directory), keyed by attnc and Halide versions,
+// target, kernel name and source text; a second compile of the same source
+// loads the cached object without compiling. The directory must belong to
+// the user and be writable by no one else; entries are published by atomic
+// rename and checked (size, hash, manifest values) before they are loaded; a
+// damaged entry is rebuilt with a warning.
 #pragma once
 
 #include "attn/compiler/Driver.h"
@@ -90,6 +94,11 @@ private:
   runtime::Status prepareBound(const std::map<std::string, runtime::TensorRef> &inputs,
                                Call &call) const;
   runtime::Status checkIndices(Call &call, const std::vector<void *> &inputArgv) const;
+  /// Validates a cache entry (manifest fields, the .so's size and hash)
+  /// and loads it; empty on success, else why it is unusable.
+  std::string loadCached(const std::string &so, const std::string &manifestPath);
+  /// dlopen + the entry points of manifest_; empty on success.
+  std::string load(const std::string &so);
 
   std::unique_ptr<dsl::Module> module_;
   const dsl::Kernel *kernel_ = nullptr;

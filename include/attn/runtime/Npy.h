@@ -27,9 +27,12 @@ Status readNpy(const std::string &path, HostTensor &out,
 Status readNpyAs(const std::string &path, const std::string &tensorName,
                  ElemType declared, HostTensor &out);
 
-/// Writes `t` as a format 1.0 `.npy` file (bf16 as <f4). The data goes to a
-/// temporary file in the same directory that is renamed over `path` only when
-/// complete, so a failure never leaves a partial `path` behind.
+/// Writes `t` as a format 1.0 `.npy` file (bf16 as <f4). For a regular file
+/// (or a new name) the data goes to a temporary file in the same directory
+/// that is renamed over `path` only when complete, so a failure never leaves
+/// a partial `path` behind. A symbolic link is followed (its target is
+/// replaced, the link kept); a special file such as /dev/null or a FIFO is
+/// written in place; a directory is an error.
 Status writeNpy(const std::string &path, const HostTensor &t);
 
 } // namespace attn::runtime

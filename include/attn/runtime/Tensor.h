@@ -85,6 +85,11 @@ private:
   bool failed_ = false;
 };
 
+/// Kernel buffers (halide_buffer_t) hold int32 extents and strides: an
+/// error naming `what` and the dimension (C order) when an extent or a
+/// stride of `shape` exceeds 2^31 - 1.
+Status checkBufferShape(const std::string &what, const std::vector<int64_t> &shape);
+
 struct HostTensor {
   ElemType type = ElemType::F32;
   std::vector<int64_t> shape;

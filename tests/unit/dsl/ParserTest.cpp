@@ -290,6 +290,11 @@ TEST(ParserErrors, UnknownNormalization) {
 TEST(ParserErrors, NormalizationArguments) {
   EXPECT_FIRST_ERROR(parseOnly(kernel("  normalize = topk(0)")), 5, 20,
                      "the K of topk(K) must be positive");
+  // 4294967297 = 2^32 + 1 used to run as topk(1).
+  EXPECT_FIRST_ERROR(parseOnly(kernel("  normalize = topk(4294967297)")), 5, 20,
+                     "the K of topk(K) does not fit in i32 (at most 2147483647)");
+  EXPECT_FIRST_ERROR(parseOnly(kernel("  normalize = topk(2147483648)")), 5, 20,
+                     "the K of topk(K) does not fit in i32 (at most 2147483647)");
   EXPECT_FIRST_ERROR(parseOnly(kernel("  normalize = topk(K)")), 5, 20,
                      "the K of topk(K) must be a positive integer literal");
   EXPECT_FIRST_ERROR(parseOnly(kernel("  normalize = topk(-1)")), 5, 20,
@@ -461,7 +466,10 @@ TEST(ParserErrors, DeepNestingIsAnErrorNotACrash) {
     auto r = parseOnly(kernel("  score = " + expr));
     ASSERT_FALSE(r.module);
     EXPECT_EQ(r.errors(), 1) << r.rendered.substr(0, 300);
-    EXPECT_EQ(r.firstError().message, "expression is nested too deeply");
+    // The flat chain is not nested, only too long for the tree depth bound.
+    EXPECT_EQ(r.firstError().message, expr[0] == '1'
+                                          ? "expression is too long or nested too deeply"
+                                          : "expression is nested too deeply");
     EXPECT_EQ(r.firstError().range.begin.line, 5);
   }
   // Reasonable nesting is fine.
@@ -469,6 +477,16 @@ TEST(ParserErrors, DeepNestingIsAnErrorNotACrash) {
                              std::string(150, ')') + " + " +
                              std::string(150, '-') + "1"));
   EXPECT_TRUE(ok.module) << ok.rendered.substr(0, 300);
+}
+
+TEST(ParserErrors, AFlatChainIsNotNesting) {
+  // 300 operands in one flat sum: one level of nesting (the old bound of 200
+  // counted every operand).
+  std::string sum = "j";
+  for (int n = 0; n < 300; ++n)
+    sum += " + " + std::to_string(n % 7) + " * i";
+  auto r = parseOnly(kernel("  mask = " + sum + " > 0"));
+  EXPECT_TRUE(r.module) << r.rendered.substr(0, 300);
 }
 
 // ---- robustness -------------------------------------------------------------

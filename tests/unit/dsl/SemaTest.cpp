@@ -414,6 +414,42 @@ TEST(SemaErrors, LiteralHeadCountsMustDivide) {
                   .module);
 }
 
+TEST(SemaErrors, KernelNamesThatClashWithCSymbolsAreRejected) {
+  // Each becomes the C symbols NAME, NAME_argv and the header NAME.h: a
+  // Halide runtime symbol crashed Halide's code generator, `malloc` failed
+  // at link time without a location, `int.h` is no valid header.
+  const std::pair<const char *, const char *> cases[] = {
+      {"halide_do_par_for", "reserved for the Halide runtime linked into every kernel"},
+      {"halide_anything", "reserved for the Halide runtime linked into every kernel"},
+      {"malloc", "a C library function the kernel's runtime calls"},
+      {"free", "a C library function the kernel's runtime calls"},
+      {"memcpy", "a C library function the kernel's runtime calls"},
+      {"int", "a C or C++ keyword"},
+      {"class", "a C or C++ keyword"},
+      {"_private", "reserved: names that start with '_' belong to the C implementation"},
+  };
+  const std::string heads =
+      " {\n  q: f32[B, H, L, D]\n  k: f32[B, H, L, D]\n  v: f32[B, H, L, D]\n}\n";
+  for (auto [name, why] : cases) {
+    auto r = check("attention " + std::string(name) + heads);
+    EXPECT_FIRST_ERROR(r, 1, 11, "kernel name '" + std::string(name) + "' is " + why);
+    test::Shown shown = test::shownFirstError(r);
+    EXPECT_EQ(shown.caret.find('^'), shown.source.find(name)) << r.rendered;
+    EXPECT_NE(shown.hint.find("choose another"), std::string::npos) << r.rendered;
+  }
+  EXPECT_TRUE(check("attention my_malloc" + heads).module);
+}
+
+TEST(SemaErrors, DimensionLiteralsFitInI32) {
+  // 4294967312 = 2^32 + 16 used to compile as 16.
+  auto r = check(kernel("  t: i32[4294967312]"));
+  EXPECT_FIRST_ERROR(r, 5, 10, "dimension 4294967312 does not fit in i32 (at most 2147483647)");
+  auto head = check("attention t {\n  q: f32[B, H, L, 2147483647]\n"
+                    "  k: f32[B, H, L, 2147483647]\n  v: f32[B, H, L, 2147483647]\n}\n");
+  EXPECT_FIRST_ERROR(head, 2, 19,
+                     "head dimension 2147483647 of 'q' is larger than attnc supports (65536)");
+}
+
 TEST(SemaErrors, DimensionsArePositive) {
   auto r = check(kernel("  t: i32[0, L]"));
   EXPECT_FIRST_ERROR(r, 5, 10, "dimension must be positive, got 0");
@@ -662,7 +698,7 @@ TEST(SemaErrors, KernelsAreCheckedIndependently) {
 
 TEST(SemaErrors, LetChainsTooDeepOnceExpanded) {
   std::string body = "  let a0 = i";
-  for (int n = 1; n <= 600; ++n)
+  for (int n = 1; n <= 1100; ++n)
     body += "\n  let a" + std::to_string(n) + " = a" + std::to_string(n - 1) + " + 1";
   auto r = check(kernel(body));
   ASSERT_FALSE(r.module);

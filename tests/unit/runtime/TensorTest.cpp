@@ -338,3 +338,20 @@ TEST(TensorRef, CopyToHostFollowsStrides) {
   for (int64_t e = 0; e < 4; ++e)
     EXPECT_EQ(rv.as<int32_t>()[e], 3 - e);
 }
+
+TEST(CheckBufferShape, RefusesExtentsAndStridesBeyondInt32) {
+  using attn::runtime::checkBufferShape;
+  EXPECT_TRUE(checkBufferShape("t", {2, 8, 1024, 128}));
+  EXPECT_TRUE(checkBufferShape("t", {1, 2147483647}));
+  // An aux tensor of 2^32 + 8 entries used to pass as 8 (extents truncated).
+  auto aux = checkBufferShape("tensor 'doc'", {4294967304});
+  ASSERT_FALSE(aux);
+  EXPECT_EQ(aux.message().substr(0, aux.message().find('\n')),
+            "attnc: error: tensor 'doc': dimension 0 has extent 4294967304, beyond the 2^31 - 1 "
+            "a kernel buffer can address");
+  // Each extent fits, the stride of dimension 0 (65536 * 32768) does not.
+  auto stride = checkBufferShape("out", {2, 65536, 32768});
+  ASSERT_FALSE(stride);
+  EXPECT_NE(stride.message().find("dimension 0 has stride 2147483648"), std::string::npos)
+      << stride.message();
+}
