@@ -3,7 +3,7 @@
 // DESIGN.md's work measure (participating pairs only) and % of the FP32 peak
 // (ATTNC_PEAK_GFLOPS, default 466). Use --benchmark_repetitions=5
 // --benchmark_report_aggregates_only=true for medians.
-#include "attn/runtime/Jit.h"
+#include "attn/jit/Jit.h"
 #include "attn/runtime/Reference.h"
 
 #include <benchmark/benchmark.h>

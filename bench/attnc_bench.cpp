@@ -14,9 +14,9 @@
 // alone, for comparison with a whole step. `attnc-bench call FILE` times
 // JitKernel::run per call on small shapes (the C++ baseline of the Python
 // package's per-call overhead).
-#include "attn/runtime/Decoder.h"
+#include "attn/jit/Decoder.h"
 #include "attn/runtime/HullCache.h"
-#include "attn/runtime/Jit.h"
+#include "attn/jit/Jit.h"
 
 #include <CLI/CLI.hpp>
 

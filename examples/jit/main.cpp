@@ -1,8 +1,8 @@
 // Just-in-time kernels from C++: compile a `.attn` source string with
 // attn::JitKernel, run it on host tensors, and compare with the float64
 // reference implementation (attn::runtime::referenceAttention). Compiled
-// kernels are cached in $ATTNC_CACHE_DIR (see attn/runtime/Jit.h).
-#include "attn/runtime/Jit.h"
+// kernels are cached in $ATTNC_CACHE_DIR (see attn/jit/Jit.h).
+#include "attn/jit/Jit.h"
 #include "attn/runtime/Reference.h"
 
 #include <algorithm>

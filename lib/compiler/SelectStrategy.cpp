@@ -51,7 +51,7 @@ std::optional<double> dotScale(attn::KernelOp kernel) {
   return std::nullopt;
 }
 
-/// How a kernel can be decoded one position at a time (runtime/Decoder.h):
+/// How a kernel can be decoded one position at a time (jit/Decoder.h):
 /// `hull` for hard-max attention with 2-D heads, a score of dot(q, k) times
 /// a positive constant and no mask or a causal one (the maximizing key is a
 /// vertex of the keys' convex hull); `scan` for other kernels whose score is

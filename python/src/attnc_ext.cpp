@@ -1,5 +1,5 @@
 // attnc._attnc: the nanobind extension under the `attnc` Python package.
-// A thin layer over the C++ JIT (attn/runtime/Jit.h): compile a source,
+// A thin layer over the C++ JIT (attn/jit/Jit.h): compile a source,
 // describe its signature, and run it on tensors given through DLPack or the
 // buffer protocol (NumPy arrays, PyTorch CPU tensors, JAX arrays) without
 // copying them. The Python package (attnc/__init__.py) adds the user-facing
@@ -8,7 +8,7 @@
 #include "attn/compiler/Viz.h"
 #include "attn/dsl/Sema.h"
 #include "attn/runtime/Bind.h"
-#include "attn/runtime/Jit.h"
+#include "attn/jit/Jit.h"
 #include "attn/runtime/Reference.h"
 
 #include <nanobind/nanobind.h>

@@ -3,7 +3,7 @@
 // meaningful content) at ragged sizes, and compared with the float64
 // reference (Reference.h) within a tolerance that depends on the element
 // type. Fully masked rows must give out = 0 and lse = -inf; no NaN anywhere.
-#include "attn/runtime/Jit.h"
+#include "attn/jit/Jit.h"
 #include "attn/runtime/Reference.h"
 
 #include <gtest/gtest.h>

@@ -1,8 +1,8 @@
-// Decoders (runtime/Decoder.h) against the compiled kernels: a causal
+// Decoders (jit/Decoder.h) against the compiled kernels: a causal
 // prefill through the decoder must reproduce the kernel's rows, for the hull
 // (hard-max, 2-D heads) and for the scan (everything else decodable).
-#include "attn/runtime/Decoder.h"
-#include "attn/runtime/Jit.h"
+#include "attn/jit/Decoder.h"
+#include "attn/jit/Jit.h"
 
 #include <gtest/gtest.h>
 

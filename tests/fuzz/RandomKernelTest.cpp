@@ -30,7 +30,7 @@
 #include "attn/compiler/Driver.h"
 #include "attn/dsl/Diagnostics.h"
 #include "attn/dsl/Sema.h"
-#include "attn/runtime/Jit.h"
+#include "attn/jit/Jit.h"
 #include "attn/runtime/Reference.h"
 
 #include <gtest/gtest.h>

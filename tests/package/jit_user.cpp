@@ -1,6 +1,6 @@
 // A JIT user: compiles a kernel from source text with attnc::jit and runs
 // it twice (the second compile is a cache hit).
-#include "attn/runtime/Jit.h"
+#include "attn/jit/Jit.h"
 
 #include <cmath>
 #include <cstdio>

@@ -2,7 +2,7 @@
 #include "attn/compiler/Driver.h"
 #include "attn/compiler/Viz.h"
 #include "attn/dsl/Sema.h"
-#include "attn/runtime/Jit.h"
+#include "attn/jit/Jit.h"
 #include "attn/runtime/Npy.h"
 #include "attn/runtime/Reference.h"
 

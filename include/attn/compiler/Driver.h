@@ -24,7 +24,7 @@ struct KernelManifest {
   std::string name;
   std::string target;   // the Halide target string it was compiled for
   std::string strategy; // attn-select-strategy's choice
-  std::string decode = "none"; // hull, scan or none (runtime/Decoder.h)
+  std::string decode = "none"; // hull, scan or none (jit/Decoder.h)
   double decodeScale = 1;      // decodable kernels: score = decodeScale * dot(q, k)
   bool hasIndexCheck = false;
   /// Data-dependent masks: NAME_tile_map(inputs..., params..., map) builds

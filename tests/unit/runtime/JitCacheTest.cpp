@@ -1,7 +1,7 @@
 // The JIT cache under concurrency and the manifest's validation: threads
 // compiling one uncached kernel all succeed (unique temporary names, atomic
 // publication), and a manifest from disk is checked field by field.
-#include "attn/runtime/Jit.h"
+#include "attn/jit/Jit.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // The JIT runtime (see Jit.h): compile-or-load through the on-disk cache,
 // argument checking, aux-index checking and the call through NAME_argv.
-#include "attn/runtime/Jit.h"
+#include "attn/jit/Jit.h"
 
 #include "attn/dsl/Sema.h"
 

@@ -1,9 +1,9 @@
 // Decoders (see Decoder.h): the hull-backed one for hard-max with 2-D heads,
 // and a scan over the cached keys for the other decodable kernels.
-#include "attn/runtime/Decoder.h"
+#include "attn/jit/Decoder.h"
 
 #include "attn/runtime/HullCache.h"
-#include "attn/runtime/Jit.h"
+#include "attn/jit/Jit.h"
 
 #include <algorithm>
 #include <cmath>
