@@ -175,19 +175,46 @@ std::string pyStr(nb::handle x) {
   return nb::cast<std::string>(s);
 }
 
+/// The ints of a tuple (torch.Size, a stride tuple).
 std::vector<int64_t> intTuple(nb::handle seq) {
-  std::vector<int64_t> r;
-  for (nb::handle x : seq)
-    r.push_back(nb::cast<int64_t>(x));
+  if (!PyTuple_Check(seq.ptr()))
+    throw nb::type_error("expected a tuple of ints");
+  Py_ssize_t n = PyTuple_GET_SIZE(seq.ptr());
+  std::vector<int64_t> r(n);
+  for (Py_ssize_t d = 0; d < n; ++d) {
+    r[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(seq.ptr(), d));
+    if (r[d] == -1 && PyErr_Occurred())
+      throw nb::python_error();
+  }
   return r;
+}
+
+/// getattr(obj, name) with an interned name (a call's hot path).
+nb::object attr(nb::handle obj, PyObject *name) {
+  PyObject *r = PyObject_GetAttr(obj.ptr(), name);
+  if (!r)
+    throw nb::python_error();
+  return nb::steal(r);
+}
+
+nb::object callMethod(nb::handle obj, PyObject *name) {
+  PyObject *r = PyObject_CallMethodNoArgs(obj.ptr(), name);
+  if (!r)
+    throw nb::python_error();
+  return nb::steal(r);
 }
 
 /// A view of a PyTorch CPU tensor: its address, shape and strides, read
 /// from the tensor itself (cheaper than a DLPack export).
 TensorRef torchRef(const Torch &torch, const dsl::Kernel &k, const dsl::TensorDecl &t,
                    nb::handle obj) {
+  static PyObject *dtypeName = PyUnicode_InternFromString("dtype"),
+                  *isCpuName = PyUnicode_InternFromString("is_cpu"),
+                  *shapeName = PyUnicode_InternFromString("shape"),
+                  *strideName = PyUnicode_InternFromString("stride"),
+                  *dataPtrName = PyUnicode_InternFromString("data_ptr");
   TensorRef r;
-  nb::object dt = obj.attr("dtype");
+  nb::object dt = attr(obj, dtypeName);
   int found = -1;
   for (int d = 0; d < 7; ++d)
     if (dt.ptr() == torch.dtypes[d])
@@ -195,14 +222,15 @@ TensorRef torchRef(const Torch &torch, const dsl::Kernel &k, const dsl::TensorDe
   if (found != (int)t.type)
     dtypeError(k, t, pyStr(dt), true);
   r.type = t.type;
-  if (!PyObject_IsTrue(nb::object(obj.attr("is_cpu")).ptr()))
+  if (attr(obj, isCpuName).ptr() != Py_True)
     throw nb::value_error(("tensor '" + t.name + "' is on device " +
                            pyStr(obj.attr("device")) +
                            "; this attnc kernel runs on the CPU: pass " + t.name + ".cpu()")
                               .c_str());
-  r.shape = intTuple(obj.attr("shape"));
-  r.strides = intTuple(obj.attr("stride")());
-  r.data = (const void *)nb::cast<uintptr_t>(obj.attr("data_ptr")());
+  r.shape = intTuple(attr(obj, shapeName));
+  r.strides = intTuple(callMethod(obj, strideName));
+  nb::object ptr = callMethod(obj, dataPtrName);
+  r.data = (const void *)(uintptr_t)PyLong_AsUnsignedLongLong(ptr.ptr());
   return r;
 }
 
