@@ -20,6 +20,7 @@ fi
 # ATTNC_SKIP_SETUP=1: the machine is set up already (e.g. a shared .venv with more pins).
 [ "${ATTNC_SKIP_SETUP:-0}" = 1 ] || "$root/scripts/setup.sh"
 export PATH="$root/.venv/bin:$PATH"
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}" # ccache hits across clones
 jobs="${ATTNC_JOBS:-2}"
 
 # build-asan: clang-19 with ASan + UBSan and libFuzzer coverage.
