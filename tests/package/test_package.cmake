@@ -20,7 +20,7 @@ endfunction()
 file(REMOVE_RECURSE "${BINARY_DIR}")
 set(prefix "${BINARY_DIR}/prefix")
 run(install "${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}")
-foreach(f bin/attnc include/attn/runtime/Jit.h include/attn/runtime/Tensor.h
+foreach(f bin/attnc include/attn/jit/Jit.h include/attn/runtime/Tensor.h
           lib/cmake/attnc/attncConfig.cmake lib/cmake/attnc/AttncKernel.cmake)
   if(NOT EXISTS "${prefix}/${f}")
     message(FATAL_ERROR "package_install: ${prefix}/${f} was not installed")
