@@ -137,21 +137,25 @@ int main() {
     const int32_t window = 100;
 
     // Aux indices must lie inside the aux tensor: packed_documents_check_indices
-    // returns min (e = 0) and max (e = 1) of every index expression, one row c
-    // per index: here doc[b, i] and doc[b, j], each with its index into B and
-    // into L (the rows' order is attnc's; see docs/aot.md).
+    // returns, for every index expression c (here doc[b, i] and doc[b, j],
+    // each with its index into B and into L; the order is attnc's, see
+    // packed_documents.json and docs/aot.md), its minimum (e = 0) and
+    // maximum (e = 1) value (f = 0) and where it is taken (f = 1..4: b, h, i,
+    // j). `exact` false checks each index over its whole domain (cheap); true
+    // only where the kernel uses it, which matters only when the first finds
+    // an index out of range.
     const int extentOfCheck[] = {B, L, B, L};
     const int nChecks = 4;
-    Buffer<int64_t> bounds(nChecks, 2); // C order [2][nChecks]
-    if (int rc = packed_documents_check_indices(q, k, v, doc, window, bounds); rc != 0) {
+    Buffer<int64_t> bounds(5, 2, nChecks); // C order [nChecks][2][5]
+    if (int rc = packed_documents_check_indices(q, k, v, doc, window, false, bounds); rc != 0) {
       std::fprintf(stderr, "packed_documents_check_indices failed (%d): %s\n", rc,
                    lastError.c_str());
       return 1;
     }
     for (int c = 0; c < nChecks; ++c)
-      if (bounds(c, 0) < 0 || bounds(c, 1) >= extentOfCheck[c]) {
+      if (bounds(0, 0, c) < 0 || bounds(0, 1, c) >= extentOfCheck[c]) {
         std::fprintf(stderr, "aux index %d takes values in [%lld, %lld], outside [0, %d)\n", c,
-                     (long long)bounds(c, 0), (long long)bounds(c, 1), extentOfCheck[c]);
+                     (long long)bounds(0, 0, c), (long long)bounds(0, 1, c), extentOfCheck[c]);
         return 1;
       }
 

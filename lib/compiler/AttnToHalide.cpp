@@ -75,10 +75,20 @@ public:
 
   void declareInputs();
   Expr size(const std::string &name) const { return sizes_.at(name); }
+  /// The query and key counts, under names no user size can have.
+  void setExtents(Expr Lq, Expr Lk) {
+    sizes_["__Lq"] = Lq;
+    sizes_["__Lk"] = Lk;
+  }
   Expr evalPoint(mlir::Region &region, const PointEnv &env);
+  /// Every value a region yields at one point; `values` receives the value
+  /// of every op.
+  std::vector<Expr> evalPointAll(mlir::Region &region, const PointEnv &env,
+                                 std::map<void *, Expr> *values = nullptr);
+  /// Where each op's value is used at that point (LANGUAGE.md §8.2), from
+  /// the values evalPointAll gave.
+  std::map<void *, Expr> useConditions(mlir::Region &region, const std::map<void *, Expr> &vals);
   Interval evalInterval(mlir::Region &region, const std::map<unsigned, Interval> &args);
-  void collectIndexChecks(mlir::Region &region, std::vector<std::pair<IndexCheck, Operation *>> &out);
-  Expr indexExprFor(Operation *load, unsigned operand, const PointEnv &env);
   Expr evalSlice(Value value, const PointEnv &env);
   unsigned argsUsedBy(Value v);
 
@@ -144,8 +154,6 @@ void Translator::declareInputs() {
     alg_.tensors.push_back(p);
   }
   // Query and key counts, under names no user size can have.
-  sizes_["__Lq"] = alg_.tensors[0].dim(1).extent();
-  sizes_["__Lk"] = alg_.tensors[1].dim(1).extent();
   for (auto [idx, a] : llvm::enumerate(kernel_.getParams())) {
     auto dict = llvm::cast<mlir::DictionaryAttr>(a);
     std::string name = dict.getAs<mlir::StringAttr>("name").str();
@@ -169,17 +177,68 @@ unsigned Translator::argsUsedBy(Value v) {
 }
 
 Expr Translator::evalPoint(mlir::Region &region, const PointEnv &env) {
-  std::map<void *, Expr> vals;
+  return evalPointAll(region, env).front();
+}
+
+std::vector<Expr> Translator::evalPointAll(mlir::Region &region, const PointEnv &env,
+                                           std::map<void *, Expr> *values) {
+  std::map<void *, Expr> local;
+  std::map<void *, Expr> &vals = values ? *values : local;
   mlir::Block &block = region.front();
   Expr args[4] = {env.b, env.h, env.i, env.j};
-  for (int a = 0; a < 4; ++a)
+  for (unsigned a = 0; a < block.getNumArguments() && a < 4; ++a)
     vals[block.getArgument(a).getAsOpaquePointer()] = args[a];
   for (Operation &op : block) {
-    if (auto y = llvm::dyn_cast<attn::YieldOp>(op))
-      return vals.at(y.getValue().getAsOpaquePointer());
+    if (auto y = llvm::dyn_cast<attn::YieldOp>(op)) {
+      std::vector<Expr> out;
+      for (Value v : y.getValues())
+        out.push_back(vals.at(v.getAsOpaquePointer()));
+      return out;
+    }
     vals[op.getResult(0).getAsOpaquePointer()] = evalOp(&op, vals, env);
   }
   unsupported(region.getParentOp(), "a region without attn.yield");
+}
+
+std::map<void *, Expr> Translator::useConditions(mlir::Region &region,
+                                                 const std::map<void *, Expr> &vals) {
+  // LANGUAGE.md §8.2: `a && b` uses b only where a holds, `a || b` only
+  // where a does not, select(c, x, y) x where c and y where !c. A value is
+  // used where any of its users is (and uses it). Ops come in definition
+  // order, so walking backwards visits every user before its operands.
+  std::map<void *, Expr> cond;
+  mlir::Block &block = region.front();
+  auto addUse = [&](Value v, Expr c) {
+    Expr &e = cond[v.getAsOpaquePointer()];
+    e = e.defined() ? (e || c) : c;
+  };
+  for (Operation &op : llvm::reverse(block)) {
+    if (auto y = llvm::dyn_cast<attn::YieldOp>(op)) {
+      for (Value v : y.getValues())
+        addUse(v, const_true());
+      continue;
+    }
+    auto it = cond.find(op.getResult(0).getAsOpaquePointer());
+    if (it == cond.end())
+      continue; // never used
+    Expr c = it->second;
+    llvm::StringRef name = op.getName().getStringRef();
+    bool isBool = op.getResult(0).getType().isInteger(1);
+    auto value = [&](unsigned n) { return vals.at(op.getOperand(n).getAsOpaquePointer()); };
+    for (unsigned n = 0; n < op.getNumOperands(); ++n) {
+      Expr edge = c;
+      if (isBool && name == "arith.andi" && n == 1)
+        edge = c && value(0);
+      else if (isBool && name == "arith.ori" && n == 1)
+        edge = c && !value(0);
+      else if (name == "arith.select" && n == 1)
+        edge = c && value(0);
+      else if (name == "arith.select" && n == 2)
+        edge = c && !value(0);
+      addUse(op.getOperand(n), edge);
+    }
+  }
+  return cond;
 }
 
 Expr Translator::evalOp(Operation *op, std::map<void *, Expr> &vals, const PointEnv &env) {
@@ -257,6 +316,15 @@ Expr Translator::evalOp(Operation *op, std::map<void *, Expr> &vals, const Point
   if (name == "math.floor") return floor(in(0));
   if (name == "math.ceil") return ceil(in(0));
   if (name == "math.powf") return pow(in(0), in(1));
+  if (name == "math.sin") return sin(in(0));
+  if (name == "math.cos") return cos(in(0));
+  if (llvm::isa<attn::IntOp>(op)) {
+    // Rounded toward -inf in f64 (exact for every f32), saturated to i32;
+    // NaN gives 0. Strict: fast-math may not assume the NaN away.
+    Expr x = cast(Float(64), in(0));
+    Expr r = cast(Int(32), clamp(floor(x), Expr(-2147483648.0), Expr(2147483647.0)));
+    return strict_float(select(is_nan(x), make_const(Int(32), 0), r));
+  }
   if (llvm::isa<attn::DotOp>(op)) return cast(rt, env.dot());
   if (auto s = llvm::dyn_cast<attn::SqnormOp>(op))
     return cast(rt, s.getOf() == "q" ? env.sqnormQ() : env.sqnormK());
@@ -458,14 +526,6 @@ Interval Translator::intervalOp(Operation *op, std::map<void *, Interval> &vals)
 // Index checks
 //===----------------------------------------------------------------------===//
 
-void Translator::collectIndexChecks(mlir::Region &region,
-                                    std::vector<std::pair<IndexCheck, Operation *>> &out) {
-  for (Operation &op : region.front())
-    if (auto l = llvm::dyn_cast<attn::LoadOp>(op))
-      for (unsigned k = 0; k < l.getIndices().size(); ++k)
-        out.push_back({IndexCheck{l.getTensor().str(), (int)k}, &op});
-}
-
 Expr Translator::evalSlice(Value value, const PointEnv &env) {
   // Evaluate only the backward slice of `value`: the values it depends on.
   std::map<void *, Expr> vals;
@@ -493,10 +553,6 @@ Expr Translator::evalSlice(Value value, const PointEnv &env) {
     }
   }
   return vals.at(value.getAsOpaquePointer());
-}
-
-Expr Translator::indexExprFor(Operation *load, unsigned operand, const PointEnv &env) {
-  return cast(Int(64), evalSlice(load->getOperand(operand), env));
 }
 
 Interval Translator::loadInterval(Operation *load) {
@@ -630,11 +686,26 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   const int TQ = alg.tileQ, TK = alg.tileK;
   Type ct = alg.computeType;
   ImageParam &q = alg.tensors[0], &k = alg.tensors[1], &v = alg.tensors[2];
-  Expr D = q.dim(0).extent(), Lq = q.dim(1).extent(), H = q.dim(2).extent();
-  Expr Lk = k.dim(1).extent(), Hk = k.dim(2).extent();
-  // Key/value heads must match across k and v, batch across all three.
-  v.dim(1).set_extent(Lk);
-  v.dim(2).set_extent(Hk);
+  Expr D = q.dim(0).extent();
+  // The ranges of b, h, hk, i, j: q's and k's dimensions, or with index maps
+  // the ranges region (LANGUAGE.md §8.1).
+  Expr B, H, Hk, Lq, Lk;
+  std::vector<Expr> rangeChecks; // extents that must agree at run time
+  bool indexMaps = kernel.hasIndexMaps();
+  if (indexMaps) {
+    PointEnv none;
+    std::vector<Expr> r = tr.evalPointAll(kernel.getRanges(), none);
+    B = r[0], H = r[1], Hk = r[2], Lq = r[3], Lk = r[4];
+    for (size_t n = 5; n + 1 < r.size(); n += 2)
+      rangeChecks.push_back(r[n] == r[n + 1]);
+  } else {
+    Lq = q.dim(1).extent(), H = q.dim(2).extent(), B = q.dim(3).extent();
+    Lk = k.dim(1).extent(), Hk = k.dim(2).extent();
+    // Key/value heads must match across k and v, batch across all three.
+    v.dim(1).set_extent(Lk);
+    v.dim(2).set_extent(Hk);
+  }
+  tr.setExtents(Lq, Lk);
 
   Var &d = alg.d, &dv = alg.dv, &ii = alg.ii, &jj = alg.jj, &qt = alg.qt, &kb = alg.kb,
       &h = alg.h, &b = alg.b, &i = alg.i;
@@ -649,12 +720,57 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   Expr negInf = make_const(ct, -std::numeric_limits<double>::infinity());
   Expr zero = make_const(ct, 0.0);
 
+  Expr hc = min(h, H - 1), bc = min(b, B - 1);
+  // Where the rows of q, k and v are: [b, h, i, :] / [b, hk, j, :], or the
+  // tensor's index map. A map is evaluated once per row into rowsOf(t)
+  // (the indices, clamped into the tensor), which the schedule places with
+  // the tile or block that gathers the rows.
+  Func rowFuncs[3];
+  auto rowIndices = [&](int t, Expr b0, Expr h0, Expr x) -> std::vector<Expr> {
+    ImageParam &p = alg.tensors[t];
+    int n = p.dimensions();
+    mlir::Region *map[3] = {&kernel.getQAt(), &kernel.getKAt(), &kernel.getVAt()};
+    if (map[t]->empty())
+      return {x, h0, b0}; // Halide order: innermost first
+    if (!rowFuncs[t].defined()) {
+      Var rx("rx"), rh("rh"), rb("rb");
+      PointEnv env;
+      env.b = rb;
+      env.h = rh;
+      env.i = t == 0 ? Expr(rx) : Expr(0);
+      env.j = t == 0 ? Expr(0) : Expr(rx);
+      std::vector<Expr> idx = tr.evalPointAll(*map[t], env);
+      std::vector<Expr> clamped;
+      for (int m = 0; m + 1 < n; ++m) // declared dim m is Halide dim n-1-m
+        clamped.push_back(clamp(cast(Int(32), idx[m]), 0, p.dim(n - 1 - m).extent() - 1));
+      rowFuncs[t] = Func(std::string("rows_") + "qkv"[t]);
+      if (clamped.size() == 1)
+        rowFuncs[t](rx, rh, rb) = clamped[0];
+      else
+        rowFuncs[t](rx, rh, rb) = Tuple(clamped);
+      alg.rowMaps.push_back(rowFuncs[t]);
+    }
+    std::vector<Expr> out(n - 1);
+    FuncRef ref = rowFuncs[t](x, h0, b0);
+    for (int m = 0; m + 1 < n; ++m)
+      out[n - 2 - m] = n == 2 ? Expr(ref) : Expr(ref[m]);
+    return out;
+  };
+  // Element c of the row of tensor t (0 q, 1 k, 2 v) for (b0, h0 or hk, x).
+  auto readRow = [&](int t, Expr c, Expr x, Expr h0, Expr b0) {
+    std::vector<Expr> at{c};
+    for (Expr e : rowIndices(t, b0, h0, x))
+      at.push_back(e);
+    return alg.tensors[t](at);
+  };
+  alg.kGathered = !kernel.getKAt().empty();
+  alg.vGathered = !kernel.getVAt().empty();
   alg.kf = Func("kf");
-  Expr hc = min(h, H - 1), bc = min(b, q.dim(3).extent() - 1);
-  alg.kf(d, j, hkv, b) = cast(ct, k(d, j, min(hkv, Hk - 1), bc));
+  alg.kf(d, j, hkv, b) = cast(ct, readRow(1, d, j, min(hkv, Hk - 1), bc));
   // Value channels are clamped so register tiles may overhang Dv.
   alg.vf = Func("vf");
-  alg.vf(dv, j, hkv, b) = cast(ct, v(min(dv, v.dim(0).extent() - 1), j, min(hkv, Hk - 1), bc));
+  alg.vf(dv, j, hkv, b) =
+      cast(ct, readRow(2, min(dv, v.dim(0).extent() - 1), j, min(hkv, Hk - 1), bc));
 
   alg.qT = Func("qT");
   std::optional<int64_t> literalD = literalDim(kernel, 0, 3);
@@ -666,14 +782,14 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     // BF16 dot-product instructions (vdpbf16ps) can use them: the query tile
     // is stored as (d % 2, ii, d / 2).
     Var di("di"), dp("dp");
-    alg.qT(di, ii, dp, qt, h, b) = q(dp * 2 + di, min(qt * TQ + ii, Lq - 1), hc, bc);
+    alg.qT(di, ii, dp, qt, h, b) = readRow(0, dp * 2 + di, min(qt * TQ + ii, Lq - 1), hc, bc);
     RDom rd(0, 2, 0, int(*literalD / 2), "rd");
     alg.rd = RVar(rd.x);
     alg.rdPair = RVar(rd.y);
     dotTerm = cast(ct, alg.qT(rd.x, ii, rd.y, qt, h, b)) *
-              cast(ct, k(rd.y * 2 + rd.x, min(jk, Lk - 1), hk, bc));
+              cast(ct, readRow(1, rd.y * 2 + rd.x, min(jk, Lk - 1), hk, bc));
   } else {
-    alg.qT(ii, d, qt, h, b) = cast(ct, q(d, min(qt * TQ + ii, Lq - 1), hc, bc));
+    alg.qT(ii, d, qt, h, b) = cast(ct, readRow(0, d, min(qt * TQ + ii, Lq - 1), hc, bc));
     RDom rd(0, D, "rd");
     alg.rd = RVar(rd.x);
     dotTerm = alg.qT(ii, rd, qt, h, b) * alg.kf(rd, min(jk, Lk - 1), hk, b);
@@ -706,13 +822,15 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   if (usesQnorm) {
     RDom r(0, D, "rqn");
     qnorm(i, h, b) = zero;
-    qnorm(i, h, b) += cast(ct, q(r, i, h, b)) * cast(ct, q(r, i, h, b));
+    Expr x = cast(ct, readRow(0, r, min(i, Lq - 1), hc, bc));
+    qnorm(i, h, b) += x * x;
     alg.extra.push_back(qnorm);
   }
   if (usesKnorm) {
     RDom r(0, D, "rkn");
     knorm(j, hkv, b) = zero;
-    knorm(j, hkv, b) += cast(ct, k(r, j, hkv, b)) * cast(ct, k(r, j, hkv, b));
+    Expr x = cast(ct, readRow(1, r, min(j, Lk - 1), min(hkv, Hk - 1), bc));
+    knorm(j, hkv, b) += x * x;
     alg.extra.push_back(knorm);
   }
 
@@ -919,6 +1037,9 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   // Grouped heads: H must be a multiple of Hk. The condition is loop
   // invariant; Halide checks it once, before any work.
   auto headsGroupCheck = [&](Expr value) {
+    for (Expr agree : rangeChecks)
+      value = require(agree, value, "attnc: the dimensions that give one index variable's "
+                                    "range differ (see the kernel's `range` in emit --stage ast)");
     return require(H % Hk == 0, value, "attnc: query heads (", H,
                    ") must be a multiple of key/value heads (", Hk, ")");
   };
@@ -967,7 +1088,6 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   }
 
   // Output shapes are checked by the generated code (AOT callers pass them).
-  Expr B = q.dim(3).extent();
   alg.out.output_buffer().dim(0).set_bounds(0, v.dim(0).extent());
   alg.out.output_buffer().dim(1).set_bounds(0, Lq);
   alg.out.output_buffer().dim(2).set_bounds(0, H);
@@ -977,50 +1097,111 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     alg.lse.output_buffer().dim(1).set_bounds(0, H);
     alg.lse.output_buffer().dim(2).set_bounds(0, B);
   }
-  k.dim(3).set_extent(B);
-  v.dim(3).set_extent(B);
+  if (!indexMaps) {
+    k.dim(3).set_extent(B);
+    v.dim(3).set_extent(B);
+  }
 
-  // Range checks of aux indices: exact min/max of each index over the
-  // domain of the index variables it depends on.
-  std::vector<std::pair<IndexCheck, Operation *>> checks;
-  tr.collectIndexChecks(kernel.getScore(), checks);
-  tr.collectIndexChecks(kernel.getMask(), checks);
-  if (!checks.empty()) {
-    Var c("c"), e("e");
+  // Index checks (LANGUAGE.md §8.2): every aux read and every `at` index
+  // with the condition under which it is used, over symbolic (b, h, i, j).
+  Var cb("cb"), ch("ch"), ci("ci"), cj("cj");
+  PointEnv cenv;
+  cenv.b = cb;
+  cenv.h = ch;
+  cenv.i = ci;
+  cenv.j = cj;
+  // An index never depends on the head vectors (Sema); a mask that reads
+  // them counts as true here (docs/language.md).
+  cenv.dot = cenv.sqnormQ = cenv.sqnormK = [&] { return make_const(ct, 0.0); };
+  bool maskReadsHeads = false;
+  for (Operation &o : kernel.getMask().front())
+    maskReadsHeads = maskReadsHeads || llvm::isa<attn::DotOp, attn::SqnormOp>(o);
+  Expr takesPart = maskReadsHeads ? const_true() : tr.evalPoint(kernel.getMask(), cenv);
+  struct Site {
+    IndexCheck check;
+    Expr index, cond;
+  };
+  std::vector<Site> sites;
+  auto collect = [&](mlir::Region &region, Expr base, Expr hArg, const char *mapOf) {
+    if (region.empty())
+      return;
+    PointEnv env = cenv;
+    env.h = hArg;
+    std::map<void *, Expr> vals;
+    std::vector<Expr> yielded = tr.evalPointAll(region, env, &vals);
+    std::map<void *, Expr> uses = tr.useConditions(region, vals);
+    for (Operation &op : region.front()) {
+      auto l = llvm::dyn_cast<attn::LoadOp>(op);
+      if (!l)
+        continue;
+      auto u = uses.find(op.getResult(0).getAsOpaquePointer());
+      if (u == uses.end())
+        continue; // never used
+      for (unsigned n = 0; n < l.getIndices().size(); ++n)
+        sites.push_back({IndexCheck{l.getTensor().str(), (int)n},
+                         vals.at(op.getOperand(n).getAsOpaquePointer()),
+                         base.defined() ? (base && u->second) : u->second});
+    }
+    if (mapOf)
+      for (size_t n = 0; n < yielded.size(); ++n)
+        sites.push_back({IndexCheck{mapOf, (int)n}, yielded[n],
+                         base.defined() ? base : const_true()});
+  };
+  Expr hkOf = ch / max(H / Hk, 1);
+  collect(kernel.getMask(), Expr(), ch, nullptr);
+  collect(kernel.getScore(), takesPart, ch, nullptr);
+  collect(kernel.getQAt(), takesPart, ch, "q");
+  collect(kernel.getKAt(), takesPart, hkOf, "k");
+  collect(kernel.getVAt(), takesPart, hkOf, "v");
+  if (!sites.empty()) {
+    // Two modes (the runtime runs the second only when the first finds an
+    // index out of range): each index over the whole domain of the index
+    // variables it reads, cheap, a superset of the used ones; then exact,
+    // over every (b, h, i, j) where it is used, giving an offending point.
+    Var c("c"), e("e"), f("f");
     Expr result = make_const(Int(64), 0);
-    for (int n = (int)checks.size() - 1; n >= 0; --n) {
-      auto [check, load] = checks[n];
-      unsigned used = tr.argsUsedBy(load->getOperand(check.dim));
+    const Expr extents[4] = {B, H, Lq, Lk};
+    const std::string names[4] = {cb.name(), ch.name(), ci.name(), cj.name()};
+    for (int n = (int)sites.size() - 1; n >= 0; --n) {
+      Site &site = sites[n];
+      Expr idx = cast(Int(64), site.index);
+      bool trivial = Halide::Internal::is_const_one(site.cond);
       Region ranges;
-      Expr extents[4] = {B, H, Lq, Lk};
-      for (int a = 0; a < 4; ++a)
-        ranges.push_back(Range(0, (used >> a) & 1 ? extents[a] : Expr(1)));
-      RDom r(ranges, "rchk" + std::to_string(n));
-      PointEnv cenv;
-      cenv.b = r[0];
-      cenv.h = r[1];
-      cenv.i = r[2];
-      cenv.j = r[3];
-      // An index never depends on the head vectors (the language has no
-      // float-to-int conversion), so these are never evaluated.
-      cenv.dot = cenv.sqnormQ = cenv.sqnormK = [&] { return make_const(ct, 0.0); };
-      Expr idx = tr.indexExprFor(load, check.dim, cenv);
-      Func lo("idxmin" + std::to_string(n)), hi("idxmax" + std::to_string(n));
-      if (used) {
-        lo() = minimum(idx);
-        hi() = maximum(idx);
-      } else { // an index of no index variable (e.g. bias[0]): one value
-        lo() = idx;
-        hi() = idx;
+      for (int a = 0; a < 4; ++a) {
+        bool inIndex = Halide::Internal::expr_uses_var(idx, names[a]);
+        bool inCond = !trivial && Halide::Internal::expr_uses_var(site.cond, names[a]);
+        Expr extent = inIndex ? extents[a]
+                      : inCond ? select(alg.exactChecks, extents[a], 1)
+                               : Expr(1);
+        ranges.push_back(Range(0, extent));
       }
+      RDom r(ranges, "rchk" + std::to_string(n));
+      auto bind = [&](Expr x) {
+        for (int a = 0; a < 4; ++a)
+          x = Halide::Internal::substitute(names[a], Expr(r[a]), x);
+        return x;
+      };
+      if (!trivial)
+        r.where(!alg.exactChecks || bind(site.cond));
+      Expr ridx = bind(idx);
+      Func lo("idxmin" + std::to_string(n)), hi("idxmax" + std::to_string(n));
+      lo() = argmin(r, ridx);
+      hi() = argmax(r, ridx);
       alg.extra.push_back(lo);
       alg.extra.push_back(hi);
-      result = select(c == n, select(e == 0, lo(), hi()), result);
-      alg.indexChecks.push_back(check);
+      // (f, e): f = 0 the value, 1..4 its (b, h, i, j); e = 0 min, 1 max.
+      auto field = [&](Func t) {
+        Expr v = cast(Int(64), t()[4]);
+        for (int a = 3; a >= 0; --a)
+          v = select(f == a + 1, cast(Int(64), t()[a]), v);
+        return v;
+      };
+      result = select(c == n, select(e == 0, field(lo), field(hi)), result);
+      alg.indexChecks.push_back(site.check);
     }
     std::reverse(alg.indexChecks.begin(), alg.indexChecks.end());
     alg.indexBounds = Func("indexBounds");
-    alg.indexBounds(c, e) = result;
+    alg.indexBounds(f, e, c) = result;
   }
   return alg;
 }

@@ -98,9 +98,10 @@ bool KernelOp::isSizeName(StringRef name) {
 
 void KernelOp::getAsmBlockArgumentNames(Region &region, OpAsmSetValueNameFn setNameFn) {
   static const char *const names[] = {"b", "h", "i", "j"};
+  bool kv = &region == &getKAt() || &region == &getVAt();
   for (BlockArgument arg : region.getArguments())
     if (arg.getArgNumber() < 4)
-      setNameFn(arg, names[arg.getArgNumber()]);
+      setNameFn(arg, kv && arg.getArgNumber() == 1 ? "hk" : names[arg.getArgNumber()]);
 }
 
 static LogicalResult verifyRegion(KernelOp op, Region &region, StringRef what,
@@ -114,6 +115,14 @@ static LogicalResult verifyRegion(KernelOp op, Region &region, StringRef what,
   auto yield = llvm::dyn_cast<YieldOp>(block.getTerminator());
   if (!yield)
     return op.emitOpError() << what << " region must end in attn.yield";
+  if (!expected) { // an index map: one integer per leading dimension
+    for (Value v : yield.getValues())
+      if (!v.getType().isSignlessInteger(32) && !v.getType().isSignlessInteger(64))
+        return op.emitOpError() << what << " region must yield integers";
+    return success();
+  }
+  if (yield.getValues().size() != 1)
+    return op.emitOpError() << what << " region must yield one value";
   if (yield.getValue().getType() != expected)
     return op.emitOpError() << what << " region must yield " << expected
                             << ", got " << yield.getValue().getType();
@@ -143,8 +152,31 @@ LogicalResult KernelOp::verify() {
         return emitOpError("dims of '") << name
                                         << "' must be size names or positive integers";
     }
-    if (idx < 3 && dict.getAs<ArrayAttr>("dims").size() != 4)
-      return emitOpError("'") << name << "' must have rank 4";
+  }
+  Region *maps[3] = {&getQAt(), &getKAt(), &getVAt()};
+  for (int t = 0; t < 3; ++t) {
+    size_t rank = llvm::cast<DictionaryAttr>(tensors[t]).getAs<ArrayAttr>("dims").size();
+    if (maps[t]->empty()) {
+      if (rank != 4)
+        return emitOpError("'") << qkv[t] << "' must have rank 4 or an index map";
+      continue;
+    }
+    if (getRanges().empty())
+      return emitOpError("index maps need the ranges region");
+    if (failed(verifyRegion(*this, *maps[t], std::string(qkv[t]) + "_at", Type())))
+      return failure();
+    if (llvm::cast<YieldOp>(maps[t]->front().getTerminator()).getValues().size() + 1 != rank)
+      return emitOpError() << qkv[t] << "_at must yield " << rank - 1 << " indices";
+  }
+  if (!getRanges().empty()) {
+    Block &block = getRanges().front();
+    auto yield = llvm::dyn_cast<YieldOp>(block.getTerminator());
+    if (block.getNumArguments() != 0 || !yield || yield.getValues().size() < 5 ||
+        yield.getValues().size() % 2 == 0)
+      return emitOpError("ranges must yield B, H, Hk, Lq, Lk and pairs to compare");
+    for (Value v : yield.getValues())
+      if (!v.getType().isSignlessInteger(32))
+        return emitOpError("ranges must be i32");
   }
   for (Attribute a : getParams()) {
     auto dict = llvm::dyn_cast<DictionaryAttr>(a);

@@ -326,9 +326,9 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
   }
   if (a.indexBounds.defined()) {
     Halide::Pipeline check(a.indexBounds);
-    modules.push_back(check.compile_to_module(
-        a.inputArguments(), a.name + "_check_indices",
-        built.target));
+    std::vector<Halide::Argument> args = a.inputArguments();
+    args.push_back(a.exactChecks);
+    modules.push_back(check.compile_to_module(args, a.name + "_check_indices", built.target));
     manifest.hasIndexCheck = true;
     for (const IndexCheck &c : a.indexChecks)
       manifest.indexChecks.push_back({c.tensor, c.dim});

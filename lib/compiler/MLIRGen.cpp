@@ -68,6 +68,14 @@ public:
 
     genRegion(op.getScore(), *kernel_.score);
     genRegion(op.getMask(), *kernel_.mask);
+    if (kernel_.hasIndexMaps()) {
+      genRanges(op.getRanges(), loc);
+      Region *maps[3] = {&op.getQAt(), &op.getKAt(), &op.getVAt()};
+      const TensorDecl *decls[3] = {kernel_.q, kernel_.k, kernel_.v};
+      for (int t = 0; t < 3; ++t)
+        if (!decls[t]->at.empty())
+          genIndexMap(*maps[t], *decls[t], t > 0);
+    }
     return op;
   }
 
@@ -109,18 +117,61 @@ private:
     });
   }
 
-  void genRegion(Region &region, const Expr &body) {
+  /// Starts a region's block with the four index arguments (none for the
+  /// ranges region); gen() then builds into it.
+  OpBuilder startRegion(Region &region, Location loc, int args) {
     Block *block = new Block();
     region.push_back(block);
-    Location loc = locOf(body.range);
-    for (int a = 0; a < 4; ++a)
+    for (int a = 0; a < args; ++a)
       block->addArgument(b_.getI32Type(), loc);
-    OpBuilder builder = OpBuilder::atBlockEnd(block);
-    builder_ = &builder;
     block_ = block;
     lets_.clear();
+    return OpBuilder::atBlockEnd(block);
+  }
+
+  void genRegion(Region &region, const Expr &body) {
+    Location loc = locOf(body.range);
+    OpBuilder builder = startRegion(region, loc, 4);
+    builder_ = &builder;
+    kvArgs_ = false;
     Value v = gen(body);
-    builder.create<attn::YieldOp>(loc, v);
+    builder.create<attn::YieldOp>(loc, ValueRange{v});
+    builder_ = nullptr;
+  }
+
+  /// q_at / k_at / v_at: the leading indices of the tensor's row. In k_at and
+  /// v_at, block argument 1 is hk.
+  void genIndexMap(Region &region, const TensorDecl &t, bool kv) {
+    Location loc = locOf(t.atRange);
+    OpBuilder builder = startRegion(region, loc, 4);
+    builder_ = &builder;
+    kvArgs_ = kv;
+    SmallVector<Value> indices;
+    for (const ExprPtr &e : t.at)
+      indices.push_back(gen(*e));
+    builder.create<attn::YieldOp>(loc, indices);
+    builder_ = nullptr;
+    kvArgs_ = false;
+  }
+
+  /// The extents B, H, Hk, Lq, Lk, then every further definition of an
+  /// extent beside the first one (they must agree at run time).
+  void genRanges(Region &region, Location loc) {
+    OpBuilder builder = startRegion(region, loc, 0);
+    builder_ = &builder;
+    static const IndexVar order[] = {IndexVar::B, IndexVar::H, IndexVar::Hk, IndexVar::I,
+                                     IndexVar::J};
+    SmallVector<Value> values;
+    for (IndexVar v : order)
+      values.push_back(gen(*kernel_.extents[int(v)].front().value));
+    for (int o = 0; o < 5; ++o) {
+      const auto &defs = kernel_.extents[int(order[o])];
+      for (size_t n = 1; n < defs.size(); ++n) {
+        values.push_back(values[o]);
+        values.push_back(gen(*defs[n].value));
+      }
+    }
+    builder.create<attn::YieldOp>(loc, values);
     builder_ = nullptr;
   }
 
@@ -170,6 +221,16 @@ private:
   Value genIdent(const Expr &e, Location loc, Type ty) {
     switch (e.ident) {
     case IdentKind::IndexVar: {
+      if (e.name == "hk") {
+        if (kvArgs_)
+          return block_->getArgument(1);
+        // The key/value head of query head h: h / (H / Hk).
+        OpBuilder &b = *builder_;
+        Value H = gen(*kernel_.extents[int(IndexVar::H)].front().value);
+        Value Hk = gen(*kernel_.extents[int(IndexVar::Hk)].front().value);
+        Value group = b.create<arith::FloorDivSIOp>(loc, H, Hk);
+        return b.create<arith::FloorDivSIOp>(loc, block_->getArgument(1), group);
+      }
       static const char vars[] = {'b', 'h', 'i', 'j'};
       for (int a = 0; a < 4; ++a)
         if (e.name.size() == 1 && e.name[0] == vars[a])
@@ -293,6 +354,9 @@ private:
       return f ? Value(b.create<math::AbsFOp>(loc, a[0])) : Value(b.create<math::AbsIOp>(loc, a[0]));
     case Builtin::Floor: return b.create<math::FloorOp>(loc, a[0]);
     case Builtin::Ceil: return b.create<math::CeilOp>(loc, a[0]);
+    case Builtin::Sin: return b.create<math::SinOp>(loc, a[0]);
+    case Builtin::Cos: return b.create<math::CosOp>(loc, a[0]);
+    case Builtin::Int: return b.create<attn::IntOp>(loc, b.getI32Type(), a[0]);
     case Builtin::Min:
       return f ? Value(b.create<arith::MinimumFOp>(loc, a[0], a[1]))
                : Value(b.create<arith::MinSIOp>(loc, a[0], a[1]));
@@ -318,6 +382,7 @@ private:
   OpBuilder *builder_ = nullptr;
   Block *block_ = nullptr;
   std::map<std::string, Value> lets_;
+  bool kvArgs_ = false; // generating k_at / v_at: argument 1 is hk
 };
 
 } // namespace

@@ -76,6 +76,9 @@ const char *toString(Builtin b) {
   case Builtin::Abs: return "abs";
   case Builtin::Floor: return "floor";
   case Builtin::Ceil: return "ceil";
+  case Builtin::Sin: return "sin";
+  case Builtin::Cos: return "cos";
+  case Builtin::Int: return "int";
   case Builtin::Min: return "min";
   case Builtin::Max: return "max";
   case Builtin::Pow: return "pow";
@@ -83,6 +86,35 @@ const char *toString(Builtin b) {
   case Builtin::Select: return "select";
   }
   return "?";
+}
+
+const char *toString(IndexVar v) {
+  switch (v) {
+  case IndexVar::B: return "b";
+  case IndexVar::H: return "h";
+  case IndexVar::Hk: return "hk";
+  case IndexVar::I: return "i";
+  case IndexVar::J: return "j";
+  }
+  return "?";
+}
+
+const char *extentName(IndexVar v) {
+  switch (v) {
+  case IndexVar::B: return "B";
+  case IndexVar::H: return "H";
+  case IndexVar::Hk: return "Hk";
+  case IndexVar::I: return "Lq";
+  case IndexVar::J: return "Lk";
+  }
+  return "?";
+}
+
+bool Kernel::hasIndexMaps() const {
+  for (const TensorDecl *t : {q, k, v})
+    if (t && !t->at.empty())
+      return true;
+  return false;
 }
 
 const char *toString(NormKind k) {
@@ -289,8 +321,20 @@ std::string printModule(const Module &module) {
     for (const TensorDecl &t : k.tensors) {
       out += "  " + t.name + ": " + toString(t.type);
       printDims(out, t);
+      if (!t.at.empty()) {
+        out += " at [";
+        for (size_t n = 0; n < t.at.size(); ++n)
+          out += (n ? ", " : "") + (t.at[n] ? printExpr(*t.at[n]) : std::string("?"));
+        out += "]";
+      }
       out += '\n';
     }
+    // Index-map kernels: where each index variable's range comes from.
+    for (int v = 0; v < kNumIndexVars && k.hasIndexMaps(); ++v)
+      for (const Extent &e : k.extents[v])
+        if (e.value)
+          out += std::string("  range ") + toString(IndexVar(v)) + " < " + printExpr(*e.value) +
+                 "  # " + e.what + "\n";
     for (const ParamDecl &p : k.params) {
       out += "  param " + p.name + ": " + toString(p.type);
       if (p.defaultValue)

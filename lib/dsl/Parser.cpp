@@ -321,6 +321,8 @@ private:
       if (next == TokenKind::Colon)
         return parseTensor(k);
       std::string name = text(t);
+      if (name == "range" && next != TokenKind::Assign)
+        return parseRange(k);
       if (next == TokenKind::Assign) {
         error(t, "unknown statement '" + name + " ='",
               didYouMean(name, {"score", "mask", "normalize"},
@@ -382,6 +384,7 @@ private:
             "`param " + t.name + ": T`");
       return false;
     }
+    {
     Counter inBrackets(brackets_);
     advance();
     if (!accept(TokenKind::RBracket)) {
@@ -408,8 +411,60 @@ private:
           return false;
       }
     }
+    }
+    // `at [...]`: where the row of q, k or v lives (LANGUAGE.md §8.1).
+    if (at(TokenKind::Ident) && text(cur()) == "at") {
+      t.atRange = advance().range;
+      if (!at(TokenKind::LBracket)) {
+        error(cur(), "expected '[' and the row's indices after 'at'",
+              "write `" + t.name + ": ... at [b, i, h]`");
+        return false;
+      }
+      Expr list;
+      if (!parseArgs(list, TokenKind::RBracket, "]"))
+        return false;
+      if (list.args.empty()) {
+        error(t.atRange, "'at' needs at least one index");
+        return false;
+      }
+      t.at = std::move(list.args);
+    }
     k.tensors.push_back(std::move(t));
     return true;
+  }
+
+  /// `range NAME < expr, ...` (LANGUAGE.md §8.1).
+  bool parseRange(Kernel &k) {
+    advance(); // 'range'
+    while (true) {
+      const Token &v = cur();
+      std::string name = v.kind == TokenKind::Ident ? text(v) : "";
+      RangeDecl r;
+      static const std::pair<const char *, IndexVar> vars[] = {
+          {"b", IndexVar::B}, {"h", IndexVar::H}, {"hk", IndexVar::Hk},
+          {"i", IndexVar::I}, {"j", IndexVar::J}};
+      bool found = false;
+      for (const auto &[n, var] : vars)
+        if (name == n) {
+          r.var = var;
+          found = true;
+        }
+      if (!found) {
+        error(v, "expected an index variable after 'range'",
+              "a range bounds b, h, hk, i or j: `range j < NP * S`");
+        return false;
+      }
+      r.range = advance().range;
+      if (!expect(TokenKind::Less, "expected '<' after 'range " + name + "'",
+                  "write `range " + name + " < SIZE`"))
+        return false;
+      r.bound = parseExpr();
+      if (!r.bound)
+        return false;
+      k.ranges.push_back(std::move(r));
+      if (!accept(TokenKind::Comma))
+        return true;
+    }
   }
 
   bool parseName(std::string &name, SourceRange &range, const char *after) {

@@ -49,6 +49,9 @@ const FunctionInfo kFunctions[] = {
     {"abs", Builtin::Abs, 1, "abs(x)"},
     {"floor", Builtin::Floor, 1, "floor(x)"},
     {"ceil", Builtin::Ceil, 1, "ceil(x)"},
+    {"sin", Builtin::Sin, 1, "sin(x)"},
+    {"cos", Builtin::Cos, 1, "cos(x)"},
+    {"int", Builtin::Int, 1, "int(x)"},
     {"min", Builtin::Min, 2, "min(a, b)"},
     {"max", Builtin::Max, 2, "max(a, b)"},
     {"pow", Builtin::Pow, 2, "pow(base, exponent)"},
@@ -71,8 +74,18 @@ std::vector<std::string> functionNames() {
 }
 
 bool isIndexVar(const std::string &n) {
-  return n == "b" || n == "h" || n == "i" || n == "j";
+  return n == "b" || n == "h" || n == "hk" || n == "i" || n == "j";
 }
+
+IndexVar indexVarOf(const std::string &n) {
+  return n == "b"    ? IndexVar::B
+         : n == "h"  ? IndexVar::H
+         : n == "hk" ? IndexVar::Hk
+         : n == "i"  ? IndexVar::I
+                     : IndexVar::J;
+}
+constexpr unsigned bit(IndexVar v) { return 1u << unsigned(v); }
+constexpr unsigned kAllVars = (1u << kNumIndexVars) - 1;
 bool isInt(ScalarType t) { return t == ScalarType::I32 || t == ScalarType::I64; }
 bool isFloatType(ScalarType t) {
   return t == ScalarType::F32 || t == ScalarType::F64;
@@ -137,6 +150,8 @@ public:
     checkTensors();
     checkParams();
     checkLets();
+    checkIndexMaps();
+    checkRanges();
     checkScoreAndMask();
     checkNormalize();
   }
@@ -155,6 +170,16 @@ private:
   /// Lets [0, visibleLets_) may be referenced by the expression being checked.
   size_t visibleLets_ = 0;
   std::vector<int> letDepth_;
+  /// Where the expression being checked sits: the index variables it may
+  /// use, whether it may use lets, aux tensors and the head vectors, and how
+  /// to name the place in diagnostics. Score, mask and lets allow all.
+  struct Context {
+    unsigned vars = kAllVars;
+    bool lets = true, tensors = true, heads = true;
+    std::string where; // "the `at` of 'k'", "range j"
+    std::string varsHint;
+  } ctx_;
+  mutable std::map<std::string, bool> letReadsHeads_;
 
   void error(SourceRange r, std::string msg, std::string hint = "") {
     errors_.error(r, std::move(msg), std::move(hint));
@@ -204,8 +229,8 @@ private:
     for (const Entry &e : entries) {
       if (isIndexVar(e.name)) {
         error(e.range, "'" + e.name + "' is reserved for an index variable",
-              "b, h, i and j are the batch, head, query and key indices; "
-              "choose another name");
+              "b, h, hk, i and j are the batch, head, key/value head, "
+              "query and key indices; choose another name");
         continue;
       }
       auto it = symbols_.find(e.name);
@@ -263,11 +288,26 @@ private:
                   shapes[r] + "`");
         continue;
       }
-      rank4[r] = t->dims.size() == 4;
-      if (!rank4[r])
-        error(t->range,
-              std::string("'") + names[r] + "' must have 4 dimensions " +
-                  shapes[r] + ", got " + std::to_string(t->dims.size()));
+      if (!t->at.empty()) {
+        // `at [...]` gives every dimension but the last (the head vector).
+        if (t->at.size() + 1 != t->dims.size())
+          error(t->atRange,
+                std::string("'") + names[r] + "' has " + std::to_string(t->dims.size()) +
+                    " dimensions, so its `at` needs " + std::to_string(t->dims.size() - 1) +
+                    (t->dims.size() == 2 ? " index" : " indices") + ", got " +
+                    std::to_string(t->at.size()),
+                "the last dimension is the head vector; `at` gives the others");
+      } else {
+        rank4[r] = t->dims.size() == 4;
+        if (!rank4[r])
+          error(t->range,
+                std::string("'") + names[r] + "' must have 4 dimensions " +
+                    shapes[r] + ", got " + std::to_string(t->dims.size()),
+                t->dims.size() >= 2
+                    ? std::string("or say where its rows are with `at [...]`, e.g. `") +
+                          names[r] + ": f32[B, L, H, D] at [b, " + (r ? "j, hk" : "i, h") + "]`"
+                    : std::string());
+      }
       if (!isFloat(t->type))
         error(t->typeRange,
               std::string("'") + names[r] +
@@ -281,17 +321,19 @@ private:
                   toString(t.type) + "`");
 
     const TensorDecl *q = k_.q, *kk = k_.k, *v = k_.v;
-    if (rank4[0] && rank4[1]) {
-      requireSame(*q, *kk, 3, "last dimension",
+    if (q && kk && !q->dims.empty() && !kk->dims.empty() &&
+        (q->at.empty() || q->at.size() + 1 == q->dims.size()) &&
+        (kk->at.empty() || kk->at.size() + 1 == kk->dims.size()))
+      requireSame(*q, *kk, q->dims.size() - 1, kk->dims.size() - 1, "last dimension",
                   "use the same size name or the same literal in both");
-      requireSame(*q, *kk, 0, "batch dimension",
+    if (rank4[0] && rank4[1])
+      requireSame(*q, *kk, 0, 0, "batch dimension",
                   "q, k and v share the batch dimension");
-    }
     if (rank4[1] && rank4[2]) {
       const char *labels[3] = {"batch dimension", "head dimension",
                                "length dimension"};
       for (int d = 0; d < 3; ++d)
-        requireSame(*kk, *v, d, labels[d],
+        requireSame(*kk, *v, d, d, labels[d],
                     "k and v are [B, Hk, Lk, ...] with the same B, Hk and Lk");
     }
     if (rank4[0] && rank4[1] && q->dims[1].isLiteral() &&
@@ -303,18 +345,19 @@ private:
                 std::to_string(kk->dims[1].value) + ")");
     // The head dims are loop extents the schedule vectorizes and unrolls.
     for (const TensorDecl *t : {q, kk, v})
-      if (t && t->dims.size() == 4 && t->dims[3].isLiteral() &&
-          t->dims[3].value > kMaxHeadDim && t->dims[3].value <= INT32_MAX)
-        error(t->dims[3].range,
-              "head dimension " + std::to_string(t->dims[3].value) + " of '" + t->name +
+      if (t && !t->dims.empty() && t->dims.back().isLiteral() &&
+          t->dims.back().value > kMaxHeadDim && t->dims.back().value <= INT32_MAX)
+        error(t->dims.back().range,
+              "head dimension " + std::to_string(t->dims.back().value) + " of '" + t->name +
                   "' is larger than attnc supports (" + std::to_string(kMaxHeadDim) + ")",
               "split the head into several heads");
   }
 
-  /// Reports when dimension `d` of `second` differs from that of `first`.
-  void requireSame(const TensorDecl &first, const TensorDecl &second, int d,
+  /// Reports when dimension `db` of `second` differs from dimension `da` of
+  /// `first`.
+  void requireSame(const TensorDecl &first, const TensorDecl &second, size_t da, size_t db,
                    const char *label, const char *hint) {
-    const Dim &a = first.dims[d], &b = second.dims[d];
+    const Dim &a = first.dims[da], &b = second.dims[db];
     if (sameDim(a, b))
       return;
     error(b.range, std::string("the ") + label + " of '" + second.name + "' (" +
@@ -386,6 +429,142 @@ private:
     visibleLets_ = k_.lets.size();
   }
 
+  // ---- index maps and ranges (LANGUAGE.md §8.1) ---------------------------
+
+  /// Checks `e` in the restricted context `c` (an `at` index or a range).
+  int checkIn(ExprPtr &e, Context c) {
+    std::swap(ctx_, c);
+    int depth = check(e);
+    std::swap(ctx_, c);
+    return depth;
+  }
+
+  void checkIndexMaps() {
+    if (errors_.stopped)
+      return;
+    for (const TensorDecl *decl : {k_.q, k_.k, k_.v}) {
+      if (!decl || decl->at.empty())
+        continue;
+      TensorDecl &t = const_cast<TensorDecl &>(*decl);
+      bool isQ = t.role == TensorRole::Q;
+      Context c;
+      c.vars = isQ ? bit(IndexVar::B) | bit(IndexVar::H) | bit(IndexVar::I)
+                   : bit(IndexVar::B) | bit(IndexVar::Hk) | bit(IndexVar::J);
+      c.lets = false;
+      c.heads = false;
+      c.where = "the `at` of '" + t.name + "'";
+      c.varsHint = isQ ? "a query row is found from b, h and i (with sizes, params and aux tensors)"
+                       : "a key or value row is found from b, hk and j (with sizes, params and aux "
+                         "tensors)";
+      for (ExprPtr &e : t.at) {
+        int depth = checkIn(e, c);
+        checkExpandedDepth(*e, depth);
+        if (e->type != ScalarType::Unknown && !isInt(e->type))
+          error(e->range,
+                "index of '" + t.name + "' must be an integer, got " + toString(e->type),
+                "int(x) turns a float into an integer");
+      }
+    }
+  }
+
+  /// The extent of dimension `d` of `t` as an expression.
+  ExprPtr dimExpr(const Dim &d) {
+    ExprPtr e;
+    if (d.isLiteral()) {
+      e = makeExpr(ExprKind::IntLit, d.range, ScalarType::I32);
+      e->intValue = d.value;
+    } else {
+      e = makeExpr(ExprKind::Ident, d.range, ScalarType::I32);
+      e->name = d.name;
+      e->ident = IdentKind::Size;
+    }
+    return e;
+  }
+
+  void defineExtent(IndexVar v, ExprPtr value, SourceRange range, std::string what) {
+    k_.extents[int(v)].push_back(Extent{std::move(value), range, std::move(what)});
+  }
+
+  /// Which dimension defines which index variable's range: q's dims give b,
+  /// h, i and k's (and v's) give b, hk, j; with `at`, only dimensions
+  /// indexed by a bare index variable do. Then `range` statements.
+  void checkRanges() {
+    if (errors_.stopped || !k_.q || !k_.k || !k_.v)
+      return;
+    for (auto &e : k_.extents)
+      e.clear();
+    for (const TensorDecl *t : {k_.q, k_.k, k_.v})
+      if (t->at.empty() ? t->dims.size() != 4 : t->at.size() + 1 != t->dims.size())
+        return; // reported by checkTensors
+    struct Role {
+      const TensorDecl *t;
+      IndexVar vars[3]; // of dims 0, 1, 2 without `at`
+    };
+    Role roles[] = {{k_.q, {IndexVar::B, IndexVar::H, IndexVar::I}},
+                    {k_.k, {IndexVar::B, IndexVar::Hk, IndexVar::J}},
+                    {k_.v, {IndexVar::B, IndexVar::Hk, IndexVar::J}}};
+    for (const Role &r : roles) {
+      const TensorDecl &t = *r.t;
+      if (t.at.empty()) {
+        if (t.dims.size() != 4)
+          continue;
+        for (int d = 0; d < 3; ++d)
+          defineExtent(r.vars[d], dimExpr(t.dims[d]), t.dims[d].range,
+                       "dimension " + std::to_string(d) + " of '" + t.name + "'");
+        continue;
+      }
+      if (t.at.size() + 1 != t.dims.size())
+        continue;
+      for (size_t d = 0; d < t.at.size(); ++d) {
+        const Expr &e = *t.at[d];
+        if (e.kind == ExprKind::Ident && e.ident == IdentKind::IndexVar)
+          defineExtent(indexVarOf(e.name), dimExpr(t.dims[d]), t.dims[d].range,
+                       "dimension " + std::to_string(d) + " of '" + t.name + "'");
+      }
+    }
+    Context c;
+    c.vars = 0;
+    c.lets = false;
+    c.tensors = false;
+    c.heads = false;
+    for (RangeDecl &r : k_.ranges) {
+      std::string name = toString(r.var);
+      c.where = "range " + name;
+      c.varsHint = "a range is an expression of sizes, params and literals";
+      int depth = checkIn(r.bound, c);
+      checkExpandedDepth(*r.bound, depth);
+      if (r.bound->type != ScalarType::Unknown && !isInt(r.bound->type)) {
+        error(r.bound->range,
+              "range " + name + " must be an integer, got " + toString(r.bound->type));
+        continue;
+      }
+      std::vector<Extent> &defs = k_.extents[int(r.var)];
+      if (!defs.empty()) {
+        bool byRange = defs.front().what.rfind("range", 0) == 0;
+        error(r.range,
+              std::string(byRange ? "range " : "the range of ") + name + " is given twice",
+              byRange ? "give each index variable one range"
+                      : name + " already ranges over " + defs.front().what +
+                            "; a range is needed only where no dimension gives one");
+        note(defs.front().range, byRange ? "the first range is here" : "that dimension is here");
+        continue;
+      }
+      coerce(r.bound, ScalarType::I32);
+      defineExtent(r.var, r.bound->clone(), r.range, "range " + name);
+    }
+    for (IndexVar v : {IndexVar::B, IndexVar::H, IndexVar::I, IndexVar::J})
+      if (k_.extents[int(v)].empty())
+        error(k_.range,
+              std::string("nothing gives the range of ") + toString(v) + " in kernel '" +
+                  k_.name + "'",
+              std::string("no dimension is indexed by a bare '") + toString(v) +
+                  "' in an `at`; add `range " + toString(v) + " < SIZE`");
+    if (k_.extents[int(IndexVar::Hk)].empty() && !k_.extents[int(IndexVar::H)].empty()) {
+      const Extent &h = k_.extents[int(IndexVar::H)].front();
+      defineExtent(IndexVar::Hk, h.value->clone(), h.range, h.what);
+    }
+  }
+
   void checkExpandedDepth(const Expr &e, int depth) {
     if (depth > kMaxExpandedDepth)
       error(e.range, "expression is nested too deeply once lets are expanded",
@@ -404,7 +583,7 @@ private:
               "to leave pairs out use `mask = ...`");
       else
         coerce(k_.score, compute);
-    } else if (k_.q && k_.q->dims.size() == 4) {
+    } else if (k_.q && !k_.q->dims.empty()) {
       k_.score = defaultScore();
     }
     if (k_.mask) {
@@ -424,7 +603,7 @@ private:
   /// dot(q, k) * rsqrt(D), D being q's last dimension.
   ExprPtr defaultScore() {
     ScalarType compute = k_.computeType;
-    const Dim &d = k_.q->dims[3];
+    const Dim &d = k_.q->dims.back();
     ExprPtr dot = makeExpr(ExprKind::Call, k_.range, compute);
     dot->name = "dot";
     dot->builtin = Builtin::Dot;
@@ -529,6 +708,8 @@ private:
     if (isIndexVar(e.name)) {
       e.ident = IdentKind::IndexVar;
       e.type = ScalarType::I32;
+      if (!(ctx_.vars & bit(indexVarOf(e.name))))
+        error(e.range, "'" + e.name + "' cannot be used in " + ctx_.where, ctx_.varsHint);
       return 1;
     }
     const Symbol *s = lookup(e.name);
@@ -564,6 +745,11 @@ private:
       return 1;
     case SymKind::Let: {
       e.ident = IdentKind::Let;
+      if (!ctx_.lets) {
+        error(e.range, "let '" + e.name + "' cannot be used in " + ctx_.where,
+              "write the expression out; lets belong to the score and the mask");
+        return 1;
+      }
       if (s->index >= visibleLets_) {
         error(e.range, "'" + e.name + "' is used before its definition",
               "a let can use only the lets defined above it");
@@ -579,7 +765,7 @@ private:
   }
 
   std::vector<std::string> valueNames() const {
-    std::vector<std::string> names = {"b", "h", "i", "j"};
+    std::vector<std::string> names = {"b", "h", "hk", "i", "j"};
     for (const auto &[name, sym] : symbols_)
       if (sym.kind != SymKind::Tensor)
         names.push_back(name);
@@ -674,6 +860,27 @@ private:
     return depth;
   }
 
+  /// Whether `e` (its lets expanded) reads dot or sqnorm.
+  bool readsHeadVectors(const Expr &e) const {
+    if (e.kind == ExprKind::Call &&
+        (e.builtin == Builtin::Dot || e.builtin == Builtin::SqnormQ ||
+         e.builtin == Builtin::SqnormK))
+      return true;
+    if (e.kind == ExprKind::Ident && e.ident == IdentKind::Let) {
+      auto it = letReadsHeads_.find(e.name);
+      if (it != letReadsHeads_.end())
+        return it->second;
+      const LetDecl *l = k_.findLet(e.name);
+      bool r = l && l->value && readsHeadVectors(*l->value);
+      letReadsHeads_[e.name] = r;
+      return r;
+    }
+    for (const auto &a : e.args)
+      if (a && readsHeadVectors(*a))
+        return true;
+    return false;
+  }
+
   /// 'q', 'k' or 'v' when `a` is a bare head-tensor name, else 0.
   static char headName(const Expr &a) {
     if (a.kind == ExprKind::Ident &&
@@ -693,8 +900,8 @@ private:
         error(nameRange(e), "unknown function '" + e.name + "'",
               didYouMean(e.name, functionNames(),
                          "the functions are exp, exp2, log, log2, sqrt, "
-                         "rsqrt, tanh, sigmoid, abs, floor, ceil, min, max, "
-                         "pow, clamp, select, dot and sqnorm"));
+                         "rsqrt, tanh, sigmoid, abs, floor, ceil, sin, cos, "
+                         "int, min, max, pow, clamp, select, dot and sqnorm"));
       return checkArgs(e);
     }
     if (e.args.size() != f->arity) {
@@ -708,6 +915,11 @@ private:
       return 1;
     }
     ScalarType compute = k_.computeType;
+    if ((f->builtin == Builtin::Dot || f->builtin == Builtin::SqnormQ) && !ctx_.heads) {
+      error(e.range, "'" + e.name + "' cannot be used in " + ctx_.where,
+            "rows are found before the head vectors are read");
+      return 1;
+    }
     if (f->builtin == Builtin::Dot) {
       char a = headName(*e.args[0]), b = headName(*e.args[1]);
       if (!((a == 'q' && b == 'k') || (a == 'k' && b == 'q'))) {
@@ -754,6 +966,10 @@ private:
     switch (f->builtin) {
     case Builtin::Abs:
       e.type = e.args[0]->type;
+      return depth;
+    case Builtin::Int:
+      coerce(e.args[0], compute);
+      e.type = ScalarType::I32;
       return depth;
     case Builtin::Min:
     case Builtin::Max:
@@ -806,6 +1022,11 @@ private:
   int checkIndex(Expr &e) {
     int depth = checkArgs(e);
     const Symbol *s = lookup(e.name);
+    if (!ctx_.tensors && s && s->kind == SymKind::Tensor) {
+      error(nameRange(e), "tensor '" + e.name + "' cannot be read in " + ctx_.where,
+            ctx_.varsHint);
+      return depth;
+    }
     if (e.name == "q" || e.name == "k" || e.name == "v") {
       error(nameRange(e), "'" + e.name + "' cannot be indexed",
             "combine the head vectors with dot(q, k), sqnorm(q) or sqnorm(k)");
@@ -840,13 +1061,18 @@ private:
             "it is declared `" + e.name + ": " + decl + "`");
       return depth;
     }
-    for (auto &a : e.args)
+    for (auto &a : e.args) {
       if (a->type != ScalarType::Unknown && !isInt(a->type))
         error(a->range,
               "index of '" + e.name + "' must be an integer, got " +
                   toString(a->type),
-              "indices are integer expressions of b, h, i, j, sizes, "
+              "indices are integer expressions of b, h, hk, i, j, sizes, "
               "integer params and integer tensor reads");
+      else if (readsHeadVectors(*a))
+        error(a->range, "index of '" + e.name + "' depends on the head vectors",
+              "indices are checked before any head vector is read; compute them from "
+              "b, h, hk, i, j, sizes, params and aux tensors");
+    }
     e.type = elemScalar(t.type);
     return depth;
   }

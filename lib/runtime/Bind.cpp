@@ -191,6 +191,21 @@ void bindTensors(const dsl::Kernel &k,
   }
   if (!shapesOk || !k.q || !k.k || !k.v)
     return;
+  if (k.hasIndexMaps()) {
+    // The extents come from the ranges (bindExtents, once params are
+    // bound); here only what the maps do not change: D and Dv.
+    const Tensor &q = inputs.at(k.q->name);
+    const Tensor &kt = inputs.at(k.k->name);
+    const Tensor &v = inputs.at(k.v->name);
+    out.D = q.shape.back();
+    out.Dv = v.shape.back();
+    if (kt.shape.back() != out.D)
+      errors.push_back("the last dimension of tensor 'k' is " + std::to_string(kt.shape.back()) +
+                       " but must equal the last dimension of tensor 'q' (" +
+                       std::to_string(out.D) + "): the head dimension D");
+    out.B = -1; // bindExtents fills B, H, Hk, Lq, Lk
+    return;
+  }
 
   const Tensor &q = inputs.at(k.q->name);
   const Tensor &kt = inputs.at(k.k->name);
@@ -229,6 +244,140 @@ void bindTensors(const dsl::Kernel &k,
                      " (dim 1 of tensor 'q') must be a multiple of the number "
                      "of key/value heads Hk = " +
                      std::to_string(out.Hk) + " (dim 1 of tensor 'k')");
+}
+
+/// Evaluates an integer expression of sizes, params and literals (a range
+/// or a dimension, after Sema). Empty string on success.
+std::string evalExtent(const dsl::Expr &e, const Bindings &b, int64_t &out) {
+  using dsl::ExprKind;
+  int64_t x = 0, y = 0;
+  auto arg = [&](size_t n, int64_t &v) {
+    return n < e.args.size() && e.args[n] ? evalExtent(*e.args[n], b, v) : std::string("malformed");
+  };
+  switch (e.kind) {
+  case ExprKind::IntLit: out = e.intValue; return "";
+  case ExprKind::Ident: {
+    if (e.ident == dsl::IdentKind::Size) {
+      auto it = b.sizes.find(e.name);
+      if (it == b.sizes.end())
+        return "size '" + e.name + "' is not bound";
+      out = it->second;
+      return "";
+    }
+    if (e.ident == dsl::IdentKind::Param) {
+      auto it = b.params.find(e.name);
+      if (it == b.params.end() || it->second.kind != Literal::Kind::Int)
+        return "param '" + e.name + "' has no integer value";
+      out = it->second.i;
+      return "";
+    }
+    return "'" + e.name + "' cannot be evaluated here";
+  }
+  case ExprKind::Cast: return arg(0, out);
+  case ExprKind::Unary:
+    if (std::string err = arg(0, x); !err.empty())
+      return err;
+    if (__builtin_sub_overflow(int64_t(0), x, &out))
+      return "overflow";
+    return "";
+  case ExprKind::Binary: {
+    if (std::string err = arg(0, x); !err.empty())
+      return err;
+    if (std::string err = arg(1, y); !err.empty())
+      return err;
+    bool overflow = false;
+    switch (e.binaryOp) {
+    case dsl::BinaryOp::Add: overflow = __builtin_add_overflow(x, y, &out); break;
+    case dsl::BinaryOp::Sub: overflow = __builtin_sub_overflow(x, y, &out); break;
+    case dsl::BinaryOp::Mul: overflow = __builtin_mul_overflow(x, y, &out); break;
+    case dsl::BinaryOp::Div:
+    case dsl::BinaryOp::Mod: {
+      if (y == 0)
+        return "division by zero";
+      if (x == INT64_MIN && y == -1)
+        return "overflow";
+      int64_t q = x / y;
+      if ((x % y != 0) && ((x < 0) != (y < 0)))
+        --q;
+      out = e.binaryOp == dsl::BinaryOp::Div ? q : x - q * y;
+      break;
+    }
+    default: return "'" + std::string(dsl::toString(e.binaryOp)) + "' is not an integer operation";
+    }
+    return overflow ? "overflow" : "";
+  }
+  case ExprKind::Call: {
+    if (e.builtin == dsl::Builtin::Min || e.builtin == dsl::Builtin::Max) {
+      if (std::string err = arg(0, x); !err.empty())
+        return err;
+      if (std::string err = arg(1, y); !err.empty())
+        return err;
+      out = e.builtin == dsl::Builtin::Min ? std::min(x, y) : std::max(x, y);
+      return "";
+    }
+    if (e.builtin == dsl::Builtin::Abs) {
+      if (std::string err = arg(0, x); !err.empty())
+        return err;
+      if (x == INT64_MIN)
+        return "overflow";
+      out = x < 0 ? -x : x;
+      return "";
+    }
+    if (e.builtin == dsl::Builtin::Clamp) {
+      int64_t z = 0;
+      if (std::string err = arg(0, x); !err.empty())
+        return err;
+      if (std::string err = arg(1, y); !err.empty())
+        return err;
+      if (std::string err = arg(2, z); !err.empty())
+        return err;
+      out = std::min(std::max(x, y), z);
+      return "";
+    }
+    break;
+  }
+  default: break;
+  }
+  return "`" + dsl::printExpr(e) + "` is not an integer expression of sizes and params";
+}
+
+/// Index-map kernels: B, H, Hk, Lq, Lk from the ranges (LANGUAGE.md §8.1),
+/// every second definition of a range checked against the first.
+void bindExtents(const dsl::Kernel &k, Bindings &out, std::vector<std::string> &errors) {
+  if (!k.hasIndexMaps() || out.B != -1 || !errors.empty())
+    return;
+  int64_t *fields[dsl::kNumIndexVars] = {&out.B, &out.H, &out.Hk, &out.Lq, &out.Lk};
+  for (int v = 0; v < dsl::kNumIndexVars; ++v) {
+    const auto &defs = k.extents[v];
+    const char *var = dsl::toString(dsl::IndexVar(v));
+    const char *name = dsl::extentName(dsl::IndexVar(v));
+    for (size_t n = 0; n < defs.size(); ++n) {
+      int64_t value = 0;
+      std::string err = defs[n].value ? evalExtent(*defs[n].value, out, value) : "missing";
+      if (!err.empty()) {
+        errors.push_back("the range of " + std::string(var) + " (" + defs[n].what +
+                         lineText(defs[n].range) + ") cannot be computed: " + err);
+        return;
+      }
+      if (n == 0) {
+        if (value < 1 || value > INT32_MAX) {
+          errors.push_back("the range of " + std::string(var) + " (" + name + ", " +
+                           defs[n].what + lineText(defs[n].range) + ") is " +
+                           std::to_string(value) + "; it must be in [1, 2147483647]");
+          return;
+        }
+        *fields[v] = value;
+      } else if (value != *fields[v]) {
+        errors.push_back("the range of " + std::string(var) + " is " + std::to_string(*fields[v]) +
+                         " by " + defs[0].what + " but " + std::to_string(value) + " by " +
+                         defs[n].what + "; both must be the same");
+      }
+    }
+  }
+  if (out.H % out.Hk != 0)
+    errors.push_back("the number of query heads H = " + std::to_string(out.H) +
+                     " must be a multiple of the number of key/value heads Hk = " +
+                     std::to_string(out.Hk));
 }
 
 template <typename ParamMap, typename Convert>
@@ -369,6 +518,7 @@ Status bindWithText(const dsl::Kernel &k, const std::map<std::string, Tensor> &i
         return s ? std::string() : s.message();
       },
       out, errors);
+  bindExtents(k, out, errors);
   return finish(errors);
 }
 
@@ -379,6 +529,7 @@ Status bindWithLiterals(const dsl::Kernel &k, const std::map<std::string, Tensor
   std::vector<std::string> errors;
   bindTensors(k, inputs, out, errors);
   bindParams(k, params, coerceLiteral, out, errors);
+  bindExtents(k, out, errors);
   return finish(errors);
 }
 

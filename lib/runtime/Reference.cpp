@@ -88,7 +88,7 @@ double floorModF(double a, double b) {
   return r;
 }
 
-enum IndexVar { VarB = 1, VarH = 2, VarI = 4, VarJ = 8 };
+enum IndexVar { VarB = 1, VarH = 2, VarI = 4, VarJ = 8, VarHk = 16 };
 
 /// One translated expression node.
 struct Node {
@@ -134,6 +134,11 @@ public:
     }
     maskRoot_ = translate(*k_.mask);
     scoreRoot_ = translate(*k_.score);
+    const dsl::TensorDecl *heads[3] = {k_.q, k_.k, k_.v};
+    for (int t = 0; t < 3; ++t)
+      for (const auto &e : heads[t]->at)
+        atRoots_[t].push_back(translate(*e));
+    maskReadsHeads_ = usesHeadVectors_ && readsHeads(maskRoot_);
     if (!error_.empty())
       return Status::error(error_);
     letDeps_.assign(letRoots_.size(), 0);
@@ -147,6 +152,7 @@ public:
     if (bind_.H <= 0 || bind_.Hk <= 0 || bind_.H % bind_.Hk != 0)
       return Status::error("invalid bindings: H must be a positive multiple "
                            "of Hk (run bindArguments first)");
+    setShapes();
     if (needHeadVectors || usesHeadVectors_) {
       Status s = loadHeadVectors(needHeadVectors);
       if (!s)
@@ -156,6 +162,18 @@ public:
   }
 
   unsigned maskDeps() const { return nodes_[maskRoot_].deps; }
+  /// Whether the mask reads dot or sqnorm: then every pair counts as taking
+  /// part for the index checks (docs/language.md).
+  bool maskReadsHeads() const { return maskReadsHeads_; }
+
+  /// Finds the rows of q, k and v for the current pair (LANGUAGE.md §8.1),
+  /// checking `at` indices: called for every pair that takes part.
+  bool touchRows() {
+    return qRow() && kRow() && vRowOffset() >= 0;
+  }
+  /// The offset of the current pair's value row in vData(), or -1 on error.
+  int64_t vRowOffset() { return rowOffset(2); }
+  const double *vData() const { return v_.data(); }
 
   void setPair(int64_t b, int64_t h, int64_t i, int64_t j) {
     b_ = b;
@@ -173,9 +191,6 @@ public:
   bool failed() const { return !error_.empty(); }
   const std::string &error() const { return error_; }
 
-  const double *vRow(int64_t b, int64_t hk, int64_t j) const {
-    return &v_[((b * bind_.Hk + hk) * bind_.Lk + j) * bind_.Dv];
-  }
 
 private:
   Status loadHeadVectors(bool needV) {
@@ -198,12 +213,26 @@ private:
         dst[e] = t.getDouble(e);
       return Status::ok();
     };
-    Status s = load(k_.q, q_, {bind_.B, bind_.H, bind_.Lq, bind_.D});
-    if (s)
-      s = load(k_.k, kk_, {bind_.B, bind_.Hk, bind_.Lk, bind_.D});
-    if (s && needV)
-      s = load(k_.v, v_, {bind_.B, bind_.Hk, bind_.Lk, bind_.Dv});
-    return s;
+    const dsl::TensorDecl *heads[3] = {k_.q, k_.k, k_.v};
+    std::vector<double> *dst[3] = {&q_, &kk_, &v_};
+    for (int t = 0; t < (needV ? 3 : 2); ++t)
+      if (Status s = load(heads[t], *dst[t], shapes_[t]); !s)
+        return s;
+    return Status::ok();
+  }
+
+  /// q, k and v each in its own shape: with `at`, rows are found by the
+  /// index map; without, [B, H, Lq, D] / [B, Hk, Lk, D] / [B, Hk, Lk, Dv].
+  void setShapes() {
+    auto shapeOf = [&](const dsl::TensorDecl *decl, std::vector<int64_t> positional) {
+      if (decl->at.empty())
+        return positional;
+      auto it = inputs_.find(decl->name);
+      return it == inputs_.end() ? positional : it->second.shape;
+    };
+    shapes_[0] = shapeOf(k_.q, {bind_.B, bind_.H, bind_.Lq, bind_.D});
+    shapes_[1] = shapeOf(k_.k, {bind_.B, bind_.Hk, bind_.Lk, bind_.D});
+    shapes_[2] = shapeOf(k_.v, {bind_.B, bind_.Hk, bind_.Lk, bind_.Dv});
   }
 
   int add(Node n) {
@@ -337,14 +366,15 @@ private:
   void translateIdent(const Expr &e, Node &n) {
     switch (e.ident) {
     case IdentKind::IndexVar:
-      n.var = e.name == "b"   ? VarB
-              : e.name == "h" ? VarH
-              : e.name == "i" ? VarI
-              : e.name == "j" ? VarJ
-                              : 0;
+      n.var = e.name == "b"    ? VarB
+              : e.name == "h"  ? VarH
+              : e.name == "hk" ? VarHk
+              : e.name == "i"  ? VarI
+              : e.name == "j"  ? VarJ
+                               : 0;
       if (!n.var)
         fail("unknown index variable in " + where(e));
-      n.deps = static_cast<unsigned>(n.var);
+      n.deps = n.var == VarHk ? VarH : static_cast<unsigned>(n.var);
       return;
     case IdentKind::Size: {
       auto it = bind_.sizes.find(e.name);
@@ -430,11 +460,67 @@ private:
     return d;
   }
 
-  const double *qRow() const {
-    return &q_[((b_ * bind_.H + h_) * bind_.Lq + i_) * bind_.D];
+  /// Whether node `idx` (its lets expanded) reads dot or sqnorm.
+  bool readsHeads(int idx) {
+    const Node &n = nodes_[idx];
+    if (n.kind == ExprKind::Call &&
+        (n.src->builtin == Builtin::Dot || n.src->builtin == Builtin::SqnormQ ||
+         n.src->builtin == Builtin::SqnormK))
+      return true;
+    if (n.kind == ExprKind::Ident && n.let >= 0) {
+      if (letReadsHeads_.size() != letRoots_.size())
+        letReadsHeads_.assign(letRoots_.size(), -1);
+      if (letReadsHeads_[n.let] < 0) {
+        letReadsHeads_[n.let] = 0;
+        letReadsHeads_[n.let] = readsHeads(letRoots_[n.let]) ? 1 : 0;
+      }
+      return letReadsHeads_[n.let] == 1;
+    }
+    for (int a : n.args)
+      if (readsHeads(a))
+        return true;
+    return false;
   }
-  const double *kRow() const {
-    return &kk_[((b_ * bind_.Hk + hk_) * bind_.Lk + j_) * bind_.D];
+
+  /// The row of tensor t (0 q, 1 k, 2 v) for the current pair, as an offset
+  /// in elements of its head vector length; -1 after a failure (an `at`
+  /// index out of range).
+  int64_t rowOffset(int t) {
+    if (rowEpoch_[t] == epoch_)
+      return rowValue_[t];
+    const std::vector<int64_t> &shape = shapes_[t];
+    int64_t row = -1;
+    if (atRoots_[t].empty()) {
+      int64_t x = t == 0 ? i_ : j_, hh = t == 0 ? h_ : hk_;
+      row = (b_ * shape[1] + hh) * shape[2] + x;
+    } else {
+      const dsl::TensorDecl *decl = t == 0 ? k_.q : t == 1 ? k_.k : k_.v;
+      row = 0;
+      for (size_t m = 0; m < atRoots_[t].size(); ++m) {
+        int64_t idx = toInt(eval(atRoots_[t][m]), nodes_[atRoots_[t][m]].type);
+        if (failed())
+          return -1;
+        if (idx < 0 || idx >= shape[m]) {
+          fail("the `at` of '" + decl->name + "': index " + std::to_string(m) + " is " +
+               std::to_string(idx) + ", out of range for dimension " + std::to_string(m) +
+               " (extent " + std::to_string(shape[m]) + ") in " + where(*decl->at[m]) +
+               " at " + pairText());
+          return -1;
+        }
+        row = row * shape[m] + idx;
+      }
+    }
+    rowEpoch_[t] = epoch_;
+    rowValue_[t] = row;
+    return row;
+  }
+  const double *qRow() {
+    int64_t r = rowOffset(0);
+    return r < 0 ? nullptr : &q_[r * bind_.D];
+  }
+  const double *kRow() {
+    int64_t r = rowOffset(1);
+    return r < 0 ? nullptr : &kk_[r * bind_.D];
   }
 
   static double dotD(const double *a, const double *b, int64_t n) {
@@ -561,14 +647,21 @@ private:
     switch (fn) {
     case Builtin::Dot:
       if (dotEpoch_ != epoch_) {
-        dotValue_ = dotD(qRow(), kRow(), bind_.D);
+        const double *q = qRow(), *k = kRow();
+        if (!q || !k)
+          return Value();
+        dotValue_ = dotD(q, k, bind_.D);
         dotEpoch_ = epoch_;
       }
       return makeFloat(dotValue_);
-    case Builtin::SqnormQ:
-      return makeFloat(dotD(qRow(), qRow(), bind_.D));
-    case Builtin::SqnormK:
-      return makeFloat(dotD(kRow(), kRow(), bind_.D));
+    case Builtin::SqnormQ: {
+      const double *q = qRow();
+      return q ? makeFloat(dotD(q, q, bind_.D)) : Value();
+    }
+    case Builtin::SqnormK: {
+      const double *k = kRow();
+      return k ? makeFloat(dotD(k, k, bind_.D)) : Value();
+    }
     case Builtin::Select: {
       bool c = eval(n.args[0]).i != 0;
       int pick = n.args[c ? 1 : 2];
@@ -616,6 +709,13 @@ private:
     case Builtin::Abs: r = std::fabs(x[0]); break;
     case Builtin::Floor: r = std::floor(x[0]); break;
     case Builtin::Ceil: r = std::ceil(x[0]); break;
+    case Builtin::Sin: r = std::sin(x[0]); break;
+    case Builtin::Cos: r = std::cos(x[0]); break;
+    case Builtin::Int: // toward -inf, saturating at i32; NaN gives 0
+      return makeInt(std::isnan(x[0]) ? 0
+                                      : static_cast<int64_t>(std::min(
+                                            std::max(std::floor(x[0]), -2147483648.0),
+                                            2147483647.0)));
     case Builtin::Min: r = x[1] < x[0] ? x[1] : x[0]; break;
     case Builtin::Max: r = x[1] > x[0] ? x[1] : x[0]; break;
     case Builtin::Pow: r = std::pow(x[0], x[1]); break;
@@ -660,6 +760,7 @@ private:
       case VarH: return fromIndex(h_, n.type);
       case VarI: return fromIndex(i_, n.type);
       case VarJ: return fromIndex(j_, n.type);
+      case VarHk: return fromIndex(hk_, n.type);
       default: return n.constant;
       }
     case ExprKind::Unary:
@@ -703,6 +804,12 @@ private:
   std::string error_;
 
   std::vector<double> q_, kk_, v_;
+  std::vector<int64_t> shapes_[3];
+  std::vector<int> atRoots_[3];
+  bool maskReadsHeads_ = false;
+  std::vector<int> letReadsHeads_;
+  uint64_t rowEpoch_[3] = {~uint64_t(0), ~uint64_t(0), ~uint64_t(0)};
+  int64_t rowValue_[3] = {0, 0, 0};
   int64_t b_ = 0, h_ = 0, hk_ = 0, i_ = 0, j_ = 0;
   uint64_t epoch_ = 0;
   std::vector<Value> letValue_;
@@ -714,6 +821,7 @@ private:
 struct Scored {
   double s;
   int64_t j;
+  int64_t vrow = 0; // the key's value row in Interpreter::vData()
 };
 
 /// The normalized weights of one row: key keys[n] gets weight
@@ -825,17 +933,24 @@ Status scoreRow(Interpreter &in, int64_t b, int64_t h, int64_t i, int64_t Lk,
   keys.clear();
   for (int64_t j = 0; j < Lk; ++j) {
     in.setPair(b, h, i, j);
-    bool participates = in.evalMask();
+    // LANGUAGE.md §8.2: rows and score indices count for the pairs that take
+    // part; with a mask that reads the head vectors, for every pair.
+    if (in.maskReadsHeads()) {
+      in.touchRows();
+      in.evalScore();
+    }
+    bool participates = !in.failed() && in.evalMask();
     if (in.failed())
       return Status::error(in.error());
     if (!participates)
       continue;
-    double score = in.evalScore();
+    in.touchRows();
+    double score = in.failed() ? 0 : in.evalScore();
     if (in.failed())
       return Status::error(in.error());
     if (score == -kInf)
       continue;
-    keys.push_back({score, j});
+    keys.push_back({score, j, in.vRowOffset()});
     if (admitted)
       admitted[j] = 1;
   }
@@ -916,7 +1031,7 @@ Status referenceAttention(const dsl::Kernel &k,
     return s;
 
   const int64_t B = bind.B, H = bind.H, Lq = bind.Lq, Lk = bind.Lk,
-                Dv = bind.Dv, group = bind.H / bind.Hk;
+                Dv = bind.Dv;
   HostTensor o(ElemType::F64, {B, H, Lq, Dv});
   HostTensor l(ElemType::F64, {B, H, Lq});
   double *od = o.as<double>();
@@ -938,7 +1053,7 @@ Status referenceAttention(const dsl::Kernel &k,
           continue;
         }
         for (size_t n = 0; n < keys.size(); ++n) {
-          const double *v = in.vRow(b, h / group, keys[n].j);
+          const double *v = in.vData() + keys[n].vrow * Dv;
           for (int64_t d = 0; d < Dv; ++d)
             outRow[d] += w.weight[n] * v[d];
         }

@@ -20,6 +20,15 @@ def Attn_KernelOp : Attn_Op<"kernel", [IsolatedFromAbove, Symbol,
     four i32 block arguments (b, h, i, j). `normalize` is one of softmax,
     sigmoid, relu, none, hardmax, topk; `ties` (hardmax) and `topk` qualify it.
     Analysis passes add attributes (e.g. `strategy`).
+
+    Index maps (LANGUAGE.md §8.1), present only when q, k or v has `at`:
+    `ranges` (no block arguments) yields the extents B, H, Hk, Lq, Lk as
+    i32, then pairs of values that must be equal at run time (an index
+    variable whose range two dimensions give). `q_at`, `k_at`, `v_at` yield
+    the leading indices of the tensor's row; their block arguments are
+    (b, h, i, j) for q_at and (b, hk, i, j) for k_at and v_at. A tensor
+    without `at` has an empty region and is read [b, h, i, :] (q) or
+    [b, hk, j, :] (k, v).
   }];
   let arguments = (ins
     SymbolNameAttr:$sym_name,
@@ -31,8 +40,12 @@ def Attn_KernelOp : Attn_Op<"kernel", [IsolatedFromAbove, Symbol,
     OptionalAttr<I64Attr>:$topk,
     UnitAttr:$output_lse
   );
-  let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask);
-  let assemblyFormat = "$sym_name attr-dict-with-keyword `score` $score `mask` $mask";
+  let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask,
+                 AnyRegion:$ranges, AnyRegion:$q_at, AnyRegion:$k_at, AnyRegion:$v_at);
+  let assemblyFormat = [{
+    $sym_name attr-dict-with-keyword (`ranges` $ranges^)? (`q_at` $q_at^)? (`k_at` $k_at^)?
+    (`v_at` $v_at^)? `score` $score `mask` $mask
+  }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
     /// The dictionary of the named tensor, or null.
@@ -41,13 +54,19 @@ def Attn_KernelOp : Attn_Op<"kernel", [IsolatedFromAbove, Symbol,
     ::mlir::DictionaryAttr getParam(::llvm::StringRef name);
     /// Whether `name` is a size (a dimension name of some tensor).
     bool isSizeName(::llvm::StringRef name);
+    /// Whether q, k or v has an index map (the ranges region is present).
+    bool hasIndexMaps() { return !getRanges().empty(); }
   }];
 }
 
 def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, HasParent<"KernelOp">]> {
-  let summary = "yields the value of a score or mask region";
-  let arguments = (ins AnyType:$value);
-  let assemblyFormat = "$value attr-dict `:` type($value)";
+  let summary = "yields the value of a score or mask region (the values of an index map)";
+  let arguments = (ins Variadic<AnyType>:$values);
+  let assemblyFormat = "$values attr-dict `:` type($values)";
+  let extraClassDeclaration = [{
+    /// The value of a score or mask region.
+    ::mlir::Value getValue() { return getValues().front(); }
+  }];
 }
 
 def Attn_DotOp : Attn_Op<"dot", [Pure]> {
@@ -62,6 +81,13 @@ def Attn_SqnormOp : Attn_Op<"sqnorm", [Pure]> {
   let results = (outs AnyFloat:$result);
   let assemblyFormat = "$of attr-dict `:` type($result)";
   let hasVerifier = 1;
+}
+
+def Attn_IntOp : Attn_Op<"int", [Pure]> {
+  let summary = "int(x): x rounded toward -inf as i32, saturating; NaN gives 0";
+  let arguments = (ins AnyFloat:$x);
+  let results = (outs I32:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x)";
 }
 
 def Attn_SizeOp : Attn_Op<"size", [Pure, DeclareOpInterfaceMethods<InferIntRangeInterface, ["inferResultRanges"]>]> {

@@ -23,7 +23,7 @@ namespace attn {
 
 /// An auxiliary-tensor read whose indices the runtime must range-check.
 struct IndexCheck {
-  std::string tensor;
+  std::string tensor; // an aux tensor, or q / k / v for an `at` index
   int dim = 0; // dimension of the tensor in declaration order (0 = outermost)
 };
 
@@ -92,12 +92,23 @@ struct AttentionAlgorithm {
   Halide::Func out;   // (dv, i, h, b), q's element type
   Halide::Func lse;   // (i, h, b), f32; defined when outputLse
   std::vector<Halide::Func> extra; // qnorm / knorm etc: compute_root helpers
+  /// Index maps (LANGUAGE.md §8.1): rows_q (i, h, b), rows_k and rows_v
+  /// (j, hk, b), the leading indices of each row (a Tuple for several).
+  /// Only the tensors with `at` have one.
+  std::vector<Halide::Func> rowMaps;
+  bool kGathered = false, vGathered = false; // k / v have an index map
   /// (t, h, b) -> {min, max} of an aux read over query tile or key block t;
   /// bound the mask's aux reads in the tile tests. compute_root.
   std::vector<Halide::Func> tileSummaries;
 
-  /// Index-range check pipeline (min/max of every aux index), or empty.
-  Halide::Func indexBounds; // (c, e) -> e = 0: min, 1: max of check c
+  /// Index-range check pipeline, or empty (LANGUAGE.md §8.2):
+  /// indexBounds(f, e, c) is, for check c, its minimum (e = 0) or maximum
+  /// (e = 1) index (f = 0) and the (b, h, i, j) where it is taken (f = 1..4).
+  /// With exactChecks false, over the whole domain of the index variables
+  /// the index reads (cheap, a superset); true: only where it is used (an
+  /// empty set gives INT64_MAX / INT64_MIN).
+  Halide::Func indexBounds;
+  Halide::Param<bool> exactChecks{"exact_checks"};
   std::vector<IndexCheck> indexChecks;
 
   /// Data-dependent masks: the run-time tile map, uint8 (kb, qt, h, b), 1

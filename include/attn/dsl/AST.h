@@ -50,6 +50,8 @@ struct Dim {
 
 enum class TensorRole { Q, K, V, Aux };
 
+struct Expr;
+
 struct TensorDecl {
   std::string name;
   TensorRole role = TensorRole::Aux;
@@ -57,6 +59,11 @@ struct TensorDecl {
   std::vector<Dim> dims;
   SourceRange range;     // the name
   SourceRange typeRange; // the element type
+  /// `at [...]` of q, k or v (LANGUAGE.md §8.1): the leading indices of the
+  /// row read for (b, h, i) (q) or (b, hk, j) (k, v), one per dimension but
+  /// the last; empty without `at`. After Sema each is an integer expression.
+  std::vector<std::unique_ptr<Expr>> at;
+  SourceRange atRange; // the `at` keyword, when present
 };
 
 /// A literal value (param defaults).
@@ -94,6 +101,8 @@ enum class Builtin {
   SqnormK, // sqnorm(k)
   // scalar functions, 1 argument
   Exp, Exp2, Log, Log2, Sqrt, Rsqrt, Tanh, Sigmoid, Abs, Floor, Ceil,
+  Sin, Cos,
+  Int, // int(x): x rounded toward -inf as i32, saturating; NaN gives 0
   // 2 arguments
   Min, Max, Pow,
   // 3 arguments
@@ -106,7 +115,7 @@ const char *toString(Builtin b);
 /// What an identifier refers to, filled in by Sema.
 enum class IdentKind {
   Unresolved,
-  IndexVar, // b, h, i, j (`name` tells which)
+  IndexVar, // b, h, hk, i, j (`name` tells which)
   Size,     // a dimension name bound by a tensor declaration
   Param,    // a `param`
   Let,      // a `let`
@@ -152,6 +161,28 @@ struct LetDecl {
   SourceRange range; // the name
 };
 
+/// The index variables (LANGUAGE.md §3, §8.1) and the names of their
+/// extents: b < B, h < H, hk < Hk, i < Lq, j < Lk.
+enum class IndexVar { B, H, Hk, I, J };
+constexpr int kNumIndexVars = 5;
+const char *toString(IndexVar v);    // "b", "h", "hk", "i", "j"
+const char *extentName(IndexVar v);  // "B", "H", "Hk", "Lq", "Lk"
+
+/// `range NAME < expr` (LANGUAGE.md §8.1).
+struct RangeDecl {
+  IndexVar var = IndexVar::B;
+  ExprPtr bound;
+  SourceRange range; // the variable's name
+};
+
+/// One definition of an index variable's extent, after Sema: a tensor
+/// dimension (`what` = "dimension 1 of 'q'") or a `range` ("range i").
+struct Extent {
+  ExprPtr value; // an I32 expression of sizes, params and literals
+  SourceRange range;
+  std::string what;
+};
+
 enum class NormKind { Softmax, Sigmoid, Relu, None, Hardmax, TopK };
 enum class TieRule { Average, Latest, First };
 
@@ -188,6 +219,7 @@ struct Kernel {
   std::vector<TensorDecl> tensors; // in declaration order, q/k/v included
   std::vector<ParamDecl> params;
   std::vector<LetDecl> lets; // in declaration order
+  std::vector<RangeDecl> ranges; // `range` statements, in order
   ExprPtr score;             // nullptr before Sema when not written
   ExprPtr mask;              // nullptr before Sema when not written
   Normalize normalize;
@@ -199,6 +231,12 @@ struct Kernel {
   const TensorDecl *k = nullptr;
   const TensorDecl *v = nullptr;
   ScalarType computeType = ScalarType::F32;
+  /// Every definition of each index variable's extent, by IndexVar: the
+  /// first is the one kernels use; the others must agree with it at run
+  /// time (ranges defined by both q and k). Hk without a definition gets H's.
+  std::vector<Extent> extents[kNumIndexVars];
+  /// Whether q, k or v has an `at` map.
+  bool hasIndexMaps() const;
 
   const TensorDecl *findTensor(const std::string &name) const;
   const ParamDecl *findParam(const std::string &name) const;

@@ -169,8 +169,9 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
       scheduleMask(mask, LoopLevel(alg.topkState, alg.rtBlock));
     } else {
       Func dots = alg.dotAcc.clone_in(dotCallers);
-      // Keys in another element type are converted per block in each pass.
-      if (alg.tensors[1].type() != alg.computeType && !alg.bf16Pairs)
+      // Keys in another element type, or gathered through an index map, are
+      // converted per block in each pass.
+      if ((alg.tensors[1].type() != alg.computeType || alg.kGathered) && !alg.bf16Pairs)
         alg.kf.clone_in(dots)
             .compute_at(alg.topkState, alg.rtBlock)
             .vectorize(alg.kf.args()[0], vec, TailStrategy::GuardWithIf);
@@ -194,11 +195,15 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
   alg.pvAcc.compute_at(alg.acc, dvo).vectorize(dv, vec).unroll(dv).unroll(ii);
   alg.pvAcc.update().reorder(dv, ii, alg.rj).vectorize(dv, vec).unroll(dv).unroll(ii);
 
-  // Keys and values in another element type are converted once per block.
-  if (alg.tensors[1].type() != alg.computeType)
+  // Keys and values in another element type are converted once per block;
+  // rows found through an index map are gathered once per block.
+  if (alg.tensors[1].type() != alg.computeType || alg.kGathered)
     alg.kf.compute_at(alg.acc, alg.rk).vectorize(alg.kf.args()[0], vec, TailStrategy::GuardWithIf);
-  if (alg.tensors[2].type() != alg.computeType)
+  if (alg.tensors[2].type() != alg.computeType || alg.vGathered)
     alg.vf.compute_at(alg.acc, alg.rk).vectorize(alg.vf.args()[0], vec, TailStrategy::GuardWithIf);
+  // The rows of an index map: once per call, before the kernel.
+  for (Func &f : alg.rowMaps)
+    f.compute_root();
 
   for (Func &f : alg.extra)
     f.compute_root();
