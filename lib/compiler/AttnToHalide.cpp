@@ -319,11 +319,13 @@ Expr Translator::evalOp(Operation *op, std::map<void *, Expr> &vals, const Point
   if (name == "math.sin") return sin(in(0));
   if (name == "math.cos") return cos(in(0));
   if (llvm::isa<attn::IntOp>(op)) {
-    // Rounded toward -inf in f64 (exact for every f32), saturated to i32;
-    // NaN gives 0. Strict: fast-math may not assume the NaN away.
+    // Rounded toward -inf in f64 (exact for every f32), saturated to i32.
+    // NaN gives 0. The test is on the bits: under fast-math a float
+    // comparison may assume NaN away.
     Expr x = cast(Float(64), in(0));
     Expr r = cast(Int(32), clamp(floor(x), Expr(-2147483648.0), Expr(2147483647.0)));
-    return strict_float(select(is_nan(x), make_const(Int(32), 0), r));
+    Expr bits = reinterpret(UInt(64), x) & Expr(uint64_t(0x7FFFFFFFFFFFFFFFull));
+    return select(bits > Expr(uint64_t(0x7FF0000000000000ull)), make_const(Int(32), 0), r);
   }
   if (llvm::isa<attn::DotOp>(op)) return cast(rt, env.dot());
   if (auto s = llvm::dyn_cast<attn::SqnormOp>(op))

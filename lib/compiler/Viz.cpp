@@ -21,6 +21,7 @@
 #include FT_FREETYPE_H
 
 #include <algorithm>
+#include <functional>
 #include <cerrno>
 #include <climits>
 #include <cmath>
@@ -1193,8 +1194,43 @@ bool buildTileMap(const TileMapRequest &req, TileMapResult &result, std::string 
     err += "attnc: error: missing " + sizeFlag + name + "=N (" + what + ")\n";
     return false;
   };
+  // Index-map kernels take their extents from the ranges (LANGUAGE.md §8.1).
+  std::map<dsl::IndexVar, int64_t> extents;
+  if (kernel->hasIndexMaps()) {
+    runtime::Bindings bind;
+    bind.sizes = sizes;
+    for (const auto &[name, v] : intParams) {
+      dsl::Literal lit;
+      lit.i = v;
+      bind.params[name] = lit;
+    }
+    std::function<bool(const dsl::Expr &)> sizesKnown = [&](const dsl::Expr &e) {
+      if (e.kind == dsl::ExprKind::Ident && e.ident == dsl::IdentKind::Size &&
+          !need(e.name, "a range"))
+        return false;
+      for (const auto &a : e.args)
+        if (a && !sizesKnown(*a))
+          return false;
+      return true;
+    };
+    for (dsl::IndexVar v : {dsl::IndexVar::B, dsl::IndexVar::H, dsl::IndexVar::I, dsl::IndexVar::J}) {
+      const dsl::Extent &e = kernel->extents[int(v)].front();
+      if (!sizesKnown(*e.value))
+        return false;
+      int64_t value = 0;
+      std::string why = runtime::evalExtent(*e.value, bind, value);
+      if (!why.empty() || value < 1) {
+        err += "attnc: error: the range of " + std::string(dsl::toString(v)) + " (" + e.what +
+               ") " + (why.empty() ? "is " + std::to_string(value) : "cannot be computed: " + why) +
+               "\n";
+        return false;
+      }
+      extents[v] = value;
+    }
+  }
   std::string lqName = dimName(op, "q", 2), lkName = dimName(op, "k", 2);
-  if (!need(lqName, "the number of queries") || !need(lkName, "the number of keys"))
+  if (extents.empty() &&
+      (!need(lqName, "the number of queries") || !need(lkName, "the number of keys")))
     return false;
   bool missing = false;
   op.getMask().walk([&](mlir::Operation *o) {
@@ -1214,9 +1250,14 @@ bool buildTileMap(const TileMapRequest &req, TileMapResult &result, std::string 
     int64_t v = 0;
     return sizes.count(name) ? sizes[name] : (parseInt(name, v) ? v : 0);
   };
-  int64_t Lq = value(lqName), Lk = value(lkName);
-  std::string bName = dimName(op, "q", 0), hName = dimName(op, "q", 1);
-  int64_t B = value(bName), H = value(hName);
+  int64_t Lq = 0, Lk = 0, B = 0, H = 0;
+  if (!extents.empty()) {
+    Lq = extents[dsl::IndexVar::I], Lk = extents[dsl::IndexVar::J];
+    B = extents[dsl::IndexVar::B], H = extents[dsl::IndexVar::H];
+  } else {
+    Lq = value(lqName), Lk = value(lkName);
+    B = value(dimName(op, "q", 0)), H = value(dimName(op, "q", 1));
+  }
   if (req.batch < 0 || (B > 0 && req.batch >= B) || req.head < 0 || (H > 0 && req.head >= H)) {
     err += "attnc: error: " + flag("--batch/--head", "batch/head") + " out of range for the given sizes\n";
     return false;

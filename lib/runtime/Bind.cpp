@@ -246,6 +246,8 @@ void bindTensors(const dsl::Kernel &k,
                      std::to_string(out.Hk) + " (dim 1 of tensor 'k')");
 }
 
+} // namespace
+
 /// Evaluates an integer expression of sizes, params and literals (a range
 /// or a dimension, after Sema). Empty string on success.
 std::string evalExtent(const dsl::Expr &e, const Bindings &b, int64_t &out) {
@@ -340,6 +342,8 @@ std::string evalExtent(const dsl::Expr &e, const Bindings &b, int64_t &out) {
   }
   return "`" + dsl::printExpr(e) + "` is not an integer expression of sizes and params";
 }
+
+namespace {
 
 /// Index-map kernels: B, H, Hk, Lq, Lk from the ranges (LANGUAGE.md §8.1),
 /// every second definition of a range checked against the first.

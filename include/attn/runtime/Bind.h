@@ -60,6 +60,12 @@ Status parseParamValue(const dsl::ParamDecl &param, const std::string &text,
 std::vector<std::string>
 missingParams(const dsl::Kernel &k, const std::vector<std::string> &given);
 
+/// Evaluates a range (Kernel::extents, an integer expression of sizes,
+/// params and literals) with the sizes and params of `b`. Returns an empty
+/// string, or why it cannot be computed (an unbound size, division by zero,
+/// overflow).
+std::string evalExtent(const dsl::Expr &e, const Bindings &b, int64_t &out);
+
 /// A declaration as written: "doc: i32[B, L]".
 std::string describeDecl(const dsl::TensorDecl &t);
 

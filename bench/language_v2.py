@@ -1,0 +1,103 @@
+"""What index maps cost (issue 14, point 2), measured side by side in one run:
+a causal kernel on [B, L, H, D] (`at [b, i, h]`) against the same kernel on
+[B, H, L, D], and a paged GQA decode against the unpaged one. Medians of
+alternating rounds, so both see the same machine state.
+
+    .venv/bin/python bench/language_v2.py [--rounds 7]
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+import attnc
+
+CAUSAL = """attention causal_{name} {{
+  q: f32[{q}]{qa}; k: f32[{k}]{ka}; v: f32[{k}]{ka}
+  mask = j <= i
+}}"""
+
+DECODE_PAGED = """attention decode_paged {
+  q: f32[B, H, 1, 128]
+  k: f32[P, G, S, 128] at [pages[b, j / S], hk, j % S]
+  v: f32[P, G, S, 128] at [pages[b, j / S], hk, j % S]
+  pages: i32[B, NP]
+  seqlen: i32[B]
+  range j < NP * S
+  mask = j < seqlen[b]
+  output lse
+}"""
+
+DECODE_FLAT = """attention decode_flat {
+  q: f32[B, H, 1, 128]
+  k: f32[B, G, L, 128]; v: f32[B, G, L, 128]
+  seqlen: i32[B]
+  mask = j < seqlen[b]
+  output lse
+}"""
+
+
+def median_time(fn, n):
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def compare(label, a, b, rounds, reps):
+    for f in (a, b):
+        f()  # warm up
+    ta, tb = [], []
+    for _ in range(rounds):
+        ta.append(median_time(a, reps))
+        tb.append(median_time(b, reps))
+    ma, mb = np.median(ta), np.median(tb)
+    print(f"{label}: {ma * 1e3:8.2f} ms vs {mb * 1e3:8.2f} ms  ({ma / mb:.3f}x)")
+    return ma, mb
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--L", type=int, default=2048)
+    ap.add_argument("--Lk", type=int, default=32768)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+
+    B, H, L, D = 1, 8, args.L, 128
+    bshd = attnc.compile(CAUSAL.format(name="bshd", q="B, L, H, 128", qa=" at [b, i, h]",
+                                       k="B, L, H, 128", ka=" at [b, j, hk]"))
+    bhld = attnc.compile(CAUSAL.format(name="bhld", q="B, H, L, 128", qa="",
+                                       k="B, H, L, 128", ka=""))
+    x = [rng.standard_normal((B, L, H, D)).astype(np.float32) for _ in range(3)]
+    t = [np.ascontiguousarray(a.transpose(0, 2, 1, 3)) for a in x]
+    np.testing.assert_allclose(bshd(*x), bhld(*t), rtol=0, atol=1e-5)
+    print(f"causal f32 B={B} H={H} L={L} D={D}, [B, L, H, D] `at` vs [B, H, L, D]:")
+    compare("  causal", lambda: bshd(*x), lambda: bhld(*t), args.rounds, 3)
+
+    Hq, G, S, Lk = 32, 8, 16, args.Lk
+    P = Lk // S + 8
+    paged = attnc.compile(DECODE_PAGED)
+    flat = attnc.compile(DECODE_FLAT)
+    q = rng.standard_normal((1, Hq, 1, D)).astype(np.float32)
+    kc, vc = (rng.standard_normal((P, G, S, D)).astype(np.float32) for _ in range(2))
+    pages = rng.permutation(P)[: Lk // S].astype(np.int32)[None, :]
+    seqlen = np.array([Lk], np.int32)
+    # The same keys laid out contiguously, for the unpaged kernel.
+    kf, vf = (np.ascontiguousarray(c[pages[0]].transpose(1, 0, 2, 3).reshape(1, G, Lk, D))
+              for c in (kc, vc))
+    o1 = paged(q, kc, vc, pages=pages, seqlen=seqlen)
+    o2 = flat(q, kf, vf, seqlen=seqlen)
+    np.testing.assert_allclose(o1, o2, rtol=0, atol=1e-5)
+    print(f"GQA decode f32 H={Hq} Hk={G} Lk={Lk} D={D}, pages of {S} keys in random order vs contiguous:")
+    tp, tf = compare("  decode", lambda: paged(q, kc, vc, pages=pages, seqlen=seqlen),
+                     lambda: flat(q, kf, vf, seqlen=seqlen), args.rounds, 5)
+    gb = 2 * G * Lk * D * 4 / 1e9
+    print(f"  K+V read: {gb / tp:.1f} GB/s paged, {gb / tf:.1f} GB/s contiguous")
+
+
+if __name__ == "__main__":
+    main()
