@@ -59,7 +59,11 @@ Expr floorDiv(Expr a, Expr b) {
 /// What a region needs from its surroundings to be evaluated at one point.
 struct PointEnv {
   Expr b, h, i, j;
+  Expr c; // a channel vector's element (block argument 4 of attn.vector)
   std::function<Expr()> dot, sqnormQ, sqnormK;
+  /// Element `index` of q, k or a channel vector; sqnorm of a vector.
+  std::function<Expr(const std::string &, Expr)> elem;
+  std::function<Expr(const std::string &)> vsqnorm;
 };
 
 /// An integer interval [lo, hi] (Float(64) Exprs, ±2^100 for unknown) or, for
@@ -185,8 +189,8 @@ std::vector<Expr> Translator::evalPointAll(mlir::Region &region, const PointEnv 
   std::map<void *, Expr> local;
   std::map<void *, Expr> &vals = values ? *values : local;
   mlir::Block &block = region.front();
-  Expr args[4] = {env.b, env.h, env.i, env.j};
-  for (unsigned a = 0; a < block.getNumArguments() && a < 4; ++a)
+  Expr args[5] = {env.b, env.h, env.i, env.j, env.c};
+  for (unsigned a = 0; a < block.getNumArguments() && a < 5; ++a)
     vals[block.getArgument(a).getAsOpaquePointer()] = args[a];
   for (Operation &op : block) {
     if (auto y = llvm::dyn_cast<attn::YieldOp>(op)) {
@@ -327,7 +331,24 @@ Expr Translator::evalOp(Operation *op, std::map<void *, Expr> &vals, const Point
     Expr bits = reinterpret(UInt(64), x) & Expr(uint64_t(0x7FFFFFFFFFFFFFFFull));
     return select(bits > Expr(uint64_t(0x7FF0000000000000ull)), make_const(Int(32), 0), r);
   }
-  if (llvm::isa<attn::DotOp>(op)) return cast(rt, env.dot());
+  if (llvm::isa<attn::DotOp, attn::VectorDotOp>(op)) return cast(rt, env.dot());
+  if (auto e = llvm::dyn_cast<attn::ElemOp>(op))
+    return cast(rt, env.elem(e.getVector().str(), in(0)));
+  if (auto s = llvm::dyn_cast<attn::VectorSqnormOp>(op))
+    return cast(rt, env.vsqnorm(s.getX().str()));
+  if (auto s = llvm::dyn_cast<attn::SumOp>(op)) {
+    // An inline reduction over the body, c = r in [0, N).
+    RDom r(0, in(0), Halide::Internal::unique_name("rsum"));
+    std::map<void *, Expr> inner = vals;
+    mlir::Block &body = s.getBody().front();
+    inner[body.getArgument(0).getAsOpaquePointer()] = r.x;
+    for (Operation &o : body) {
+      if (auto y = llvm::dyn_cast<attn::YieldOp>(o))
+        return cast(rt, sum(r, inner.at(y.getValue().getAsOpaquePointer())));
+      inner[o.getResult(0).getAsOpaquePointer()] = evalOp(&o, inner, env);
+    }
+    unsupported(op, "a sum without attn.yield");
+  }
   if (auto s = llvm::dyn_cast<attn::SqnormOp>(op))
     return cast(rt, s.getOf() == "q" ? env.sqnormQ() : env.sqnormK());
   if (auto s = llvm::dyn_cast<attn::SizeOp>(op)) return cast(Int(32), size(s.getName().str()));
@@ -774,53 +795,30 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   alg.vf(dv, j, hkv, b) =
       cast(ct, readRow(2, min(dv, v.dim(0).extent() - 1), j, min(hkv, Hk - 1), bc));
 
-  alg.qT = Func("qT");
-  std::optional<int64_t> literalD = literalDim(kernel, 0, 3);
-  alg.bf16Pairs = q.type() == BFloat(16) && k.type() == BFloat(16) && ct == Float(32) &&
-                  literalD && *literalD % 2 == 0;
-  Expr dotTerm; // the summand of q.k over the reduction domain
-  if (alg.bf16Pairs) {
-    // bf16 q.k as a sum of products of adjacent pairs, so that a target with
-    // BF16 dot-product instructions (vdpbf16ps) can use them: the query tile
-    // is stored as (d % 2, ii, d / 2).
-    Var di("di"), dp("dp");
-    alg.qT(di, ii, dp, qt, h, b) = readRow(0, dp * 2 + di, min(qt * TQ + ii, Lq - 1), hc, bc);
-    RDom rd(0, 2, 0, int(*literalD / 2), "rd");
-    alg.rd = RVar(rd.x);
-    alg.rdPair = RVar(rd.y);
-    dotTerm = cast(ct, alg.qT(rd.x, ii, rd.y, qt, h, b)) *
-              cast(ct, readRow(1, rd.y * 2 + rd.x, min(jk, Lk - 1), hk, bc));
-  } else {
-    alg.qT(ii, d, qt, h, b) = cast(ct, readRow(0, d, min(qt * TQ + ii, Lq - 1), hc, bc));
-    RDom rd(0, D, "rd");
-    alg.rd = RVar(rd.x);
-    dotTerm = alg.qT(ii, rd, qt, h, b) * alg.kf(rd, min(jk, Lk - 1), hk, b);
+  // Every op of the kernel's regions, nested ones (sums, vectors) included.
+  std::vector<Operation *> allOps;
+  {
+    std::vector<mlir::Region *> todo;
+    for (mlir::Region *r : {&kernel.getScore(), &kernel.getMask(), &kernel.getVectors()})
+      todo.push_back(r);
+    while (!todo.empty()) {
+      mlir::Region *r = todo.back();
+      todo.pop_back();
+      for (mlir::Block &blk : *r)
+        for (Operation &o : blk) {
+          allOps.push_back(&o);
+          for (mlir::Region &nested : o.getRegions())
+            todo.push_back(&nested);
+        }
+    }
   }
-  // q.k for a block: dotAcc; its twin dotAccFull serves the register tiles
-  // that a mask makes full (computed in their own loop).
-  auto defineDot = [&](Func &f, const char *name) {
-    f = Func(name);
-    f(ii, jj, qt, kb, h, b) = zero;
-    f(ii, jj, qt, kb, h, b) += dotTerm;
-  };
-  defineDot(alg.dotAcc, "dotAcc");
-
-  auto usesDot = [](mlir::Region &r) {
-    for (Operation &o : r.front())
-      if (llvm::isa<attn::DotOp>(o))
-        return true;
-    return false;
-  };
-  alg.scoreUsesDot = usesDot(kernel.getScore());
-  alg.maskUsesDot = usesDot(kernel.getMask());
 
   // sqnorm(q) / sqnorm(k), when used: small compute_root helpers.
   Func qnorm("qnorm"), knorm("knorm");
   bool usesQnorm = false, usesKnorm = false;
-  for (mlir::Region *r : {&kernel.getScore(), &kernel.getMask()})
-    for (Operation &o : r->front())
-      if (auto s = llvm::dyn_cast<attn::SqnormOp>(o))
-        (s.getOf() == "q" ? usesQnorm : usesKnorm) = true;
+  for (Operation *o : allOps)
+    if (auto s = llvm::dyn_cast<attn::SqnormOp>(o))
+      (s.getOf() == "q" ? usesQnorm : usesKnorm) = true;
   if (usesQnorm) {
     RDom r(0, D, "rqn");
     qnorm(i, h, b) = zero;
@@ -836,6 +834,135 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     alg.extra.push_back(knorm);
   }
 
+  // Channel vectors (LANGUAGE.md §8.3): vec_NAME(c, x, h, b) with x = i (query
+  // side, h the head) or j (key side, h = hk); vec_NAME(c) for constants.
+  // Each is computed once per call for every row (compute_root), never per
+  // pair; vsq_NAME(x, h, b) is its sqnorm.
+  struct Vector {
+    std::string side;
+    Expr length;
+    Func f, sq;
+  };
+  std::map<std::string, Vector> vectors;
+  // Element `idx` of vector `name` (q, k or a channel vector) for row x of
+  // head hh (h or hk) and batch bb.
+  auto vectorElem = [&](const std::string &name, Expr idx, Expr x, Expr hh, Expr bb) -> Expr {
+    if (name == "q")
+      return cast(ct, readRow(0, clamp(idx, 0, D - 1), x, hh, bb));
+    if (name == "k")
+      return cast(ct, readRow(1, clamp(idx, 0, D - 1), x, min(hh, Hk - 1), bb));
+    Vector &vec = vectors.at(name);
+    Expr c = clamp(idx, 0, vec.length - 1);
+    return vec.side == "constant" ? vec.f(c) : vec.f(c, x, hh, bb);
+  };
+  auto vectorSqnorm = [&](const std::string &name, Expr x, Expr hh, Expr bb) -> Expr {
+    Vector &vec = vectors.at(name);
+    if (!vec.sq.defined()) {
+      RDom r(0, vec.length, "rvsq");
+      Var vx("x"), vh("h"), vb("b");
+      vec.sq = Func("vsq_" + name);
+      Expr e = vec.side == "constant" ? vec.f(r) : vec.f(r, vx, vh, vb);
+      if (vec.side == "constant")
+        vec.sq() = sum(r, e * e);
+      else
+        vec.sq(vx, vh, vb) = sum(r, e * e);
+      alg.extra.push_back(vec.sq);
+    }
+    return vec.side == "constant" ? vec.sq() : vec.sq(x, hh, bb);
+  };
+  if (!kernel.getVectors().empty()) {
+    for (Operation &o : kernel.getVectors().front()) {
+      auto vop = llvm::dyn_cast<attn::VectorOp>(o);
+      if (!vop)
+        continue;
+      std::string name = vop.getName().str(), side = vop.getSide().str();
+      Vector vec;
+      vec.side = side;
+      if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(vop.getLength()))
+        vec.length = Expr((int)lit.getInt());
+      else
+        vec.length = tr.size(llvm::cast<mlir::StringAttr>(vop.getLength()).str());
+      Var vc("c"), vx("x"), vh("h"), vb("b");
+      PointEnv env;
+      bool query = side == "query", key = side == "key";
+      env.b = key || query ? Expr(vb) : Expr(0);
+      env.h = key || query ? Expr(vh) : Expr(0);
+      env.i = query ? Expr(vx) : Expr(0);
+      env.j = key ? Expr(vx) : Expr(0);
+      env.c = vc;
+      env.elem = [&, query, key, vx, vh, vb](const std::string &n, Expr idx) {
+        return vectorElem(n, idx, query || key ? Expr(vx) : Expr(0),
+                          query || key ? Expr(vh) : Expr(0), query || key ? Expr(vb) : Expr(0));
+      };
+      env.vsqnorm = [&, vx, vh, vb](const std::string &n) { return vectorSqnorm(n, vx, vh, vb); };
+      env.sqnormQ = [&, vx, vh, vb] { return qnorm(vx, vh, vb); };
+      env.sqnormK = [&, vx, vh, vb] { return knorm(vx, vh, vb); };
+      env.dot = [&] { return make_const(ct, 0.0); }; // Sema: no dot inside a vector
+      Expr value = cast(ct, tr.evalPoint(vop.getBody(), env));
+      vec.f = Func("vec_" + name);
+      if (side == "constant")
+        vec.f(vc) = value;
+      else
+        vec.f(vc, vx, vh, vb) = value;
+      alg.vectors.push_back(vec.f);
+      vectors.emplace(name, vec);
+    }
+  }
+
+  // What q.k multiplies: q and k, or the two vectors of dot(x, y).
+  std::string dotQ = "q", dotK = "k";
+  for (Operation *o : allOps)
+    if (auto d = llvm::dyn_cast<attn::VectorDotOp>(o)) {
+      dotQ = d.getX().str();
+      dotK = d.getY().str();
+    }
+  Expr dotLength = dotQ == "q" ? D : vectors.at(dotQ).length;
+
+  alg.qT = Func("qT");
+  std::optional<int64_t> literalD = literalDim(kernel, 0, 3);
+  alg.bf16Pairs = q.type() == BFloat(16) && k.type() == BFloat(16) && ct == Float(32) &&
+                  literalD && *literalD % 2 == 0 && dotQ == "q";
+  Expr dotTerm; // the summand of q.k over the reduction domain
+  if (alg.bf16Pairs) {
+    // bf16 q.k as a sum of products of adjacent pairs, so that a target with
+    // BF16 dot-product instructions (vdpbf16ps) can use them: the query tile
+    // is stored as (d % 2, ii, d / 2).
+    Var di("di"), dp("dp");
+    alg.qT(di, ii, dp, qt, h, b) = readRow(0, dp * 2 + di, min(qt * TQ + ii, Lq - 1), hc, bc);
+    RDom rd(0, 2, 0, int(*literalD / 2), "rd");
+    alg.rd = RVar(rd.x);
+    alg.rdPair = RVar(rd.y);
+    dotTerm = cast(ct, alg.qT(rd.x, ii, rd.y, qt, h, b)) *
+              cast(ct, readRow(1, rd.y * 2 + rd.x, min(jk, Lk - 1), hk, bc));
+  } else {
+    alg.qT(ii, d, qt, h, b) = vectorElem(dotQ, d, min(qt * TQ + ii, Lq - 1), hc, bc);
+    RDom rd(0, dotLength, "rd");
+    alg.rd = RVar(rd.x);
+    Func keys = alg.kf;
+    if (dotK != "k") { // the key vector of dot(x, y)
+      keys = Func("kvec");
+      keys(d, j, hkv, b) = vectorElem(dotK, d, j, hkv, bc);
+    }
+    dotTerm = alg.qT(ii, rd, qt, h, b) * keys(rd, min(jk, Lk - 1), hk, b);
+  }
+  // q.k for a block: dotAcc; its twin dotAccFull serves the register tiles
+  // that a mask makes full (computed in their own loop).
+  auto defineDot = [&](Func &f, const char *name) {
+    f = Func(name);
+    f(ii, jj, qt, kb, h, b) = zero;
+    f(ii, jj, qt, kb, h, b) += dotTerm;
+  };
+  defineDot(alg.dotAcc, "dotAcc");
+
+  auto usesDot = [](mlir::Region &r) {
+    for (Operation &o : r.front())
+      if (llvm::isa<attn::DotOp, attn::VectorDotOp>(o))
+        return true;
+    return false;
+  };
+  alg.scoreUsesDot = usesDot(kernel.getScore());
+  alg.maskUsesDot = usesDot(kernel.getMask());
+
   // The masked score (-inf for pairs that do not take part) at position
   // (iiE, jjE) of the tile (qt, kb).
   auto pointEnv = [&](Expr iiE, Expr jjE, Func dot) {
@@ -848,6 +975,19 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     env.dot = [=] { return dot(iiE, jjE, qt, kb, h, b); };
     env.sqnormQ = [=] { return qnorm(min(iE, Lq - 1), h, b); };
     env.sqnormK = [=] { return knorm(min(jE, Lk - 1), hk, b); };
+    // Elements of the query side read row i (head h), of the key side row j
+    // (head hk); constants ignore both.
+    auto sideOf = [&vectors](const std::string &n) {
+      return n == "q" ? std::string("query") : n == "k" ? std::string("key") : vectors.at(n).side;
+    };
+    env.elem = [=, &vectorElem](const std::string &n, Expr idx) {
+      bool key = sideOf(n) == "key";
+      return vectorElem(n, idx, key ? min(jE, Lk - 1) : min(iE, Lq - 1), key ? hk : Expr(h), b);
+    };
+    env.vsqnorm = [=, &vectorSqnorm](const std::string &n) {
+      bool key = sideOf(n) == "key";
+      return vectorSqnorm(n, key ? min(jE, Lk - 1) : min(iE, Lq - 1), key ? hk : Expr(h), b);
+    };
     return env;
   };
   // The mask is its own Func (uint8 per pair of a block) rather than an
@@ -1026,7 +1166,8 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
       w = sc;
     alg.weight(ii, jj, qt, kb, h, b) = select(live(sc), w, zero);
   }
-  if (softmax || hardmax) {
+  bool linear = alg.normalize == "linear";
+  if (softmax || hardmax || linear) {
     alg.blockSum = Func("blockSum");
     alg.blockSum(ii, qt, kb, h, b) = zero;
     alg.blockSum(ii, qt, kb, h, b) += alg.weight(ii, rj, qt, kb, h, b);
@@ -1083,6 +1224,14 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
       alg.lse(i, h, b) =
           cast(Float(32), select(l0 > zero, softmax ? mf + log(l0) : mf, negInf));
     }
+  } else if (linear) {
+    // {O, l}: Σ s·v and Σ s; out = O / l, 0 where l is 0 (LANGUAGE.md §8.4).
+    alg.acc(dv, ii, qt, h, b) = Tuple(zero, zero);
+    Expr O = alg.acc(dv, ii, qt, h, b)[0], l = alg.acc(dv, ii, qt, h, b)[1];
+    alg.acc(dv, ii, qt, h, b) = Tuple(O + alg.pvAcc(dv, ii, qt, rk, h, b),
+                                      l + alg.blockSum(ii, qt, rk, h, b));
+    Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[1];
+    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, select(lf != zero, Of / lf, zero)));
   } else {
     alg.acc(dv, ii, qt, h, b) = zero;
     alg.acc(dv, ii, qt, h, b) += alg.pvAcc(dv, ii, qt, rk, h, b);

@@ -104,6 +104,19 @@ void KernelOp::getAsmBlockArgumentNames(Region &region, OpAsmSetValueNameFn setN
       setNameFn(arg, kv && arg.getArgNumber() == 1 ? "hk" : names[arg.getArgNumber()]);
 }
 
+void VectorOp::getAsmBlockArgumentNames(Region &region, OpAsmSetValueNameFn setNameFn) {
+  static const char *const names[] = {"b", "h", "i", "j", "c"};
+  for (BlockArgument arg : region.getArguments())
+    if (arg.getArgNumber() < 5)
+      setNameFn(arg, getSide() == "key" && arg.getArgNumber() == 1 ? "hk"
+                                                                    : names[arg.getArgNumber()]);
+}
+
+void SumOp::getAsmBlockArgumentNames(Region &region, OpAsmSetValueNameFn setNameFn) {
+  for (BlockArgument arg : region.getArguments())
+    setNameFn(arg, "c");
+}
+
 static LogicalResult verifyRegion(KernelOp op, Region &region, StringRef what,
                                   Type expected) {
   Block &block = region.front();
@@ -184,7 +197,8 @@ LogicalResult KernelOp::verify() {
       return emitOpError("param entries must be {name, type[, default]} dictionaries");
   }
   StringRef norm = getNormalize();
-  if (!llvm::is_contained({"softmax", "sigmoid", "relu", "none", "hardmax", "topk"}, norm))
+  if (!llvm::is_contained({"softmax", "sigmoid", "relu", "none", "linear", "hardmax", "topk"},
+                          norm))
     return emitOpError("unknown normalize '") << norm << "'";
   if (norm == "hardmax") {
     if (!getTies() || !llvm::is_contained({"average", "latest", "first"}, *getTies()))

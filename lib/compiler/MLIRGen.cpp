@@ -66,6 +66,7 @@ public:
         n.kind == NormKind::TopK ? b_.getI64IntegerAttr(n.k) : IntegerAttr(),
         kernel_.outputLse ? b_.getUnitAttr() : UnitAttr());
 
+    genVectors(op.getVectors(), loc);
     genRegion(op.getScore(), *kernel_.score);
     genRegion(op.getMask(), *kernel_.mask);
     if (kernel_.hasIndexMaps()) {
@@ -137,6 +138,41 @@ private:
     Value v = gen(body);
     builder.create<attn::YieldOp>(loc, ValueRange{v});
     builder_ = nullptr;
+  }
+
+  /// One attn.vector per channel vector let (LANGUAGE.md §8.3).
+  void genVectors(Region &region, Location loc) {
+    bool any = false;
+    for (const LetDecl &l : kernel_.lets)
+      any = any || l.isVector();
+    if (!any)
+      return;
+    Block *outer = new Block();
+    region.push_back(outer);
+    OpBuilder ob = OpBuilder::atBlockEnd(outer);
+    for (const LetDecl &l : kernel_.lets) {
+      if (!l.isVector())
+        continue;
+      Location vloc = locOf(l.range);
+      const char *side = l.side == VectorSide::Query ? "query"
+                         : l.side == VectorSide::Key ? "key"
+                                                     : "constant";
+      Attribute length = l.length->isLiteral() ? Attribute(b_.getI64IntegerAttr(l.length->value))
+                                               : Attribute(b_.getStringAttr(l.length->name));
+      auto v = ob.create<attn::VectorOp>(vloc, b_.getStringAttr(l.name), b_.getStringAttr(side),
+                                         length);
+      OpBuilder builder = startRegion(v.getBody(), vloc, 5);
+      builder_ = &builder;
+      kvArgs_ = l.side == VectorSide::Key;
+      channels_.clear();
+      channels_.push_back({l.var, block_->getArgument(4)});
+      Value x = gen(*l.value);
+      builder.create<attn::YieldOp>(vloc, ValueRange{x});
+      channels_.clear();
+      builder_ = nullptr;
+      kvArgs_ = false;
+    }
+    ob.create<attn::YieldOp>(loc, ValueRange{});
   }
 
   /// q_at / k_at / v_at: the leading indices of the tensor's row. In k_at and
@@ -214,6 +250,28 @@ private:
     }
     case ExprKind::Cast:
       return genCast(gen(*e.args[0]), ty, loc);
+    case ExprKind::Element:
+      return b.create<attn::ElemOp>(loc, ty, b.getStringAttr(e.name), gen(*e.args[0]));
+    case ExprKind::Sum: {
+      Value length = gen(*e.args[0]);
+      auto sum = b.create<attn::SumOp>(loc, ty, length);
+      Block *body = new Block();
+      sum.getBody().push_back(body);
+      Value c = body->addArgument(b.getI32Type(), loc);
+      // The body's values stay inside it: lets first generated there are
+      // forgotten after (they would not dominate later uses).
+      auto savedLets = lets_;
+      OpBuilder *outer = builder_;
+      OpBuilder inner = OpBuilder::atBlockEnd(body);
+      builder_ = &inner;
+      channels_.push_back({e.name, c});
+      Value x = gen(*e.args[1]);
+      inner.create<attn::YieldOp>(loc, ValueRange{x});
+      channels_.pop_back();
+      builder_ = outer;
+      lets_ = savedLets;
+      return sum.getResult();
+    }
     }
     llvm_unreachable("unknown expression kind");
   }
@@ -251,6 +309,11 @@ private:
       lets_[e.name] = v;
       return v;
     }
+    case IdentKind::Channel:
+      for (auto it = channels_.rbegin(); it != channels_.rend(); ++it)
+        if (it->first == e.name)
+          return it->second;
+      break;
     case IdentKind::Unresolved:
       break;
     }
@@ -330,8 +393,9 @@ private:
   Value genCall(const Expr &e, Location loc, Type ty) {
     OpBuilder &b = *builder_;
     SmallVector<Value> a;
-    for (const auto &arg : e.args)
-      a.push_back(gen(*arg));
+    if (e.builtin != Builtin::DotVec && e.builtin != Builtin::SqnormVec) // args name vectors
+      for (const auto &arg : e.args)
+        a.push_back(gen(*arg));
     bool f = llvm::isa<FloatType>(ty);
     switch (e.builtin) {
     case Builtin::Dot: return b.create<attn::DotOp>(loc, ty);
@@ -370,6 +434,11 @@ private:
       return b.create<arith::MinSIOp>(loc, b.create<arith::MaxSIOp>(loc, a[0], a[1]), a[2]);
     }
     case Builtin::Select: return b.create<arith::SelectOp>(loc, a[0], a[1], a[2]);
+    case Builtin::DotVec:
+      return b.create<attn::VectorDotOp>(loc, ty, b.getStringAttr(e.args[0]->name),
+                                         b.getStringAttr(e.args[1]->name));
+    case Builtin::SqnormVec:
+      return b.create<attn::VectorSqnormOp>(loc, ty, b.getStringAttr(e.args[0]->name));
     case Builtin::None: break;
     }
     llvm_unreachable("call not resolved by Sema");
@@ -383,6 +452,7 @@ private:
   Block *block_ = nullptr;
   std::map<std::string, Value> lets_;
   bool kvArgs_ = false; // generating k_at / v_at: argument 1 is hk
+  std::vector<std::pair<std::string, Value>> channels_; // channel variables in scope
 };
 
 } // namespace

@@ -84,6 +84,8 @@ const char *toString(Builtin b) {
   case Builtin::Pow: return "pow";
   case Builtin::Clamp: return "clamp";
   case Builtin::Select: return "select";
+  case Builtin::DotVec: return "dot";
+  case Builtin::SqnormVec: return "sqnorm";
   }
   return "?";
 }
@@ -123,6 +125,7 @@ const char *toString(NormKind k) {
   case NormKind::Sigmoid: return "sigmoid";
   case NormKind::Relu: return "relu";
   case NormKind::None: return "none";
+  case NormKind::Linear: return "linear";
   case NormKind::Hardmax: return "hardmax";
   case NormKind::TopK: return "topk";
   }
@@ -290,6 +293,9 @@ std::string printExpr(const Expr &e) {
     out = e.name;
     printCallArgs(out, e);
     return out;
+  case ExprKind::Sum:
+    return "sum(" + e.name + " < " + arg(0) + ": " + arg(1) + ")";
+  case ExprKind::Element:
   case ExprKind::Index:
     out = e.name + "[";
     for (size_t i = 0; i < e.args.size(); ++i) {
@@ -342,8 +348,19 @@ std::string printModule(const Module &module) {
       out += '\n';
     }
     for (const LetDecl &l : k.lets) {
-      if (l.value)
-        printTyped(out, ("  let " + l.name).c_str(), *l.value);
+      if (!l.value)
+        continue;
+      std::string head = "  let " + l.name;
+      if (l.isVector()) {
+        head += "[" + l.var;
+        if (l.length)
+          head += " < " + (l.length->isLiteral() ? std::to_string(l.length->value) : l.length->name);
+        head += "]";
+        head += l.side == VectorSide::Query ? " (per query row)"
+                : l.side == VectorSide::Key ? " (per key row)"
+                                            : " (per call)";
+      }
+      printTyped(out, head.c_str(), *l.value);
     }
     if (k.score)
       printTyped(out, "  score", *k.score);

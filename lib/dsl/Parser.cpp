@@ -32,7 +32,7 @@ constexpr const char *kTreeDepthHint =
 const std::vector<std::string> kElemTypeNames = {"f32", "f16", "bf16", "f64",
                                                  "i32", "i64", "bool"};
 const std::vector<std::string> kNormNames = {"softmax", "sigmoid", "relu",
-                                             "none",    "hardmax", "topk"};
+                                             "none",    "hardmax", "topk", "linear"};
 
 bool parseElemTypeName(const std::string &s, ElemType &t) {
   static const std::pair<const char *, ElemType> table[] = {
@@ -537,6 +537,32 @@ private:
     LetDecl l;
     if (!parseName(l.name, l.range, "let"))
       return false;
+    if (at(TokenKind::LBracket)) { // a channel vector: `let NAME[c < N] = ...`
+      Counter inBrackets(brackets_);
+      advance();
+      if (!parseName(l.var, l.varRange, "["))
+        return false;
+      if (accept(TokenKind::Less)) {
+        const Token &n = cur();
+        Dim d;
+        d.range = n.range;
+        if (n.kind == TokenKind::Ident)
+          d.name = text(n);
+        else if (n.kind == TokenKind::IntLit)
+          d.value = n.intValue;
+        else {
+          error(n, "expected the vector's length: a size name or an integer",
+                "write `let " + l.name + "[" + l.var + " < 32] = ...`");
+          return false;
+        }
+        advance();
+        l.length = d;
+      }
+      if (!expect(TokenKind::RBracket, "expected ']' after the channel variable",
+                  "write `let " + l.name + "[" + l.var + "] = ...` or `let " + l.name + "[" +
+                      l.var + " < N] = ...`"))
+        return false;
+    }
     if (!expect(TokenKind::Assign, "expected '=' after let '" + l.name + "'"))
       return false;
     l.value = parseExpr();
@@ -585,10 +611,11 @@ private:
     n.range = t.range;
     advance();
     if (name == "softmax" || name == "sigmoid" || name == "relu" ||
-        name == "none") {
+        name == "none" || name == "linear") {
       n.kind = name == "softmax"   ? NormKind::Softmax
                : name == "sigmoid" ? NormKind::Sigmoid
                : name == "relu"    ? NormKind::Relu
+               : name == "linear"  ? NormKind::Linear
                                    : NormKind::None;
       if (at(TokenKind::LParen)) {
         error(cur(), "'" + name + "' takes no arguments");
@@ -897,6 +924,44 @@ private:
     return true;
   }
 
+  /// `sum(c < N: expr)` (LANGUAGE.md §8.3), after the name.
+  ExprPtr parseSum(ExprPtr e) {
+    Counter inParens(brackets_);
+    const Token &open = advance(); // '('
+    e->kind = ExprKind::Sum;
+    e->name = text(advance());
+    advance(); // '<'
+    const Token &n = cur();
+    ExprPtr length;
+    if (n.kind == TokenKind::IntLit) {
+      length = leaf(ExprKind::IntLit, n);
+      length->intValue = n.intValue;
+    } else if (n.kind == TokenKind::Ident) {
+      length = leaf(ExprKind::Ident, n);
+      length->name = text(n);
+    } else {
+      error(n, "expected the sum's length: a size name or an integer",
+            "write `sum(c < 64: ...)`");
+      return nullptr;
+    }
+    advance();
+    if (!expect(TokenKind::Colon, "expected ':' after the sum's length",
+                "write `sum(" + e->name + " < N: expr)`"))
+      return nullptr;
+    ExprPtr body = parseExpr();
+    if (!body)
+      return nullptr;
+    if (!at(TokenKind::RParen)) {
+      error(cur(), "expected ')'");
+      note(open.range, "to match this '('");
+      return nullptr;
+    }
+    e->range.end = advance().range.end;
+    e->args.push_back(std::move(length));
+    e->args.push_back(std::move(body));
+    return finish(std::move(e));
+  }
+
   ExprPtr parsePrimary() {
     const Token &t = cur();
     switch (t.kind) {
@@ -928,6 +993,9 @@ private:
       ExprPtr e = leaf(ExprKind::Ident, t);
       e->name = text(t);
       advance();
+      if (e->name == "sum" && at(TokenKind::LParen) && peekRaw(1).kind == TokenKind::Ident &&
+          peekRaw(2).kind == TokenKind::Less)
+        return parseSum(std::move(e));
       if (at(TokenKind::LParen)) {
         e->kind = ExprKind::Call;
         if (!parseArgs(*e, TokenKind::RParen, ")"))

@@ -179,6 +179,8 @@ private:
     std::string where; // "the `at` of 'k'", "range j"
     std::string varsHint;
   } ctx_;
+  /// Channel variables in scope (a vector's, then those of enclosing sums).
+  std::vector<std::string> channels_;
   mutable std::map<std::string, bool> letReadsHeads_;
 
   void error(SourceRange r, std::string msg, std::string hint = "") {
@@ -422,7 +424,15 @@ private:
       LetDecl &let = k_.lets[l];
       if (!let.value)
         continue;
+      if (let.isVector())
+        checkVectorHeader(let);
+      if (let.isVector())
+        channels_.push_back(let.var);
       int depth = check(let.value);
+      if (let.isVector()) {
+        channels_.pop_back();
+        checkVectorBody(let);
+      }
       checkExpandedDepth(*let.value, depth);
       letDepth_[l] = std::min(depth, kMaxExpandedDepth + 1);
     }
@@ -565,6 +575,133 @@ private:
     }
   }
 
+  // ---- channel vectors (LANGUAGE.md §8.3) ---------------------------------
+
+  /// The length of a vector let or a sum: a size or a literal.
+  bool checkLength(const Dim &d, const std::string &what) {
+    if (d.isLiteral()) {
+      if (d.value <= 0 || d.value > kMaxHeadDim) {
+        error(d.range, "the length of " + what + " must be in [1, " +
+                           std::to_string(kMaxHeadDim) + "], got " + std::to_string(d.value));
+        return false;
+      }
+      return true;
+    }
+    const Symbol *s = lookup(d.name);
+    if (!s || s->kind != SymKind::Size) {
+      error(d.range, "the length of " + what + " must be a size or an integer, got '" + d.name + "'",
+            "sizes are the dimension names of the tensor declarations");
+      return false;
+    }
+    return true;
+  }
+
+  void checkVectorHeader(LetDecl &let) {
+    if (isIndexVar(let.var) || lookup(let.var))
+      error(let.varRange, "channel variable '" + let.var + "' hides another name",
+            "choose a name that is not an index variable, tensor, size, param or let");
+    if (!let.length && k_.q && !k_.q->dims.empty())
+      let.length = k_.q->dims.back(); // length D
+    if (let.length)
+      checkLength(*let.length, "vector '" + let.name + "'");
+  }
+
+  /// Bits of the head sides an expression reads: 1 query, 2 key.
+  unsigned sidesOf(const Expr &e) {
+    unsigned s = 0;
+    if (e.kind == ExprKind::Element && (e.name == "q" || e.name == "k"))
+      s |= e.name == "q" ? 1 : 2;
+    if (e.kind == ExprKind::Element || (e.kind == ExprKind::Call && e.builtin == Builtin::SqnormVec)) {
+      const LetDecl *l = k_.findLet(e.kind == ExprKind::Element ? e.name : e.args[0]->name);
+      if (l && l->isVector())
+        s |= l->side == VectorSide::Query ? 1 : l->side == VectorSide::Key ? 2 : 0;
+    }
+    if (e.kind == ExprKind::Ident && e.ident == IdentKind::IndexVar)
+      s |= e.name == "i" || e.name == "h" ? 1 : e.name == "j" || e.name == "hk" ? 2 : 0;
+    if (e.kind == ExprKind::Ident && e.ident == IdentKind::Let) {
+      const LetDecl *l = k_.findLet(e.name);
+      if (l && l->value && !l->isVector())
+        s |= sidesOf(*l->value);
+    }
+    if (e.kind == ExprKind::Call)
+      switch (e.builtin) {
+      case Builtin::Dot:
+      case Builtin::DotVec: s |= 3; break;
+      case Builtin::SqnormQ: s |= 1; break;
+      case Builtin::SqnormK: s |= 2; break;
+      default: break;
+      }
+    for (const auto &a : e.args)
+      if (a)
+        s |= sidesOf(*a);
+    return s;
+  }
+
+  void checkVectorBody(LetDecl &let) {
+    if (isNumeric(let.value->type))
+      coerce(let.value, k_.computeType);
+    else if (let.value->type == ScalarType::Bool)
+      error(let.value->range, "vector '" + let.name + "' must be a number, got bool",
+            "select(cond, 1.0, 0.0) turns a bool into a number");
+    unsigned sides = sidesOf(*let.value);
+    if (sides == 3)
+      error(let.range, "vector '" + let.name + "' reads both the query and the key side",
+            "a channel vector is computed once per query row (from q, b, h, i) or once "
+            "per key row (from k, b, hk, j); combine the two with dot(x, y) in the score");
+    let.side = sides == 1 ? VectorSide::Query : sides == 2 ? VectorSide::Key : VectorSide::Constant;
+  }
+
+  /// The vector an Ident names (q, k or a vector let), for dot and sqnorm;
+  /// reports an error and returns false when it is none.
+  bool vectorArg(const Expr &a, const char *fn, Dim &length, unsigned &side) {
+    if (a.kind == ExprKind::Ident && (a.name == "q" || a.name == "k") && k_.q && k_.k &&
+        !k_.q->dims.empty()) {
+      length = k_.q->dims.back();
+      side = a.name == "q" ? 1 : 2;
+      return true;
+    }
+    const LetDecl *l = a.kind == ExprKind::Ident ? k_.findLet(a.name) : nullptr;
+    const Symbol *s = l ? lookup(a.name) : nullptr;
+    if (!l || !l->isVector() || !l->length || (s && s->index >= visibleLets_)) {
+      error(a.range, std::string(fn) + " takes head or channel vectors",
+            std::string("write ") + fn + "(q, k), or " + fn +
+                "(x, y) of vectors declared above with `let x[c] = ...`");
+      return false;
+    }
+    length = *l->length;
+    side = l->side == VectorSide::Query ? 1 : l->side == VectorSide::Key ? 2 : 0;
+    return true;
+  }
+
+  int checkSum(Expr &e) {
+    ExprPtr &len = e.args[0];
+    Dim d;
+    d.range = len->range;
+    if (len->kind == ExprKind::IntLit)
+      d.value = len->intValue;
+    else
+      d.name = len->name;
+    bool ok = checkLength(d, "sum(" + e.name + " < ...)");
+    if (ok && !d.isLiteral()) {
+      len->ident = IdentKind::Size;
+    }
+    len->type = ScalarType::I32;
+    if (isIndexVar(e.name) || lookup(e.name) ||
+        std::find(channels_.begin(), channels_.end(), e.name) != channels_.end())
+      error(nameRange(e), "channel variable '" + e.name + "' hides another name",
+            "choose a name that is not an index variable, tensor, size, param, let or an "
+            "enclosing channel variable");
+    channels_.push_back(e.name);
+    int depth = check(e.args[1]);
+    channels_.pop_back();
+    if (e.args[1]->type == ScalarType::Bool)
+      error(e.args[1]->range, "the body of sum must be a number, got bool");
+    else
+      coerce(e.args[1], k_.computeType);
+    e.type = k_.computeType;
+    return depth + 2;
+  }
+
   void checkExpandedDepth(const Expr &e, int depth) {
     if (depth > kMaxExpandedDepth)
       error(e.range, "expression is nested too deeply once lets are expanded",
@@ -598,7 +735,44 @@ private:
       k_.mask = makeExpr(ExprKind::BoolLit, k_.range, ScalarType::Bool);
       k_.mask->boolValue = true;
     }
+    std::string first;
+    SourceRange firstRange;
+    if (k_.score)
+      checkOneDot(*k_.score, first, firstRange);
+    checkOneDot(*k_.mask, first, firstRange);
   }
+
+  /// The one q.k product a kernel computes per pair: dot(q, k) or dot(x, y)
+  /// of one pair of vectors (the tiles of QKᵀ hold one product).
+  void checkOneDot(const Expr &e, std::string &first, SourceRange &firstRange) {
+    std::string sig;
+    if (e.kind == ExprKind::Call && e.builtin == Builtin::Dot)
+      sig = "dot(q, k)";
+    if (e.kind == ExprKind::Call && e.builtin == Builtin::DotVec)
+      sig = "dot(" + e.args[0]->name + ", " + e.args[1]->name + ")";
+    if (!sig.empty()) {
+      if (first.empty()) {
+        first = sig;
+        firstRange = e.range;
+      } else if (sig != first) {
+        error(e.range, "a kernel computes one dot product per pair; this is " + sig +
+                           " beside " + first,
+              "write the other as sum(c < N: x[c] * y[c])");
+        note(firstRange, "the first dot product is here");
+      }
+      return;
+    }
+    if (e.kind == ExprKind::Ident && e.ident == IdentKind::Let) {
+      const LetDecl *l = k_.findLet(e.name);
+      if (l && l->value && !l->isVector() && checkedDots_.insert(e.name).second)
+        checkOneDot(*l->value, first, firstRange);
+      return;
+    }
+    for (const auto &a : e.args)
+      if (a)
+        checkOneDot(*a, first, firstRange);
+  }
+  std::set<std::string> checkedDots_;
 
   /// dot(q, k) * rsqrt(D), D being q's last dimension.
   ExprPtr defaultScore() {
@@ -632,7 +806,8 @@ private:
   void checkNormalize() {
     NormKind n = k_.normalize.kind;
     if (k_.outputLse &&
-        (n == NormKind::Sigmoid || n == NormKind::Relu || n == NormKind::None)) {
+        (n == NormKind::Sigmoid || n == NormKind::Relu || n == NormKind::None ||
+         n == NormKind::Linear)) {
       error(k_.outputLseRange,
             std::string("'output lse' is not available with normalize = ") +
                 toString(n),
@@ -689,6 +864,8 @@ private:
     case ExprKind::Binary: return checkBinary(*e);
     case ExprKind::Call: return checkCall(*e);
     case ExprKind::Index: return checkIndex(*e);
+    case ExprKind::Element: return 1; // checked already (a Sema product)
+    case ExprKind::Sum: return checkSum(*e);
     case ExprKind::Cast: {
       int d = e->args.empty() ? 0 : check(e->args[0]);
       return d + 1;
@@ -705,6 +882,11 @@ private:
   }
 
   int checkIdent(Expr &e) {
+    if (std::find(channels_.begin(), channels_.end(), e.name) != channels_.end()) {
+      e.ident = IdentKind::Channel;
+      e.type = ScalarType::I32;
+      return 1;
+    }
     if (isIndexVar(e.name)) {
       e.ident = IdentKind::IndexVar;
       e.type = ScalarType::I32;
@@ -757,6 +939,12 @@ private:
         return 1;
       }
       const LetDecl &l = k_.lets[s->index];
+      if (l.isVector()) {
+        error(e.range, "'" + e.name + "' is a channel vector",
+              "read an element with " + e.name + "[c], or combine vectors with dot(x, y), "
+              "sqnorm(x) or sum(c < N: ...)");
+        return 1;
+      }
       e.type = l.value ? l.value->type : ScalarType::Unknown;
       return letDepth_[s->index];
     }
@@ -864,8 +1052,14 @@ private:
   bool readsHeadVectors(const Expr &e) const {
     if (e.kind == ExprKind::Call &&
         (e.builtin == Builtin::Dot || e.builtin == Builtin::SqnormQ ||
-         e.builtin == Builtin::SqnormK))
+         e.builtin == Builtin::SqnormK || e.builtin == Builtin::DotVec ||
+         e.builtin == Builtin::SqnormVec))
       return true;
+    if (e.kind == ExprKind::Element) {
+      const LetDecl *l = k_.findLet(e.name);
+      if (!l || l->side != VectorSide::Constant)
+        return true;
+    }
     if (e.kind == ExprKind::Ident && e.ident == IdentKind::Let) {
       auto it = letReadsHeads_.find(e.name);
       if (it != letReadsHeads_.end())
@@ -918,6 +1112,51 @@ private:
     if ((f->builtin == Builtin::Dot || f->builtin == Builtin::SqnormQ) && !ctx_.heads) {
       error(e.range, "'" + e.name + "' cannot be used in " + ctx_.where,
             "rows are found before the head vectors are read");
+      return 1;
+    }
+    auto isVectorLet = [&](const Expr &a) {
+      const LetDecl *l = a.kind == ExprKind::Ident ? k_.findLet(a.name) : nullptr;
+      return l && l->isVector();
+    };
+    if (f->builtin == Builtin::Dot && (isVectorLet(*e.args[0]) || isVectorLet(*e.args[1]))) {
+      // dot(x, y) of a query vector and a key vector (LANGUAGE.md §8.3).
+      Dim la, lb;
+      unsigned sa = 0, sb = 0;
+      if (!vectorArg(*e.args[0], "dot", la, sa) || !vectorArg(*e.args[1], "dot", lb, sb))
+        return 1;
+      if (sa == 2 && sb == 1) {
+        std::swap(e.args[0], e.args[1]);
+        std::swap(la, lb);
+        std::swap(sa, sb);
+      }
+      if (sa != 1 || sb != 2) {
+        error(e.range, "dot(x, y) takes a query vector and a key vector",
+              "one of them must be computed from q (or b, h, i) and the other from k "
+              "(or b, hk, j); a product of two vectors of one side is sum(c < N: x[c] * y[c])");
+        return 1;
+      }
+      if (!sameDim(la, lb)) {
+        error(e.range, "dot(x, y) of vectors of different lengths (" + dimText(la) + " and " +
+                           dimText(lb) + ")");
+        return 1;
+      }
+      for (auto &a : e.args) {
+        a->ident = IdentKind::Let;
+        a->type = compute;
+      }
+      e.builtin = Builtin::DotVec;
+      e.type = compute;
+      return 1;
+    }
+    if (f->builtin == Builtin::SqnormQ && isVectorLet(*e.args[0])) {
+      Dim l;
+      unsigned side = 0;
+      if (!vectorArg(*e.args[0], "sqnorm", l, side))
+        return 1;
+      e.args[0]->ident = IdentKind::Let;
+      e.args[0]->type = compute;
+      e.builtin = Builtin::SqnormVec;
+      e.type = compute;
       return 1;
     }
     if (f->builtin == Builtin::Dot) {
@@ -1027,9 +1266,41 @@ private:
             ctx_.varsHint);
       return depth;
     }
-    if (e.name == "q" || e.name == "k" || e.name == "v") {
-      error(nameRange(e), "'" + e.name + "' cannot be indexed",
-            "combine the head vectors with dot(q, k), sqnorm(q) or sqnorm(k)");
+    const LetDecl *vec = s && s->kind == SymKind::Let ? &k_.lets[s->index] : nullptr;
+    if (e.name == "q" || e.name == "k" || (vec && vec->isVector())) {
+      // An element of a head vector or a channel vector (LANGUAGE.md §8.3).
+      if (!ctx_.heads) {
+        error(nameRange(e), "'" + e.name + "' cannot be read in " + ctx_.where, ctx_.varsHint);
+        return depth;
+      }
+      if (vec && s->index >= visibleLets_) {
+        error(nameRange(e), "'" + e.name + "' is used before its definition",
+              "a let can use only the lets defined above it");
+        return depth;
+      }
+      if (e.args.size() != 1) {
+        error(e.range, "'" + e.name + "' is a vector and takes one index, got " +
+                           std::to_string(e.args.size()));
+        return depth;
+      }
+      if (e.args[0]->type != ScalarType::Unknown && !isInt(e.args[0]->type)) {
+        error(e.args[0]->range, "channel index of '" + e.name + "' must be an integer, got " +
+                                    toString(e.args[0]->type));
+        return depth;
+      }
+      coerce(e.args[0], ScalarType::I32);
+      e.kind = ExprKind::Element;
+      e.type = k_.computeType;
+      return depth;
+    }
+    if (e.name == "v") {
+      error(nameRange(e), "'v' cannot be indexed",
+            "v is weighted by the normalization; the score reads q and k");
+      return depth;
+    }
+    if (vec) {
+      error(nameRange(e), "'" + e.name + "' is a let, not a tensor or vector",
+            "declare a channel vector with `let " + e.name + "[c] = ...`");
       return depth;
     }
     if (!s) {

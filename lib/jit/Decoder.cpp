@@ -134,6 +134,16 @@ public:
       for (int64_t j = 0; j < n; ++j)
         addValue(j, s[j]);
       break;
+    case dsl::NormKind::Linear: {
+      double sum = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        addValue(j, s[j]);
+        sum += s[j];
+      }
+      for (int c = 0; c < dv_; ++c)
+        out[c] = sum == 0 ? 0.0 : out[c] / sum;
+      break;
+    }
     }
     if (lse)
       *lse = n ? rowLse : -kInf;

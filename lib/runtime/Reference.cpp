@@ -99,9 +99,13 @@ struct Node {
   int var = 0;      // IndexVar of an index-variable identifier
   int let = -1;     // let number
   int tensor = -1;  // aux tensor number of an Index
+  int vec = -1;     // Element / DotVec / SqnormVec: the vector let (or kHeadQ, kHeadK)
+  int channel = -1; // a channel variable's slot (Ident), the slot a Sum binds
   std::vector<int> args;
   unsigned deps = 0; // IndexVar bits this node depends on
 };
+
+constexpr int kHeadQ = -2, kHeadK = -3; // Node::vec of q[c] and k[c]
 
 struct AuxTensor {
   std::string name;
@@ -127,7 +131,15 @@ public:
       letRoots_.push_back(-1);
     }
     for (size_t n = 0; n < k_.lets.size(); ++n) {
-      int root = translate(*k_.lets[n].value);
+      const dsl::LetDecl &l = k_.lets[n];
+      vecSlot_.push_back(-1);
+      if (l.isVector()) {
+        vecSlot_.back() = newSlot();
+        channelScope_.push_back({l.var, vecSlot_.back()});
+      }
+      int root = translate(*l.value);
+      if (l.isVector())
+        channelScope_.pop_back();
       if (!error_.empty())
         return Status::error(error_);
       letRoots_[n] = root;
@@ -169,7 +181,14 @@ public:
   /// Finds the rows of q, k and v for the current pair (LANGUAGE.md §8.1),
   /// checking `at` indices: called for every pair that takes part.
   bool touchRows() {
-    return qRow() && kRow() && vRowOffset() >= 0;
+    if (!(qRow() && kRow() && vRowOffset() >= 0))
+      return false;
+    // Channel vectors are computed whole for every row and key that takes
+    // part, as the kernels compute them (their indices count there).
+    for (size_t l = 0; l < k_.lets.size(); ++l)
+      if (k_.lets[l].isVector() && !vectorOf(static_cast<int>(l)))
+        return false;
+    return true;
   }
   /// The offset of the current pair's value row in vData(), or -1 on error.
   int64_t vRowOffset() { return rowOffset(2); }
@@ -304,9 +323,29 @@ private:
         n.args.push_back(translate(*a));
       break;
     }
+    case ExprKind::Element:
+      n.vec = e.name == "q" ? kHeadQ : e.name == "k" ? kHeadK : letNumber(e.name);
+      usesHeadVectors_ = usesHeadVectors_ || n.vec < 0;
+      n.args.push_back(translate(*e.args[0]));
+      break;
+    case ExprKind::Sum: {
+      n.args.push_back(translate(*e.args[0]));
+      n.channel = newSlot();
+      channelScope_.push_back({e.name, n.channel});
+      n.args.push_back(translate(*e.args[1]));
+      channelScope_.pop_back();
+      break;
+    }
     case ExprKind::Call:
       if (e.builtin == Builtin::Dot || e.builtin == Builtin::SqnormQ ||
           e.builtin == Builtin::SqnormK) {
+        usesHeadVectors_ = true;
+        break;
+      }
+      if (e.builtin == Builtin::DotVec || e.builtin == Builtin::SqnormVec) {
+        // The vectors by number; q and k as kHeadQ / kHeadK.
+        for (const auto &a : e.args)
+          n.args.push_back(a->name == "q" ? kHeadQ : a->name == "k" ? kHeadK : letNumber(a->name));
         usesHeadVectors_ = true;
         break;
       }
@@ -327,6 +366,19 @@ private:
     return add(n);
   }
 
+  int newSlot() {
+    channelValue_.push_back(0);
+    return static_cast<int>(channelValue_.size()) - 1;
+  }
+  int letNumber(const std::string &name) {
+    auto it = letIndex_.find(name);
+    if (it == letIndex_.end()) {
+      fail("unknown vector '" + name + "'");
+      return 0;
+    }
+    return it->second;
+  }
+
   bool checkArity(const Expr &e, const Node &n) {
     size_t want = n.args.size();
     switch (e.kind) {
@@ -342,6 +394,8 @@ private:
       case Builtin::Dot:
       case Builtin::SqnormQ:
       case Builtin::SqnormK:
+      case Builtin::DotVec:
+      case Builtin::SqnormVec:
         return true;
       case Builtin::Min:
       case Builtin::Max:
@@ -409,6 +463,14 @@ private:
                                                          : static_cast<int64_t>(l.f));
       return;
     }
+    case IdentKind::Channel:
+      for (auto it = channelScope_.rbegin(); it != channelScope_.rend(); ++it)
+        if (it->first == e.name) {
+          n.channel = it->second;
+          return;
+        }
+      fail("channel variable '" + e.name + "' is not in scope");
+      return;
     case IdentKind::Let: {
       auto it = letIndex_.find(e.name);
       if (it == letIndex_.end()) {
@@ -439,6 +501,26 @@ private:
     unsigned d = nodes_[idx].deps;
     if (nodes_[idx].kind == ExprKind::Ident && nodes_[idx].let >= 0)
       d |= computeLetDeps(nodes_[idx].let);
+    auto sideDeps = [&](int vec) -> unsigned {
+      if (vec == kHeadQ)
+        return VarB | VarH | VarI;
+      if (vec == kHeadK)
+        return VarB | VarH | VarJ;
+      dsl::VectorSide s = k_.lets[vec].side;
+      return s == dsl::VectorSide::Query ? VarB | VarH | VarI
+             : s == dsl::VectorSide::Key ? VarB | VarH | VarJ
+                                         : 0u;
+    };
+    if (nodes_[idx].kind == ExprKind::Element)
+      d |= sideDeps(nodes_[idx].vec);
+    if (nodes_[idx].kind == ExprKind::Call &&
+        (nodes_[idx].src->builtin == Builtin::DotVec ||
+         nodes_[idx].src->builtin == Builtin::SqnormVec)) {
+      for (int a : nodes_[idx].args)
+        d |= sideDeps(a);
+      nodes_[idx].deps = d;
+      return d;
+    }
     if (nodes_[idx].kind == ExprKind::Call) {
       switch (nodes_[idx].src->builtin) {
       case Builtin::Dot:
@@ -460,12 +542,86 @@ private:
     return d;
   }
 
+  /// The values of vector let `let` for the current row (query side), key
+  /// (key side) or call (constant), computed once for each; null after a
+  /// failure. q and k (kHeadQ, kHeadK) are the head vectors.
+  const double *vectorOf(int let, int64_t *length = nullptr) {
+    if (let == kHeadQ || let == kHeadK) {
+      if (length)
+        *length = bind_.D;
+      return let == kHeadQ ? qRow() : kRow();
+    }
+    const dsl::LetDecl &decl = k_.lets[let];
+    if (vecCache_.size() != k_.lets.size())
+      vecCache_.resize(k_.lets.size());
+    VecCache &c = vecCache_[let];
+    int64_t key[3] = {0, 0, 0};
+    if (decl.side == dsl::VectorSide::Query)
+      key[0] = b_, key[1] = h_, key[2] = i_;
+    else if (decl.side == dsl::VectorSide::Key)
+      key[0] = b_, key[1] = hk_, key[2] = j_;
+    if (!c.valid || c.key[0] != key[0] || c.key[1] != key[1] || c.key[2] != key[2]) {
+      int64_t n = 0;
+      const dsl::Dim &d = *decl.length;
+      if (d.isLiteral())
+        n = d.value;
+      else if (auto it = bind_.sizes.find(d.name); it != bind_.sizes.end())
+        n = it->second;
+      c.values.assign(static_cast<size_t>(n), 0.0);
+      int slot = vecSlot_[let];
+      int root = letRoots_[let];
+      for (int64_t e = 0; e < n; ++e) {
+        channelValue_[slot] = e;
+        c.values[e] = toDouble(eval(root), nodes_[root].type);
+        if (failed())
+          return nullptr;
+      }
+      c.valid = true;
+      std::copy(key, key + 3, c.key);
+    }
+    if (length)
+      *length = static_cast<int64_t>(c.values.size());
+    return c.values.data();
+  }
+
+  /// Element `n.args[0]` of the vector of an Element node, range-checked.
+  Value evalElement(const Node &n) {
+    int64_t idx = toInt(eval(n.args[0]), nodes_[n.args[0]].type);
+    if (failed())
+      return Value();
+    int64_t len = 0;
+    const double *x = vectorOf(n.vec, &len);
+    if (!x)
+      return Value();
+    if (idx < 0 || idx >= len) {
+      fail("vector '" + n.src->name + "': channel index " + std::to_string(idx) +
+           " is out of range (length " + std::to_string(len) + ") in " + where(*n.src) + " at " +
+           pairText());
+      return Value();
+    }
+    return makeFloat(x[idx]);
+  }
+
+  Value evalSum(const Node &n) {
+    int64_t len = toInt(eval(n.args[0]), nodes_[n.args[0]].type);
+    double s = 0;
+    for (int64_t c = 0; c < len && !failed(); ++c) {
+      channelValue_[n.channel] = c;
+      s += toDouble(eval(n.args[1]), nodes_[n.args[1]].type);
+    }
+    return makeFloat(s);
+  }
+
   /// Whether node `idx` (its lets expanded) reads dot or sqnorm.
   bool readsHeads(int idx) {
     const Node &n = nodes_[idx];
     if (n.kind == ExprKind::Call &&
         (n.src->builtin == Builtin::Dot || n.src->builtin == Builtin::SqnormQ ||
-         n.src->builtin == Builtin::SqnormK))
+         n.src->builtin == Builtin::SqnormK || n.src->builtin == Builtin::DotVec ||
+         n.src->builtin == Builtin::SqnormVec))
+      return true;
+    if (n.kind == ExprKind::Element &&
+        (n.vec < 0 || k_.lets[n.vec].side != dsl::VectorSide::Constant))
       return true;
     if (n.kind == ExprKind::Ident && n.let >= 0) {
       if (letReadsHeads_.size() != letRoots_.size())
@@ -662,6 +818,17 @@ private:
       const double *k = kRow();
       return k ? makeFloat(dotD(k, k, bind_.D)) : Value();
     }
+    case Builtin::DotVec: {
+      int64_t na = 0, nb = 0;
+      const double *a = vectorOf(n.args[0], &na);
+      const double *b = a ? vectorOf(n.args[1], &nb) : nullptr;
+      return b ? makeFloat(dotD(a, b, std::min(na, nb))) : Value();
+    }
+    case Builtin::SqnormVec: {
+      int64_t na = 0;
+      const double *a = vectorOf(n.args[0], &na);
+      return a ? makeFloat(dotD(a, a, na)) : Value();
+    }
     case Builtin::Select: {
       bool c = eval(n.args[0]).i != 0;
       int pick = n.args[c ? 1 : 2];
@@ -755,6 +922,8 @@ private:
                    ? makeFloat(toDouble(letValue_[n.let], root.type))
                    : makeInt(toInt(letValue_[n.let], root.type));
       }
+      if (n.channel >= 0)
+        return fromIndex(channelValue_[n.channel], n.type);
       switch (n.var) {
       case VarB: return fromIndex(b_, n.type);
       case VarH: return fromIndex(h_, n.type);
@@ -771,6 +940,10 @@ private:
       return evalCall(n);
     case ExprKind::Index:
       return evalIndex(n);
+    case ExprKind::Element:
+      return evalElement(n);
+    case ExprKind::Sum:
+      return evalSum(n);
     case ExprKind::Cast: {
       const Node &a = nodes_[n.args[0]];
       Value v = eval(n.args[0]);
@@ -805,6 +978,16 @@ private:
 
   std::vector<double> q_, kk_, v_;
   std::vector<int64_t> shapes_[3];
+  /// Channel variables: each vector let and each sum has a slot.
+  std::vector<int64_t> channelValue_;
+  std::vector<std::pair<std::string, int>> channelScope_;
+  std::vector<int> vecSlot_; // by let; -1 for scalar lets
+  struct VecCache {
+    bool valid = false;
+    int64_t key[3] = {0, 0, 0};
+    std::vector<double> values;
+  };
+  std::vector<VecCache> vecCache_;
   std::vector<int> atRoots_[3];
   bool maskReadsHeads_ = false;
   std::vector<int> letReadsHeads_;
@@ -891,6 +1074,18 @@ double normalizeRow(const dsl::Normalize &norm, std::vector<Scored> &keys,
     for (const Scored &k : keys)
       w.weight.push_back(k.s);
     return kNaN;
+  case NormKind::Linear: { // s / Σ s, 0 where the sum is 0 (LANGUAGE.md §8.4)
+    double sum = 0;
+    for (const Scored &k : keys) {
+      w.weight.push_back(k.s);
+      sum += k.s;
+    }
+    if (sum == 0)
+      std::fill(w.weight.begin(), w.weight.end(), 0.0);
+    else
+      w.divisor = sum;
+    return kNaN;
+  }
   case NormKind::Hardmax: {
     double m = -kInf;
     for (const Scored &k : keys)

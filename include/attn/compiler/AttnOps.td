@@ -21,6 +21,9 @@ def Attn_KernelOp : Attn_Op<"kernel", [IsolatedFromAbove, Symbol,
     sigmoid, relu, none, hardmax, topk; `ties` (hardmax) and `topk` qualify it.
     Analysis passes add attributes (e.g. `strategy`).
 
+    Channel vectors (LANGUAGE.md §8.3), when any: the `vectors` region holds
+    one attn.vector per `let NAME[c] = ...`, in order, and an empty attn.yield.
+
     Index maps (LANGUAGE.md §8.1), present only when q, k or v has `at`:
     `ranges` (no block arguments) yields the extents B, H, Hk, Lq, Lk as
     i32, then pairs of values that must be equal at run time (an index
@@ -41,10 +44,11 @@ def Attn_KernelOp : Attn_Op<"kernel", [IsolatedFromAbove, Symbol,
     UnitAttr:$output_lse
   );
   let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask,
-                 AnyRegion:$ranges, AnyRegion:$q_at, AnyRegion:$k_at, AnyRegion:$v_at);
+                 AnyRegion:$ranges, AnyRegion:$q_at, AnyRegion:$k_at, AnyRegion:$v_at,
+                 AnyRegion:$vectors);
   let assemblyFormat = [{
     $sym_name attr-dict-with-keyword (`ranges` $ranges^)? (`q_at` $q_at^)? (`k_at` $k_at^)?
-    (`v_at` $v_at^)? `score` $score `mask` $mask
+    (`v_at` $v_at^)? (`vectors` $vectors^)? `score` $score `mask` $mask
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
@@ -59,7 +63,8 @@ def Attn_KernelOp : Attn_Op<"kernel", [IsolatedFromAbove, Symbol,
   }];
 }
 
-def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, HasParent<"KernelOp">]> {
+def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator,
+    ParentOneOf<["KernelOp", "VectorOp", "SumOp"]>]> {
   let summary = "yields the value of a score or mask region (the values of an index map)";
   let arguments = (ins Variadic<AnyType>:$values);
   let assemblyFormat = "$values attr-dict `:` type($values)";
@@ -81,6 +86,50 @@ def Attn_SqnormOp : Attn_Op<"sqnorm", [Pure]> {
   let results = (outs AnyFloat:$result);
   let assemblyFormat = "$of attr-dict `:` type($result)";
   let hasVerifier = 1;
+}
+
+def Attn_VectorOp : Attn_Op<"vector", [HasParent<"KernelOp">, IsolatedFromAbove,
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmBlockArgumentNames"]>]> {
+  let summary = "a channel vector: element c for one query row, key row or call";
+  let description = [{
+    `side` is "query" (computed once per (b, h, i)), "key" (once per
+    (b, hk, j)) or "constant" (once per call); `length` a size name or an
+    integer. The body has five i32 block arguments (b, h or hk, i, j, c) and
+    yields element c in the compute type.
+  }];
+  let arguments = (ins StrAttr:$name, StrAttr:$side, AnyAttr:$length);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = "$name attr-dict-with-keyword $body";
+}
+
+def Attn_ElemOp : Attn_Op<"elem", [Pure]> {
+  let summary = "element of q, k (the current head vectors) or a channel vector";
+  let arguments = (ins StrAttr:$vector, I32:$index);
+  let results = (outs AnyFloat:$result);
+  let assemblyFormat = "$vector `[` $index `]` attr-dict `:` type($result)";
+}
+
+def Attn_VectorDotOp : Attn_Op<"vdot", [Pure]> {
+  let summary = "dot(x, y) of a query vector and a key vector (q, k or channel vectors)";
+  let arguments = (ins StrAttr:$x, StrAttr:$y);
+  let results = (outs AnyFloat:$result);
+  let assemblyFormat = "$x `,` $y attr-dict `:` type($result)";
+}
+
+def Attn_VectorSqnormOp : Attn_Op<"vsqnorm", [Pure]> {
+  let summary = "sqnorm(x) of a channel vector";
+  let arguments = (ins StrAttr:$x);
+  let results = (outs AnyFloat:$result);
+  let assemblyFormat = "$x attr-dict `:` type($result)";
+}
+
+def Attn_SumOp : Attn_Op<"sum", [
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmBlockArgumentNames"]>]> {
+  let summary = "sum(c < N: expr): the body (one i32 block argument c) summed over c in [0, N)";
+  let arguments = (ins I32:$length);
+  let results = (outs AnyFloat:$result);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = "$length attr-dict `:` type($result) $body";
 }
 
 def Attn_IntOp : Attn_Op<"int", [Pure]> {

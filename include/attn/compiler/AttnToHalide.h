@@ -97,6 +97,9 @@ struct AttentionAlgorithm {
   /// Only the tensors with `at` have one.
   std::vector<Halide::Func> rowMaps;
   bool kGathered = false, vGathered = false; // k / v have an index map
+  /// Channel vectors (LANGUAGE.md §8.3): vec_NAME(c, x, h, b) or vec_NAME(c),
+  /// computed once per call.
+  std::vector<Halide::Func> vectors;
   /// (t, h, b) -> {min, max} of an aux read over query tile or key block t;
   /// bound the mask's aux reads in the tile tests. compute_root.
   std::vector<Halide::Func> tileSummaries;

@@ -108,6 +108,10 @@ enum class Builtin {
   // 3 arguments
   Clamp,  // clamp(x, lo, hi)
   Select, // select(cond, a, b)
+  // channel vectors (LANGUAGE.md §8.3); args are Idents naming q, k or a
+  // vector let
+  DotVec,    // dot(x, y)
+  SqnormVec, // sqnorm(x)
 };
 
 const char *toString(Builtin b);
@@ -119,6 +123,7 @@ enum class IdentKind {
   Size,     // a dimension name bound by a tensor declaration
   Param,    // a `param`
   Let,      // a `let`
+  Channel,  // a channel variable: of a vector's let or of a sum
 };
 
 enum class ExprKind {
@@ -131,6 +136,9 @@ enum class ExprKind {
   Binary,   // binaryOp, args[0], args[1]
   Call,     // name, args; builtin after Sema
   Index,    // name[args...]: read of an aux tensor (name), args are indices
+  Element,  // name[args[0]]: element of q, k (the current head vector) or of a
+            // channel vector (a let), by Sema from an Index (LANGUAGE.md §8.3)
+  Sum,      // sum(name < args[0]: args[1]): a sum over a channel variable
   Cast,     // inserted by Sema only: args[0] converted to `type`
 };
 
@@ -155,10 +163,22 @@ struct Expr {
 
 using ExprPtr = std::unique_ptr<Expr>;
 
+/// Which head vector a channel vector is computed from (LANGUAGE.md §8.3):
+/// once per query row, once per key row, or once per call.
+enum class VectorSide { Query, Key, Constant };
+
 struct LetDecl {
   std::string name;
   ExprPtr value;
   SourceRange range; // the name
+  /// A channel vector `let NAME[var] = ...` / `let NAME[var < N] = ...`:
+  /// `var` is its channel variable (empty for a scalar let) and `length` N
+  /// (a size or literal; D, q's last dimension, when not written).
+  std::string var;
+  SourceRange varRange;
+  std::optional<Dim> length;
+  VectorSide side = VectorSide::Constant; // filled by Sema
+  bool isVector() const { return !var.empty(); }
 };
 
 /// The index variables (LANGUAGE.md §3, §8.1) and the names of their
@@ -183,7 +203,7 @@ struct Extent {
   std::string what;
 };
 
-enum class NormKind { Softmax, Sigmoid, Relu, None, Hardmax, TopK };
+enum class NormKind { Softmax, Sigmoid, Relu, None, Hardmax, TopK, Linear };
 enum class TieRule { Average, Latest, First };
 
 const char *toString(NormKind k);

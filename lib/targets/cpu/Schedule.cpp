@@ -179,11 +179,13 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
     }
   }
 
-  if (blockStats) {
-    alg.blockMax.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
-    alg.blockMax.update().reorder(ii, alg.rj).vectorize(ii, vec);
+  if (alg.blockSum.defined()) {
     alg.blockSum.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
     alg.blockSum.update().reorder(ii, alg.rj).vectorize(ii, vec);
+  }
+  if (blockStats && alg.blockMax.defined()) {
+    alg.blockMax.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
+    alg.blockMax.update().reorder(ii, alg.rj).vectorize(ii, vec);
   }
   if (alg.blockArg.defined()) {
     alg.blockArg.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
@@ -204,6 +206,14 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
   // The rows of an index map: once per call, before the kernel.
   for (Func &f : alg.rowMaps)
     f.compute_root();
+  // Channel vectors: every row's once per call, rows in parallel.
+  for (Func &f : alg.vectors) {
+    f.compute_root();
+    if (f.dimensions() == 4) {
+      Var x = f.args()[1], xo("xo"), xi("xi");
+      f.split(x, xo, xi, 16, TailStrategy::GuardWithIf).parallel(xo);
+    }
+  }
 
   for (Func &f : alg.extra)
     f.compute_root();
