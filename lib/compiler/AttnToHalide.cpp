@@ -91,7 +91,16 @@ public:
                                  std::map<void *, Expr> *values = nullptr);
   /// Where each op's value is used at that point (LANGUAGE.md §8.2), from
   /// the values evalPointAll gave.
-  std::map<void *, Expr> useConditions(mlir::Region &region, const std::map<void *, Expr> &vals);
+  std::map<void *, Expr> useConditions(mlir::Region &region, const std::map<void *, Expr> &vals) {
+    return useConditions(region.front(), vals);
+  }
+  std::map<void *, Expr> useConditions(mlir::Block &block, const std::map<void *, Expr> &vals);
+  /// The ops of `block` into `vals` (its arguments already there).
+  void evalBlock(mlir::Block &block, std::map<void *, Expr> &vals, const PointEnv &env) {
+    for (Operation &op : block)
+      if (!llvm::isa<attn::YieldOp>(op))
+        vals[op.getResult(0).getAsOpaquePointer()] = evalOp(&op, vals, env);
+  }
   Interval evalInterval(mlir::Region &region, const std::map<unsigned, Interval> &args);
   Expr evalSlice(Value value, const PointEnv &env);
   unsigned argsUsedBy(Value v);
@@ -204,14 +213,13 @@ std::vector<Expr> Translator::evalPointAll(mlir::Region &region, const PointEnv 
   unsupported(region.getParentOp(), "a region without attn.yield");
 }
 
-std::map<void *, Expr> Translator::useConditions(mlir::Region &region,
+std::map<void *, Expr> Translator::useConditions(mlir::Block &block,
                                                  const std::map<void *, Expr> &vals) {
   // LANGUAGE.md §8.2: `a && b` uses b only where a holds, `a || b` only
   // where a does not, select(c, x, y) x where c and y where !c. A value is
   // used where any of its users is (and uses it). Ops come in definition
   // order, so walking backwards visits every user before its operands.
   std::map<void *, Expr> cond;
-  mlir::Block &block = region.front();
   auto addUse = [&](Value v, Expr c) {
     Expr &e = cond[v.getAsOpaquePointer()];
     e = e.defined() ? (e || c) : c;
@@ -1261,9 +1269,16 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   cenv.h = ch;
   cenv.i = ci;
   cenv.j = cj;
-  // An index never depends on the head vectors (Sema); a mask that reads
-  // them counts as true here (docs/language.md).
-  cenv.dot = cenv.sqnormQ = cenv.sqnormK = [&] { return make_const(ct, 0.0); };
+  // An index never depends on the head vectors (Sema); a condition that
+  // reads them (the mask, a guard) counts as true here (docs/language.md).
+  Var headValue("head_value");
+  Expr head = cast(ct, Expr(headValue));
+  cenv.dot = cenv.sqnormQ = cenv.sqnormK = [&] { return head; };
+  cenv.elem = [&](const std::string &, Expr) { return head; };
+  cenv.vsqnorm = [&](const std::string &) { return head; };
+  auto headless = [&](Expr cond) {
+    return Halide::Internal::expr_uses_var(cond, headValue.name()) ? const_true() : cond;
+  };
   bool maskReadsHeads = false;
   for (Operation &o : kernel.getMask().front())
     maskReadsHeads = maskReadsHeads || llvm::isa<attn::DotOp, attn::SqnormOp>(o);
@@ -1271,32 +1286,63 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   struct Site {
     IndexCheck check;
     Expr index, cond;
+    /// Channel variables the index may read (a vector's c, a sum's), with
+    /// their extents: more dimensions of the check's domain.
+    std::vector<std::pair<std::string, Expr>> channels;
   };
   std::vector<Site> sites;
-  auto collect = [&](mlir::Region &region, Expr base, Expr hArg, const char *mapOf) {
+  int qRank = alg.tensors[0].dimensions();
+  // Sites of one block: aux reads, element reads (q[c], x[c]) and, inside
+  // sums, the same with the sum's variable as one more dimension.
+  std::function<void(mlir::Block &, std::map<void *, Expr> &, const PointEnv &, Expr,
+                     std::vector<std::pair<std::string, Expr>>)>
+      collectBlock = [&](mlir::Block &blk, std::map<void *, Expr> &vals, const PointEnv &env,
+                         Expr base, std::vector<std::pair<std::string, Expr>> chans) {
+        tr.evalBlock(blk, vals, env);
+        std::map<void *, Expr> uses = tr.useConditions(blk, vals);
+        for (Operation &op : blk) {
+          auto u = uses.find(op.getNumResults() ? op.getResult(0).getAsOpaquePointer() : nullptr);
+          if (u == uses.end())
+            continue; // never used
+          Expr cond = headless(base.defined() ? (base && u->second) : u->second);
+          auto index = [&](unsigned n) { return vals.at(op.getOperand(n).getAsOpaquePointer()); };
+          if (auto l = llvm::dyn_cast<attn::LoadOp>(op))
+            for (unsigned n = 0; n < l.getIndices().size(); ++n)
+              sites.push_back({IndexCheck{l.getTensor().str(), (int)n}, index(n), cond, chans});
+          if (auto e = llvm::dyn_cast<attn::ElemOp>(op)) {
+            std::string name = e.getVector().str();
+            int dim = name == "q" ? qRank - 1 : name == "k" ? alg.tensors[1].dimensions() - 1 : 0;
+            sites.push_back({IndexCheck{name, dim}, index(0), cond, chans});
+          }
+          if (auto s = llvm::dyn_cast<attn::SumOp>(op)) {
+            Var c(Halide::Internal::unique_name("csum"));
+            std::map<void *, Expr> inner = vals;
+            inner[s.getBody().front().getArgument(0).getAsOpaquePointer()] = c;
+            auto more = chans;
+            more.push_back({c.name(), index(0)});
+            collectBlock(s.getBody().front(), inner, env, cond, more);
+          }
+        }
+      };
+  auto collect = [&](mlir::Region &region, Expr base, Expr hArg, const char *mapOf,
+                     std::vector<std::pair<std::string, Expr>> chans = {}, Expr c = Expr()) {
     if (region.empty())
       return;
     PointEnv env = cenv;
     env.h = hArg;
+    env.c = c;
     std::map<void *, Expr> vals;
-    std::vector<Expr> yielded = tr.evalPointAll(region, env, &vals);
-    std::map<void *, Expr> uses = tr.useConditions(region, vals);
-    for (Operation &op : region.front()) {
-      auto l = llvm::dyn_cast<attn::LoadOp>(op);
-      if (!l)
-        continue;
-      auto u = uses.find(op.getResult(0).getAsOpaquePointer());
-      if (u == uses.end())
-        continue; // never used
-      for (unsigned n = 0; n < l.getIndices().size(); ++n)
-        sites.push_back({IndexCheck{l.getTensor().str(), (int)n},
-                         vals.at(op.getOperand(n).getAsOpaquePointer()),
-                         base.defined() ? (base && u->second) : u->second});
+    mlir::Block &blk = region.front();
+    Expr args[5] = {env.b, env.h, env.i, env.j, env.c};
+    for (unsigned a = 0; a < blk.getNumArguments() && a < 5; ++a)
+      vals[blk.getArgument(a).getAsOpaquePointer()] = args[a];
+    collectBlock(blk, vals, env, base, chans);
+    if (mapOf) {
+      auto y = llvm::cast<attn::YieldOp>(blk.getTerminator());
+      for (size_t n = 0; n < y.getValues().size(); ++n)
+        sites.push_back({IndexCheck{mapOf, (int)n}, vals.at(y.getValues()[n].getAsOpaquePointer()),
+                         base.defined() ? base : const_true(), chans});
     }
-    if (mapOf)
-      for (size_t n = 0; n < yielded.size(); ++n)
-        sites.push_back({IndexCheck{mapOf, (int)n}, yielded[n],
-                         base.defined() ? base : const_true()});
   };
   Expr hkOf = ch / max(H / Hk, 1);
   collect(kernel.getMask(), Expr(), ch, nullptr);
@@ -1304,6 +1350,21 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   collect(kernel.getQAt(), takesPart, ch, "q");
   collect(kernel.getKAt(), takesPart, hkOf, "k");
   collect(kernel.getVAt(), takesPart, hkOf, "v");
+  // Channel vectors: computed for the rows (keys) of pairs that take part,
+  // every element (docs/language.md).
+  if (!kernel.getVectors().empty())
+    for (Operation &o : kernel.getVectors().front())
+      if (auto vop = llvm::dyn_cast<attn::VectorOp>(o)) {
+        Var c(Halide::Internal::unique_name("cvec"));
+        Expr length;
+        if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(vop.getLength()))
+          length = Expr((int)lit.getInt());
+        else
+          length = tr.size(llvm::cast<mlir::StringAttr>(vop.getLength()).str());
+        bool key = vop.getSide() == "key", constant = vop.getSide() == "constant";
+        collect(vop.getBody(), constant ? const_true() : takesPart, key ? hkOf : Expr(ch), nullptr,
+                {{c.name(), length}}, c);
+      }
   if (!sites.empty()) {
     // Two modes (the runtime runs the second only when the first finds an
     // index out of range): each index over the whole domain of the index
@@ -1326,10 +1387,14 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
                                : Expr(1);
         ranges.push_back(Range(0, extent));
       }
+      for (auto &[name, extent] : site.channels)
+        ranges.push_back(Range(0, extent));
       RDom r(ranges, "rchk" + std::to_string(n));
       auto bind = [&](Expr x) {
         for (int a = 0; a < 4; ++a)
           x = Halide::Internal::substitute(names[a], Expr(r[a]), x);
+        for (size_t a = 0; a < site.channels.size(); ++a)
+          x = Halide::Internal::substitute(site.channels[a].first, Expr(r[4 + a]), x);
         return x;
       };
       if (!trivial)
@@ -1341,8 +1406,9 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
       alg.extra.push_back(lo);
       alg.extra.push_back(hi);
       // (f, e): f = 0 the value, 1..4 its (b, h, i, j); e = 0 min, 1 max.
+      int valueAt = 4 + (int)site.channels.size();
       auto field = [&](Func t) {
-        Expr v = cast(Int(64), t()[4]);
+        Expr v = cast(Int(64), t()[valueAt]);
         for (int a = 3; a >= 0; --a)
           v = select(f == a + 1, cast(Int(64), t()[a]), v);
         return v;

@@ -573,10 +573,22 @@ Status JitKernel::checkIndices(Call &call, const std::vector<void *> &inputArgv)
   auto view = std::make_shared<BufferView>();
   if (Status s = makeView("index bounds", bounds, halideType(bounds.type), *view); !s)
     return s;
+  // The extent a check's index must stay below: a tensor's dimension, or a
+  // channel vector's length.
+  auto extentOfCheck = [&](const KernelManifest::Check &chk) -> int64_t {
+    if (const dsl::TensorDecl *t = kernel_->findTensor(chk.tensor))
+      return chk.dim < (int)t->dims.size() ? extentOf(*t, chk.dim, call.bindings) : 0;
+    const dsl::LetDecl *l = kernel_->findLet(chk.tensor);
+    if (!l || !l->length)
+      return 0;
+    if (l->length->isLiteral())
+      return l->length->value;
+    auto it = call.bindings.sizes.find(l->length->name);
+    return it == call.bindings.sizes.end() ? 0 : it->second;
+  };
   auto outside = [&](size_t c) {
     const KernelManifest::Check &chk = manifest_.indexChecks[c];
-    const dsl::TensorDecl *t = kernel_->findTensor(chk.tensor);
-    int64_t extent = t && chk.dim < (int)t->dims.size() ? extentOf(*t, chk.dim, call.bindings) : 0;
+    int64_t extent = extentOfCheck(chk);
     const int64_t *row = bounds.as<int64_t>() + c * 10;
     return std::make_pair(row[0] < 0 ? row : row[5] >= extent ? row + 5 : nullptr, extent);
   };
@@ -601,11 +613,17 @@ Status JitKernel::checkIndices(Call &call, const std::vector<void *> &inputArgv)
       const KernelManifest::Check &chk = manifest_.indexChecks[c];
       const dsl::TensorDecl *t = kernel_->findTensor(chk.tensor);
       bool head = t && t->role != dsl::TensorRole::Aux;
+      bool channel = !t || (head && chk.dim + 1 == (int)t->dims.size());
       std::ostringstream os;
-      os << (head ? "the `at` of '" : "aux tensor '") << chk.tensor << "': index " << chk.dim
-         << " (dimension " << chk.dim << " of " << (t ? runtime::describeDecl(*t) : chk.tensor)
-         << ", extent " << extent << ") is " << at[0] << " at (b=" << at[1] << ", h=" << at[2]
-         << ", i=" << at[3] << ", j=" << at[4] << "), outside [0, " << extent << ")";
+      if (channel) // q[c], k[c] or a channel vector's element
+        os << (t ? "tensor '" : "vector '") << chk.tensor << "': channel index is " << at[0]
+           << " at (b=" << at[1] << ", h=" << at[2] << ", i=" << at[3] << ", j=" << at[4]
+           << "), outside [0, " << extent << ")";
+      else
+        os << (head ? "the `at` of '" : "aux tensor '") << chk.tensor << "': index " << chk.dim
+           << " (dimension " << chk.dim << " of " << (t ? runtime::describeDecl(*t) : chk.tensor)
+           << ", extent " << extent << ") is " << at[0] << " at (b=" << at[1] << ", h=" << at[2]
+           << ", i=" << at[3] << ", j=" << at[4] << "), outside [0, " << extent << ")";
       errors += (errors.empty() ? "" : "\n") + os.str();
     }
   }

@@ -304,3 +304,140 @@ def test_index_map_diagnostics(source, message):
         return
     with pytest.raises(attnc.CompileError, match=message):
         attnc.check(src)
+
+
+def np_rope(x, pos, base=10000.0):
+    half = x.shape[-1] // 2
+    freq = base ** (-np.arange(half) / half)
+    ang = pos[:, None] * freq[None, :]
+    x1, x2 = x[..., :half], x[..., half:]
+    return np.concatenate([x1 * np.cos(ang) - x2 * np.sin(ang), x2 * np.cos(ang) + x1 * np.sin(ang)], -1)
+
+
+def test_rope_against_numpy(rng):
+    kern = attnc.load(V2 / "rope_causal.attn")
+    L = 130
+    q, k, v = (rng.standard_normal((2, 3, L, 64)).astype(np.float32) for _ in range(3))
+    out = kern(q, k, v)
+    pos = np.arange(L, dtype=np.float64)
+    s = np.einsum("bhid,bhjd->bhij", np_rope(q.astype(np.float64), pos), np_rope(k.astype(np.float64), pos)) / 8
+    s = np.where(np.tril(np.ones((L, L), bool)), s, -np.inf)
+    assert_close(out, softmax_rows(s, v.astype(np.float64))[0], "f32")
+    assert_close(out, kern.reference(q, k, v), "f32")
+    # base is a param: another base, another result
+    assert not np.allclose(kern(q, k, v, base=500.0), out)
+
+
+def test_rope_vectors_are_computed_per_row_not_per_pair():
+    stmt = attnc.load(V2 / "rope_causal.attn").emit("stmt")
+    # qr and kr are produced once, before the loop over query tiles ...
+    assert stmt.index("produce vec_qr") < stmt.index("produce out")
+    assert stmt.index("produce vec_kr") < stmt.index("produce out")
+    # ... and the q.k tiles read them, not q and k with sin and cos.
+    body = stmt[stmt.index("produce out"):]
+    assert "sin_f32" not in body and "cos_f32" not in body
+
+
+def linear_numpy(fq, fk, v, causal):
+    s = np.einsum("bhir,bhjr->bhij", fq, fk)
+    if causal:
+        s = s * np.tril(np.ones(s.shape[-2:]))
+    den = s.sum(-1, keepdims=True)
+    return np.where(den != 0, (s @ v) / np.where(den != 0, den, 1), 0)
+
+
+def test_performer_with_an_aux_projection(rng):
+    kern = attnc.load(V2 / "performer.attn")
+    q, k, v = (rng.standard_normal((1, 2, 90, 64)).astype(np.float32) * 0.5 for _ in range(3))
+    w = rng.standard_normal((48, 64)).astype(np.float32)
+    out = kern(q, k, v, w=w)
+    f = lambda x: np.exp(x.astype(np.float64) @ w.T.astype(np.float64) * 0.35355
+                         - (x.astype(np.float64) ** 2).sum(-1, keepdims=True) / 16)
+    assert_close(out, linear_numpy(f(q), f(k), v.astype(np.float64), False), "f32")
+    assert_close(out, kern.reference(q, k, v, w=w), "f32")
+
+
+def test_linear_elu_causal(rng):
+    kern = attnc.load(V2 / "linear_elu.attn")
+    q, k, v = (rng.standard_normal((2, 2, 140, 64)).astype(np.float32) for _ in range(3))
+    out = kern(q, k, v)
+    f = lambda x: np.where(x > 0, x + 1.0, np.exp(x)).astype(np.float64)
+    assert_close(out, linear_numpy(f(q), f(k), v.astype(np.float64), True), "f32")
+    assert_close(out, kern.reference(q, k, v), "f32")
+
+
+def test_linear_rows_whose_scores_sum_to_zero_are_zero(rng):
+    kern = attnc.compile(
+        """attention t {
+          q: f64[B, H, L, 4]; k: f64[B, H, L, 4]; v: f64[B, H, L, 4]
+          normalize = linear
+        }"""
+    )
+    q = np.zeros((1, 1, 5, 4))
+    q[0, 0, 1] = 1.0
+    k = np.ones((1, 1, 5, 4))
+    v = rng.standard_normal((1, 1, 5, 4))
+    out = kern(q, k, v)
+    assert not np.isnan(out).any()
+    assert np.all(out[0, 0, [0, 2, 3, 4]] == 0)
+    assert_close(out[0, 0, 1], v[0, 0].mean(0), "f64")
+    assert np.array_equal(kern.reference(q, k, v) == 0, out == 0)
+
+
+def test_channel_index_out_of_range_only_where_used(rng):
+    bad = attnc.compile(
+        """attention t {
+          q: f32[B, H, L, 16]; k: f32[B, H, L, 16]; v: f32[B, H, L, 16]
+          let qs[c] = q[c + 1]
+          score = dot(qs, k)
+        }"""
+    )
+    x = rng.standard_normal((1, 1, 6, 16)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"tensor 'q': channel index is 16 at"):
+        bad(x, x, x)
+    with pytest.raises(ValueError, match=r"vector 'q': channel index 16 is out of range"):
+        bad.reference(x, x, x)
+    good = attnc.compile(
+        """attention t {
+          q: f32[B, H, L, 16]; k: f32[B, H, L, 16]; v: f32[B, H, L, 16]
+          let qs[c] = select(c + 1 < 16, q[c + 1], 0.0)
+          score = dot(qs, k)
+        }"""
+    )
+    assert_close(good(x, x, x), good.reference(x, x, x), "f32")
+
+
+def test_sum_over_channels_in_the_score(rng):
+    kern = attnc.compile(
+        """attention l1 {
+          q: f64[B, H, L, 8]; k: f64[B, H, L, 8]; v: f64[B, H, L, 8]
+          score = -sum(c < 8: abs(q[c] - k[c]))
+        }"""
+    )
+    q, k, v = (rng.standard_normal((1, 2, 30, 8)) for _ in range(3))
+    s = -np.abs(q[:, :, :, None, :] - k[:, :, None, :, :]).sum(-1)
+    assert_close(kern(q, k, v), softmax_rows(s, v)[0], "f64")
+
+
+@pytest.mark.parametrize(
+    "lines,message",
+    [
+        ("let x[c] = q[c] * k[c]\n  score = x[0]", r"vector 'x' reads both the query and the key side"),
+        ("let x[c] = q[c]\n  let y[c] = q[c] * 2\n  score = dot(x, y)", r"dot\(x, y\) takes a query vector and a key vector"),
+        ("let x[c < 8] = q[c]\n  let y[c] = k[c]\n  score = dot(x, y)", r"dot\(x, y\) of vectors of different lengths \(8 and 16\)"),
+        ("let x[c] = q[c]\n  score = x", r"'x' is a channel vector"),
+        ("let x[c] = q[c]\n  score = dot(x, k) + dot(q, k)", r"a kernel computes one dot product per pair"),
+        ("let x[c < N] = q[c]", r"the length of vector 'x' must be a size or an integer, got 'N'"),
+        ("let x[i] = q[i]", r"channel variable 'i' hides another name"),
+        ("score = q[0.5]", r"channel index of 'q' must be an integer, got f32"),
+        ("score = v[0]", r"'v' cannot be indexed"),
+        ("score = sum(c < 4: c > 1)", r"the body of sum must be a number, got bool"),
+    ],
+)
+def test_channel_diagnostics(lines, message):
+    src = f"""attention t {{
+  q: f32[B, H, L, 16]; k: f32[B, H, L, 16]; v: f32[B, H, L, 16]
+  {lines}
+}}"""
+    with pytest.raises(attnc.CompileError, match=message):
+        attnc.check(src)
