@@ -14,7 +14,7 @@ target="${1:?usage: scripts/fuzz.sh front-end|npy|lower [SECONDS] [flags...]}"
 seconds="${2:-600}"
 shift $(( $# >= 2 ? 2 : 1 ))
 case "$target" in
-  front-end|lower) seeds=("$root/examples/variants" "$root/tests/lit/cli/Inputs" "$root/tests/lit/emit"
+  front-end|lower) seeds=("$root/examples/variants" "$root/examples/variants/v2" "$root/tests/lit/cli/Inputs" "$root/tests/lit/emit"
                           "$root/examples/aot" "-dict=$root/tests/fuzz/attn.dict") ;;
   npy) seeds=("$root/tests/fuzz/corpus/npy") ;;
   *) echo "fuzz.sh: unknown target '$target' (front-end, npy or lower)" >&2; exit 2 ;;

@@ -1279,8 +1279,12 @@ private:
         return depth;
       }
       if (e.args.size() != 1) {
-        error(e.range, "'" + e.name + "' is a vector and takes one index, got " +
-                           std::to_string(e.args.size()));
+        error(nameRange(e),
+              "'" + e.name + "' is a vector and takes one index, got " +
+                  std::to_string(e.args.size()),
+              "the row is the current one: write " + e.name +
+                  "[c] for element c, or combine the head vectors with dot(q, k), "
+                  "sqnorm(q) or sqnorm(k)");
         return depth;
       }
       if (e.args[0]->type != ScalarType::Unknown && !isInt(e.args[0]->type)) {

@@ -147,6 +147,7 @@ struct FuzzKernel {
   std::string name, text, twinText; // twin: softmax + output lse, the masked-row oracle
   bool exact = false;               // hardmax/topk: half-integer q, k, bias
   bool cross = false;
+  bool bshd = false; // q, k, v in [B, L, H, D] with `at` (LANGUAGE.md §8.1)
   Size B, H, Hk, Lq, Lk, D, Dv;
   ElemType qT = ElemType::F32, kT = ElemType::F32, vT = ElemType::F32;
   double qScale = 1;
@@ -1014,6 +1015,7 @@ FuzzKernel Generator::generate() {
     k.Hk = named("G", 1, 4);
   }
   k.cross = chance(0.3);
+  k.bshd = chance(0.3);
   if (k.cross) {
     std::vector<std::pair<std::string, std::string>> names = {{"Lq", "Lk"}, {"T", "N"}, {"M", "L"}};
     auto nm = pick(names);
@@ -1071,9 +1073,18 @@ FuzzKernel Generator::generate() {
     return s + "]";
   };
   os << "# fuzz seed " << k.seed << "\nattention " << k.name << " {\n  ";
-  os << "q: " << dsl::toString(k.qT) << dims({k.B.tok, k.H.tok, k.Lq.tok, k.D.tok}) << sep();
-  os << "k: " << dsl::toString(k.kT) << dims({k.B.tok, k.Hk.tok, k.Lk.tok, k.D.tok}) << sep();
-  os << "v: " << dsl::toString(k.vT) << dims({k.B.tok, k.Hk.tok, k.Lk.tok, k.Dv.tok});
+  if (k.bshd) {
+    os << "q: " << dsl::toString(k.qT) << dims({k.B.tok, k.Lq.tok, k.H.tok, k.D.tok})
+       << " at [b, i, h]" << sep();
+    os << "k: " << dsl::toString(k.kT) << dims({k.B.tok, k.Lk.tok, k.Hk.tok, k.D.tok})
+       << " at [b, j, hk]" << sep();
+    os << "v: " << dsl::toString(k.vT) << dims({k.B.tok, k.Lk.tok, k.Hk.tok, k.Dv.tok})
+       << " at [b, j, hk]";
+  } else {
+    os << "q: " << dsl::toString(k.qT) << dims({k.B.tok, k.H.tok, k.Lq.tok, k.D.tok}) << sep();
+    os << "k: " << dsl::toString(k.kT) << dims({k.B.tok, k.Hk.tok, k.Lk.tok, k.D.tok}) << sep();
+    os << "v: " << dsl::toString(k.vT) << dims({k.B.tok, k.Hk.tok, k.Lk.tok, k.Dv.tok});
+  }
   for (const AuxInfo &a : k.aux)
     os << sep() << a.name << ": " << dsl::toString(a.type) << dims(a.dims);
   for (const ParamInfo &p : k.params) {
@@ -1244,9 +1255,12 @@ Run makeRun(const FuzzKernel &k, int which, std::mt19937_64 &rng) {
   Run r;
   bool half = k.exact;
   double qs = half ? 2.0 : k.qScale;
-  r.inputs["q"] = uniformT(k.qT, {B, H, Lq, D}, rng, -qs, qs, half);
-  r.inputs["k"] = uniformT(k.kT, {B, Hk, Lk, D}, rng, half ? -2.0 : -1.0, half ? 2.0 : 1.0, half);
-  r.inputs["v"] = uniformT(k.vT, {B, Hk, Lk, Dv}, rng, -1, 1, false);
+  auto shapeOf = [&](int64_t heads, int64_t len, int64_t d) {
+    return k.bshd ? std::vector<int64_t>{B, len, heads, d} : std::vector<int64_t>{B, heads, len, d};
+  };
+  r.inputs["q"] = uniformT(k.qT, shapeOf(H, Lq, D), rng, -qs, qs, half);
+  r.inputs["k"] = uniformT(k.kT, shapeOf(Hk, Lk, D), rng, half ? -2.0 : -1.0, half ? 2.0 : 1.0, half);
+  r.inputs["v"] = uniformT(k.vT, shapeOf(Hk, Lk, Dv), rng, -1, 1, false);
   auto dimValue = [&](const std::string &tok) -> int64_t {
     if (env.count(tok))
       return env[tok];

@@ -590,10 +590,12 @@ TEST(SemaErrors, HeadTensorsAreNotValues) {
   EXPECT_NE(shownFirstError(r).hint.find("dot(q, k), sqnorm(q) or sqnorm(k)"),
             std::string::npos);
   auto r2 = check(kernel("  score = q[b, h, i, 0]"));
-  EXPECT_FIRST_ERROR(r2, 5, 11, "'q' cannot be indexed");
+  // v2: q[c] is element c of the current query; the row is implicit.
+  EXPECT_FIRST_ERROR(r2, 5, 11, "'q' is a vector and takes one index, got 4");
   EXPECT_EQ(shownFirstError(r2).caret, "          ^");
   EXPECT_EQ(shownFirstError(r2).hint,
-            "combine the head vectors with dot(q, k), sqnorm(q) or sqnorm(k)");
+            "the row is the current one: write q[c] for element c, or combine the head "
+            "vectors with dot(q, k), sqnorm(q) or sqnorm(k)");
   EXPECT_FIRST_ERROR(check(kernel("  score = v[b, h, j, 0]")), 5, 11,
                      "'v' cannot be indexed");
 }
