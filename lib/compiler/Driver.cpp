@@ -285,6 +285,10 @@ std::string printAlgorithm(const AttentionAlgorithm &a) {
   for (const auto &p : a.params)
     os << " " << p.name() << ":" << p.type();
   os << "\n";
+  for (const auto &f : a.rowMaps)
+    printFunc(os, f);
+  for (const auto &f : a.vectors)
+    printFunc(os, f);
   for (const Halide::Func *f : {&a.qT, &a.kf, &a.vf, &a.dotAcc, &a.dotAccFull, &a.scoreFull, &a.maskTile, &a.rawScore, &a.topkState, &a.score, &a.blockMax, &a.blockArg,
                                 &a.weight, &a.blockSum, &a.pvAcc, &a.acc, &a.out, &a.lse})
     printFunc(os, *f);
