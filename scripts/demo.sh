@@ -3,7 +3,7 @@
 # on random inputs, checks it against the float64 reference and prints a
 # table; then benchmarks dense causal attention through `attnc run --bench`,
 # runs the Python examples (a variant on PyTorch tensors against SDPA, a
-# transformer block under torch.compile), and hard-max decoding through the hull key cache against the O(n) scan.
+# transformer block under torch.compile, the language-v2 examples), and hard-max decoding through the hull key cache against the O(n) scan.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/build.sh"
@@ -31,6 +31,7 @@ echo
 echo "== Python: examples/python (docs/python.md) =="
 "$root/.venv/bin/python" examples/python/quickstart.py
 "$root/.venv/bin/python" examples/python/transformer_block.py
+"$root/.venv/bin/python" examples/python/language_v2.py
 echo
 echo "== hard-max decoding through the convex-hull key cache (docs/hardmax.md) =="
 "$root/build/examples/hull_memory" 1000000
