@@ -721,5 +721,71 @@ TEST(SemaErrors, StopsAfterTwentyErrors) {
   EXPECT_EQ(r.diags.back().message, "too many errors; stopping here");
 }
 
+// Language v2 (LANGUAGE.md §8): diagnostics of index maps, ranges and
+// channel expressions, with their carets.
+TEST(SemaErrors, IndexMapsAndRanges) {
+  auto r = check("attention t {\n  q: f32[B, L, H, 16] at [b, j, h]\n"
+                 "  k: f32[B, G, L, 16]; v: f32[B, G, L, 16]\n}");
+  EXPECT_FIRST_ERROR(r, 2, 30, "'j' cannot be used in the `at` of 'q'");
+  EXPECT_EQ(shownFirstError(r).caret, "                             ^");
+  EXPECT_EQ(shownFirstError(r).hint,
+            "a query row is found from b, h and i (with sizes, params and aux tensors)");
+
+  auto r2 = check("attention t {\n  q: f32[B, L, H, 16] at [b, i]\n"
+                  "  k: f32[B, G, L, 16]; v: f32[B, G, L, 16]\n}");
+  EXPECT_FIRST_ERROR(r2, 2, 23, "'q' has 4 dimensions, so its `at` needs 3 indices, got 2");
+  EXPECT_EQ(shownFirstError(r2).caret, "                      ^~");
+
+  auto r3 = check("attention t {\n  q: f32[B, L, H, 16] at [b, i, h]\n"
+                  "  k: f32[B, G, L, 16]; v: f32[B, G, L, 16]\n  range i < L\n}");
+  EXPECT_FIRST_ERROR(r3, 4, 9, "the range of i is given twice");
+  EXPECT_EQ(shownFirstError(r3).hint,
+            "i already ranges over dimension 1 of 'q'; a range is needed only where no "
+            "dimension gives one");
+
+  auto r4 = check("attention t {\n  q: f32[B, H, 1, 16]\n"
+                  "  k: f32[P, G, S, 16] at [pages[b, j / S], hk, j % S]\n"
+                  "  v: f32[P, G, S, 16] at [pages[b, j / S], hk, j % S]\n"
+                  "  pages: i32[B, NP]\n}");
+  EXPECT_FIRST_ERROR(r4, 1, 11, "nothing gives the range of j in kernel 't'");
+  EXPECT_EQ(shownFirstError(r4).hint,
+            "no dimension is indexed by a bare 'j' in an `at`; add `range j < SIZE`");
+
+  auto r5 = check("attention t {\n  q: f32[B, H, L, 16]; k: f32[B, H, L, 16]; v: f32[B, H, L, 16]\n"
+                  "  param n: i32\n  range j < n\n}");
+  EXPECT_FIRST_ERROR(r5, 4, 9, "the range of j is given twice");
+  EXPECT_TRUE(check("attention t {\n  at: i32[B]\n  range: i32[B]\n"
+                    "  q: f32[B, H, L, 16]; k: f32[B, H, L, 16]; v: f32[B, H, L, 16]\n"
+                    "  mask = at[b] == range[b]\n}")
+                  .module)
+      << "`at` and `range` are contextual keywords";
+}
+
+TEST(SemaErrors, ChannelExpressions) {
+  auto r = check("attention t {\n  q: f32[B, H, L, 16]; k: f32[B, H, L, 16]; v: f32[B, H, L, 16]\n"
+                 "  let x[c] = q[c] * k[c]\n}");
+  EXPECT_FIRST_ERROR(r, 3, 7, "vector 'x' reads both the query and the key side");
+  EXPECT_EQ(shownFirstError(r).caret, "      ^");
+
+  auto r2 = check("attention t {\n  q: f32[B, H, L, 16]; k: f32[B, H, L, 16]; v: f32[B, H, L, 16]\n"
+                  "  let x[c < 8] = q[c]\n  let y[c] = k[c]\n  score = dot(x, y)\n}");
+  EXPECT_FIRST_ERROR(r2, 5, 11, "dot(x, y) of vectors of different lengths (8 and 16)");
+  EXPECT_EQ(shownFirstError(r2).caret, "          ^~~~~~~~~");
+
+  auto r3 = check("attention t {\n  q: f32[B, H, L, 16]; k: f32[B, H, L, 16]; v: f32[B, H, L, 16]\n"
+                  "  let x[c] = q[c]\n  score = dot(x, k) + dot(q, k)\n}");
+  EXPECT_FIRST_ERROR(r3, 4, 23, "a kernel computes one dot product per pair; this is dot(q, k) "
+                                "beside dot(x, k)");
+  EXPECT_EQ(shownFirstError(r3).hint, "write the other as sum(c < N: x[c] * y[c])");
+
+  auto r4 = check("attention t {\n  q: f32[B, H, L, 16]; k: f32[B, H, L, 16]; v: f32[B, H, L, 16]\n"
+                  "  score = sum(c < 4: c > 1)\n}");
+  EXPECT_FIRST_ERROR(r4, 3, 22, "the body of sum must be a number, got bool");
+
+  auto r5 = check("attention t {\n  q: f32[B, H, L, 16]; k: f32[B, H, L, 16]; v: f32[B, H, L, 16]\n"
+                  "  doc: i32[B, L]\n  mask = doc[b, int(dot(q, k))] == 0\n}");
+  EXPECT_FIRST_ERROR(r5, 4, 17, "index of 'doc' depends on the head vectors");
+}
+
 } // namespace
 } // namespace attn::dsl
