@@ -5,6 +5,7 @@ NumPy arrays and PyTorch tensors.
     kern = attnc.compile(source)            # or attnc.load("causal.attn")
     out = kern(q, k, v, doc=doc, window=256)
     out, lse = kern(q, k, v, return_lse=True)
+    out, lse = attnc.merge_states(out_a, lse_a, out_b, lse_b)  # cascade attention
 
 Inputs are read in place (no copy) whenever their last dimension is
 contiguous; outputs come back as the kind of array q was (a torch.Tensor for
@@ -31,6 +32,7 @@ __all__ = [
     "compile",
     "default_cache_dir",
     "load",
+    "merge_states",
     "version",
 ]
 
@@ -345,6 +347,28 @@ def check(source: str, filename: str = "<string>") -> None:
     ok, diagnostics = _attnc.check(source, filename)
     if not ok:
         raise CompileError(diagnostics)
+
+
+def merge_states(out_a, lse_a, out_b, lse_b):
+    """Merges two softmax attention states of the same query rows over
+    disjoint sets of keys, ``(out_a, lse_a)`` and ``(out_b, lse_b)`` (out
+    [B, H, L, Dv], lse [B, H, L], as ``kern(..., return_lse=True)`` returns
+    them), into ``(out, lse)`` over all the keys: cascade attention, with a
+    shared prefix and each request's suffix computed apart.
+
+    Exact in float64, rounded once: with m = max(lse_a, lse_b),
+    w = exp(lse - m), out = (w_a out_a + w_b out_b) / (w_a + w_b) and lse =
+    m + log(w_a + w_b). A state with lse = -inf (no key) is not read (the
+    other is returned exactly; both -inf give out = 0, lse = -inf); one with
+    lse = +inf takes all the weight (both +inf: out NaN); a NaN lse gives NaN.
+
+    Arrays of any strides are read in place. out has out_a's dtype (float32,
+    float64, float16 or bfloat16; out_b must match), lse lse_a's (float32 or
+    float64; lse_b must match); both come back as the kind of array out_a is
+    (torch.Tensor or NumPy). A wrong dtype is a TypeError, any shape mismatch
+    a ValueError, each naming the tensor and dimension. See docs/cascade.md."""
+    out, lse, kind, dtype = _attnc.merge_states(out_a, lse_a, out_b, lse_b)
+    return _convert(out, kind, dtype), _convert(lse, kind, str(lse.dtype))
 
 
 def default_cache_dir() -> str:

@@ -2,13 +2,15 @@
 // A thin layer over the C++ JIT (attn/jit/Jit.h): compile a source,
 // describe its signature, and run it on tensors given through DLPack or the
 // buffer protocol (NumPy arrays, PyTorch CPU tensors, JAX arrays) without
-// copying them. The Python package (attnc/__init__.py) adds the user-facing
-// API, exception classes and output conversion.
+// copying them; merge two attention states (cascade attention). The Python
+// package (attnc/__init__.py) adds the user-facing API, exception classes
+// and output conversion.
 #include "attn/compiler/Driver.h"
 #include "attn/compiler/Viz.h"
 #include "attn/dsl/Sema.h"
 #include "attn/runtime/Bind.h"
 #include "attn/jit/Jit.h"
+#include "attn/runtime/Merge.h"
 #include "attn/runtime/Reference.h"
 
 #include <nanobind/nanobind.h>
@@ -204,33 +206,46 @@ nb::object callMethod(nb::handle obj, PyObject *name) {
   return nb::steal(r);
 }
 
-/// A view of a PyTorch CPU tensor: its address, shape and strides, read
-/// from the tensor itself (cheaper than a DLPack export).
-TensorRef torchRef(const Torch &torch, const dsl::Kernel &k, const dsl::TensorDecl &t,
-                   nb::handle obj) {
-  static PyObject *dtypeName = PyUnicode_InternFromString("dtype"),
-                  *isCpuName = PyUnicode_InternFromString("is_cpu"),
+/// The element type of a torch dtype object, -1 when attnc has none.
+int torchElemType(const Torch &torch, nb::handle dt) {
+  for (int d = 0; d < 7; ++d)
+    if (dt.ptr() == torch.dtypes[d])
+      return d;
+  return -1;
+}
+
+/// The address, shape and strides of PyTorch CPU tensor `name`, read from
+/// the tensor itself (cheaper than a DLPack export).
+void torchGeometry(const std::string &name, nb::handle obj, TensorRef &r) {
+  static PyObject *isCpuName = PyUnicode_InternFromString("is_cpu"),
                   *shapeName = PyUnicode_InternFromString("shape"),
                   *strideName = PyUnicode_InternFromString("stride"),
                   *dataPtrName = PyUnicode_InternFromString("data_ptr");
-  TensorRef r;
-  nb::object dt = attr(obj, dtypeName);
-  int found = -1;
-  for (int d = 0; d < 7; ++d)
-    if (dt.ptr() == torch.dtypes[d])
-      found = d;
-  if (found != (int)t.type)
-    dtypeError(k, t, pyStr(dt), true);
-  r.type = t.type;
   if (attr(obj, isCpuName).ptr() != Py_True)
-    throw nb::value_error(("tensor '" + t.name + "' is on device " +
+    throw nb::value_error(("tensor '" + name + "' is on device " +
                            pyStr(obj.attr("device")) +
-                           "; this attnc kernel runs on the CPU: pass " + t.name + ".cpu()")
+                           "; this attnc kernel runs on the CPU: pass " + name + ".cpu()")
                               .c_str());
   r.shape = intTuple(attr(obj, shapeName));
   r.strides = intTuple(callMethod(obj, strideName));
   nb::object ptr = callMethod(obj, dataPtrName);
   r.data = (const void *)(uintptr_t)PyLong_AsUnsignedLongLong(ptr.ptr());
+}
+
+PyObject *dtypeAttrName() {
+  static PyObject *name = PyUnicode_InternFromString("dtype");
+  return name;
+}
+
+/// A view of a PyTorch CPU tensor given for kernel tensor `t`.
+TensorRef torchRef(const Torch &torch, const dsl::Kernel &k, const dsl::TensorDecl &t,
+                   nb::handle obj) {
+  TensorRef r;
+  nb::object dt = attr(obj, dtypeAttrName());
+  if (torchElemType(torch, dt) != (int)t.type)
+    dtypeError(k, t, pyStr(dt), true);
+  r.type = t.type;
+  torchGeometry(t.name, obj, r);
   return r;
 }
 
@@ -238,6 +253,42 @@ std::string numpyDtypeText(nb::dlpack::dtype t) {
   if (t.code == (uint8_t)nb::dlpack::dtype_code::Bool)
     return "bool";
   return dtypeText(t);
+}
+
+/// `obj` as an ndarray: anything nanobind imports as one (NumPy arrays,
+/// objects with __dlpack__), or an ml_dtypes bf16 array through a uint16
+/// view of the same memory (NumPy exports no custom dtype; `bf16` is set and
+/// the view kept in `keep`). A TypeError naming tensor `name` otherwise.
+AnyArray arrayOf(const std::string &name, nb::handle obj, bool &bf16,
+                 std::vector<nb::object> &keep) {
+  AnyArray a;
+  bf16 = false;
+  if (nb::try_cast(obj, a, false))
+    return a;
+  nb::object dt = nb::getattr(obj, "dtype", nb::none());
+  if (!dt.is_none() && nb::hasattr(dt, "name") && pyStr(dt.attr("name")) == "bfloat16" &&
+      nb::hasattr(obj, "view")) {
+    nb::object view = obj.attr("view")(nb::module_::import_("numpy").attr("uint16"));
+    if (nb::try_cast(view, a, false)) {
+      keep.push_back(view);
+      bf16 = true;
+      return a;
+    }
+  }
+  throw nb::type_error(("tensor '" + name +
+                        "' must be an array (NumPy, PyTorch or anything with __dlpack__), not " +
+                        pyStr(obj.type().attr("__name__")))
+                           .c_str());
+}
+
+void arrayGeometry(const AnyArray &a, TensorRef &r) {
+  r.shape.resize(a.ndim());
+  r.strides.resize(a.ndim());
+  for (size_t d = 0; d < a.ndim(); ++d) {
+    r.shape[d] = (int64_t)a.shape(d);
+    r.strides[d] = a.stride(d);
+  }
+  r.data = a.data();
 }
 
 /// The view of one argument: a torch tensor, an ml_dtypes bf16 array
@@ -250,29 +301,9 @@ TensorRef toRef(const dsl::Kernel &k, const dsl::TensorDecl &t, nb::handle obj, 
     kind = ArrayKind::Torch;
     return torchRef(*torch, k, t, obj);
   }
-  kind = ArrayKind::Numpy;
-  AnyArray a;
-  bool bf16 = false;
-  if (!nb::try_cast(obj, a, false)) {
-    // NumPy exports no custom dtype: ml_dtypes.bfloat16 arrays are read
-    // through a uint16 view of the same memory.
-    nb::object dt = nb::getattr(obj, "dtype", nb::none());
-    if (!dt.is_none() && nb::hasattr(dt, "name") &&
-        pyStr(dt.attr("name")) == "bfloat16" && nb::hasattr(obj, "view")) {
-      nb::object view = obj.attr("view")(nb::module_::import_("numpy").attr("uint16"));
-      if (nb::try_cast(view, a, false)) {
-        keep.push_back(view);
-        bf16 = true;
-        kind = ArrayKind::NumpyBf16;
-      }
-    }
-    if (!bf16)
-      throw nb::type_error(("tensor '" + t.name +
-                            "' must be an array (NumPy, PyTorch or anything with __dlpack__), "
-                            "not " +
-                            pyStr(obj.type().attr("__name__")))
-                               .c_str());
-  }
+  bool bf16;
+  AnyArray a = arrayOf(t.name, obj, bf16, keep);
+  kind = bf16 ? ArrayKind::NumpyBf16 : ArrayKind::Numpy;
   TensorRef r;
   if (bf16)
     r.type = dsl::ElemType::BF16;
@@ -280,14 +311,64 @@ TensorRef toRef(const dsl::Kernel &k, const dsl::TensorDecl &t, nb::handle obj, 
     dtypeError(k, t, numpyDtypeText(a.dtype()), false);
   if (r.type != t.type)
     dtypeError(k, t, "bfloat16", false);
-  r.shape.resize(a.ndim());
-  r.strides.resize(a.ndim());
-  for (size_t d = 0; d < a.ndim(); ++d) {
-    r.shape[d] = (int64_t)a.shape(d);
-    r.strides[d] = a.stride(d);
-  }
-  r.data = a.data();
+  arrayGeometry(a, r);
   return r;
+}
+
+/// The view of tensor `name` of any dtype attnc has (merge_states'
+/// arguments); a TypeError for another dtype.
+TensorRef anyRef(const std::string &name, nb::handle obj, ArrayKind &kind,
+                 std::vector<nb::object> &keep) {
+  TensorRef r;
+  if (const Torch *torch = torchIfImported(); torch && PyObject_TypeCheck(obj.ptr(), torch->tensor)) {
+    kind = ArrayKind::Torch;
+    nb::object dt = attr(obj, dtypeAttrName());
+    int type = torchElemType(*torch, dt);
+    if (type < 0)
+      throw nb::type_error(("tensor '" + name + "' has dtype " + pyStr(dt) +
+                            ", which attnc does not take")
+                               .c_str());
+    r.type = (dsl::ElemType)type;
+    torchGeometry(name, obj, r);
+    return r;
+  }
+  bool bf16;
+  AnyArray a = arrayOf(name, obj, bf16, keep);
+  kind = bf16 ? ArrayKind::NumpyBf16 : ArrayKind::Numpy;
+  if (bf16)
+    r.type = dsl::ElemType::BF16;
+  else if (!elemTypeOf(a.dtype(), r.type))
+    throw nb::type_error(("tensor '" + name + "' has dtype " + numpyDtypeText(a.dtype()) +
+                          ", which attnc does not take")
+                             .c_str());
+  arrayGeometry(a, r);
+  return r;
+}
+
+/// attn::runtime::mergeAttentionStates on four arrays read in place:
+/// (out, lse, kind of out_a, out's dtype) with NumPy arrays that own the
+/// results. A wrong dtype is a TypeError, any other mismatch a ValueError,
+/// each naming the tensor (and the dimension).
+std::tuple<nb::object, nb::object, int, std::string> mergeStates(nb::handle outA, nb::handle lseA,
+                                                                 nb::handle outB, nb::handle lseB) {
+  std::vector<nb::object> keep;
+  ArrayKind kind, ignored;
+  TensorRef oa = anyRef("out_a", outA, kind, keep);
+  TensorRef la = anyRef("lse_a", lseA, ignored, keep);
+  TensorRef ob = anyRef("out_b", outB, ignored, keep);
+  TensorRef lb = anyRef("lse_b", lseB, ignored, keep);
+  if (Status s = attn::runtime::checkMergeTypes(oa, la, ob, lb); !s)
+    throw nb::type_error(s.message().c_str());
+  HostTensor out, lse;
+  Status status = Status::ok();
+  {
+    nb::gil_scoped_release release;
+    status = attn::runtime::mergeAttentionStates(oa, la, ob, lb, out, lse);
+  }
+  if (!status)
+    throw nb::value_error(status.message().c_str());
+  std::string dtype = dsl::toString(out.type);
+  return {toNumpy(std::move(out)), toNumpy(std::move(lse)), (int)kind, dtype};
 }
 
 /// A compiled kernel, shared by every Python object and thread that uses it.
@@ -655,6 +736,7 @@ NB_MODULE(_attnc, m) {
   m.def("emit", &emit, "source"_a, "file_name"_a, "stage"_a, "kernel"_a, "target"_a);
   m.def("check", &check, "source"_a, "file_name"_a);
   m.def("default_cache_dir", &attn::JitKernel::defaultCacheDir);
+  m.def("merge_states", &mergeStates, "out_a"_a, "lse_a"_a, "out_b"_a, "lse_b"_a);
   m.def(
       "write_tile_map_png",
       [](const std::string &path, nb::ndarray<const uint8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> tiles) {

@@ -1,8 +1,10 @@
 // An AOT user: the causal kernel from attnc_add_kernel() on tensors of the
-// host runtime (attnc::runtime), checked against a direct computation.
+// host runtime (attnc::runtime), checked against a direct computation, and
+// the runtime's merge of attention states on its output.
 #include "causal.h"
 
 #include "HalideBuffer.h"
+#include "attn/runtime/Merge.h"
 #include "attn/runtime/Tensor.h"
 
 #include <cmath>
@@ -43,5 +45,19 @@ int main() {
     }
   }
   std::printf("aot_user: max error %.2e\n", worst);
+
+  // A state merged with one that saw no key is itself.
+  HostTensor lse(attn::dsl::ElemType::F32, {1, 1, L}), none(attn::dsl::ElemType::F32, {1, 1, L});
+  for (int i = 0; i < L; ++i) {
+    lse.as<float>()[i] = 0.5f * float(i);
+    none.as<float>()[i] = -INFINITY;
+  }
+  HostTensor merged, mergedLse;
+  attn::runtime::Status s =
+      attn::runtime::mergeAttentionStates(out, lse, out, none, merged, mergedLse);
+  if (!s || merged.bytes != out.bytes || mergedLse.bytes != lse.bytes) {
+    std::fprintf(stderr, "aot_user: merge: %s\n", s ? "not the state itself" : s.message().c_str());
+    return 1;
+  }
   return worst < 1e-5 ? 0 : 1;
 }

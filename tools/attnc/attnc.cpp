@@ -1,8 +1,10 @@
-// attnc: the command line of LANGUAGE.md §7 — check, emit, compile, run, viz.
+// attnc: the command line of LANGUAGE.md §7 — check, emit, compile, run, viz
+// — and merge (two attention states into one, docs/cascade.md).
 #include "attn/compiler/Driver.h"
 #include "attn/compiler/Viz.h"
 #include "attn/dsl/Sema.h"
 #include "attn/jit/Jit.h"
+#include "attn/runtime/Merge.h"
 #include "attn/runtime/Npy.h"
 #include "attn/runtime/Reference.h"
 
@@ -222,6 +224,42 @@ int cmdRun(const RunArgs &a) {
   return 0;
 }
 
+struct MergeArgs {
+  std::string outA, lseA, outB, lseB, out, lse;
+};
+
+int cmdMerge(const MergeArgs &a) {
+  const std::pair<const char *, const std::string *> inputs[] = {
+      {"out_a", &a.outA}, {"lse_a", &a.lseA}, {"out_b", &a.outB}, {"lse_b", &a.lseB}};
+  if (!a.lse.empty() && sameFile(a.out, a.lse))
+    return fail("attnc: error: --out and --lse name the same file '" + a.out +
+                "'; give each output its own file");
+  for (const auto &[name, path] : inputs)
+    for (const std::string *o : {&a.out, &a.lse})
+      if (!o->empty() && sameFile(*o, *path))
+        return fail("attnc: error: " + std::string(o == &a.out ? "--out" : "--lse") + " '" + *o +
+                    "' is the input " + name + " ('" + *path +
+                    "'); writing it would destroy the input");
+
+  HostTensor t[4];
+  for (int n = 0; n < 4; ++n)
+    if (Status s = attn::runtime::readNpy(*inputs[n].second, t[n]); !s)
+      return fail("attnc: error: tensor '" + std::string(inputs[n].first) + "': " + s.message());
+  HostTensor out, lse;
+  if (Status s = attn::runtime::mergeAttentionStates(t[0], t[1], t[2], t[3], out, lse); !s)
+    return fail(s.message());
+
+  if (Status s = attn::runtime::writeNpy(a.out, out); !s)
+    return fail(s.message());
+  if (!a.lse.empty())
+    if (Status s = attn::runtime::writeNpy(a.lse, lse); !s) {
+      std::error_code ec;
+      fs::remove(a.out, ec);
+      return fail(s.message());
+    }
+  return 0;
+}
+
 int cmdViz(attn::VizRequest req, const std::vector<std::string> &sizes,
            const std::vector<std::string> &params, const std::vector<std::string> &ins) {
   attn::SourceFile src;
@@ -279,6 +317,17 @@ int main(int argc, char **argv) {
                    "always compile, in a private temporary folder; the cache is neither read "
                    "nor written");
 
+  MergeArgs merge;
+  auto *mergeCmd = app.add_subcommand(
+      "merge", "merge two attention states (out, lse) of the same rows over disjoint keys "
+               "into the state over all of them (cascade attention)");
+  mergeCmd->add_option("--out-a", merge.outA, "state A's out [B, H, L, Dv] .npy")->required();
+  mergeCmd->add_option("--lse-a", merge.lseA, "state A's lse [B, H, L] .npy")->required();
+  mergeCmd->add_option("--out-b", merge.outB, "state B's out .npy")->required();
+  mergeCmd->add_option("--lse-b", merge.lseB, "state B's lse .npy")->required();
+  mergeCmd->add_option("--out", merge.out, "merged out .npy (out-a's dtype)")->required();
+  mergeCmd->add_option("--lse", merge.lse, "merged lse .npy (lse-a's dtype)");
+
   attn::VizRequest viz;
   std::vector<std::string> vizSizes, vizParams, vizIns;
   auto *vizCmd = app.add_subcommand(
@@ -316,6 +365,8 @@ int main(int argc, char **argv) {
       return cmdRun(run);
     if (*vizCmd)
       return cmdViz(viz, vizSizes, vizParams, vizIns);
+    if (*mergeCmd)
+      return cmdMerge(merge);
   } catch (const std::bad_alloc &) {
     return fail("attnc: error: out of memory");
   }
