@@ -84,10 +84,12 @@ def main():
     flat = attnc.compile(DECODE_FLAT)
     q = rng.standard_normal((1, Hq, 1, D)).astype(np.float32)
     kc, vc = (rng.standard_normal((P, G, S, D)).astype(np.float32) for _ in range(2))
-    pages = rng.permutation(P)[: Lk // S].astype(np.int32)[None, :]
+    # Four spare entries of -1 past the end, as a cache that grows holds:
+    # the index check then runs its exact pass on every call.
+    pages = np.concatenate([rng.permutation(P)[: Lk // S], np.full(4, -1)]).astype(np.int32)[None, :]
     seqlen = np.array([Lk], np.int32)
     # The same keys laid out contiguously, for the unpaged kernel.
-    kf, vf = (np.ascontiguousarray(c[pages[0]].transpose(1, 0, 2, 3).reshape(1, G, Lk, D))
+    kf, vf = (np.ascontiguousarray(c[pages[0, : Lk // S]].transpose(1, 0, 2, 3).reshape(1, G, Lk, D))
               for c in (kc, vc))
     o1 = paged(q, kc, vc, pages=pages, seqlen=seqlen)
     o2 = flat(q, kf, vf, seqlen=seqlen)
