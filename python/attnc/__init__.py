@@ -145,11 +145,10 @@ class Kernel:
         kw = [self._decl_text[n] for n in self._aux]
         for name, dtype, default in self._params:
             kw.append(f"{name}: {dtype}" + ("" if default is None else f" = {default!r}"))
-        dims = {name: dims for name, _, _, dims in self._tensors}
-        qd, vd = dims[self._q], dims[self._v]
-        out = f"out: {self._declared[self._q]}{_dims_text(list(qd[:3]) + [vd[3]])}"
+        od = self._impl.output_dims()  # [B, H, Lq, Dv], ranges with index maps
+        out = f"out: {self._declared[self._q]}[{', '.join(od)}]"
         if self.output_lse:
-            out += f", lse: f32{_dims_text(qd[:3])}"
+            out += f", lse: f32[{', '.join(od[:3])}]"
         sep = ", *, " if kw else ""
         return f"{self.name}({', '.join(args)}{sep}{', '.join(kw)}) -> {out}"
 

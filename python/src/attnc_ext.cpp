@@ -397,6 +397,20 @@ public:
     return r;
   }
 
+  /// The output's dims [B, H, Lq, Dv] as text: sizes, literals or, with
+  /// index maps, the range expressions (LANGUAGE.md §8.1).
+  std::vector<std::string> outputDims() const {
+    const dsl::Kernel &k = ast();
+    std::vector<std::string> r;
+    for (dsl::IndexVar v : {dsl::IndexVar::B, dsl::IndexVar::H, dsl::IndexVar::I})
+      r.push_back(k.extents[int(v)].empty() || !k.extents[int(v)].front().value
+                      ? "?"
+                      : dsl::printExpr(*k.extents[int(v)].front().value));
+    const dsl::Dim &dv = k.v->dims.back();
+    r.push_back(dv.isLiteral() ? std::to_string(dv.value) : dv.name);
+    return r;
+  }
+
   /// (name, dtype, default or None) of every param.
   std::vector<std::tuple<std::string, std::string, nb::object>> params() const {
     std::vector<std::tuple<std::string, std::string, nb::object>> r;
@@ -724,6 +738,7 @@ NB_MODULE(_attnc, m) {
       .def_ro("messages", &Kernel::messages)
       .def("tensors", &Kernel::tensors)
       .def("params", &Kernel::params)
+      .def("output_dims", &Kernel::outputDims)
       .def("call", &Kernel::call, "q"_a, "k"_a, "v"_a, "aux"_a, "params"_a, "want_lse"_a)
       .def("reference", &Kernel::reference, "q"_a, "k"_a, "v"_a, "aux"_a, "params"_a,
            "want_lse"_a)

@@ -441,3 +441,9 @@ def test_channel_diagnostics(lines, message):
 }}"""
     with pytest.raises(attnc.CompileError, match=message):
         attnc.check(src)
+
+
+def test_signatures_give_the_output_over_the_ranges():
+    assert attnc.load(V2 / "varlen_causal.attn").signature.endswith(
+        "-> out: f32[(N - 1), H, max_len, 64]")
+    assert attnc.load(V2 / "bshd_causal.attn").signature.endswith("-> out: f32[B, H, L, 64]")
