@@ -924,6 +924,15 @@ private:
     return true;
   }
 
+  /// A ')' closing `open`, or an error pointing at both.
+  bool expectCloseParen(const Token &open) {
+    if (at(TokenKind::RParen))
+      return true;
+    error(cur(), "expected ')'");
+    note(open.range, "to match this '('");
+    return false;
+  }
+
   /// `sum(c < N: expr)` (LANGUAGE.md §8.3), after the name.
   ExprPtr parseSum(ExprPtr e) {
     Counter inParens(brackets_);
@@ -949,13 +958,8 @@ private:
                 "write `sum(" + e->name + " < N: expr)`"))
       return nullptr;
     ExprPtr body = parseExpr();
-    if (!body)
+    if (!body || !expectCloseParen(open))
       return nullptr;
-    if (!at(TokenKind::RParen)) {
-      error(cur(), "expected ')'");
-      note(open.range, "to match this '('");
-      return nullptr;
-    }
     e->range.end = advance().range.end;
     e->args.push_back(std::move(length));
     e->args.push_back(std::move(body));
@@ -1014,13 +1018,8 @@ private:
       Counter inParens(brackets_);
       advance();
       ExprPtr e = parseExpr();
-      if (!e)
+      if (!e || !expectCloseParen(t))
         return nullptr;
-      if (!at(TokenKind::RParen)) {
-        error(cur(), "expected ')'");
-        note(t.range, "to match this '('");
-        return nullptr;
-      }
       e->range = {t.range.begin, advance().range.end};
       return e;
     }
