@@ -141,9 +141,9 @@ int main() {
     // each with its index into B and into L; the order is attnc's, see
     // packed_documents.json and docs/aot.md), its minimum (e = 0) and
     // maximum (e = 1) value (f = 0) and where it is taken (f = 1..4: b, h, i,
-    // j). `exact` false checks each index over its whole domain (cheap); true
-    // only where the kernel uses it, which matters only when the first finds
-    // an index out of range.
+    // j). `exact` false checks each index over its whole domain (cheap);
+    // true returns only its out-of-range values where the kernel uses them,
+    // which matters only when the first finds an index out of range.
     const int extentOfCheck[] = {B, L, B, L};
     const int nChecks = 4;
     Buffer<int64_t> bounds(5, 2, nChecks); // C order [nChecks][2][5]

@@ -1377,40 +1377,68 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     for (int n = (int)sites.size() - 1; n >= 0; --n) {
       Site &site = sites[n];
       Expr idx = cast(Int(64), site.index);
+      // The extent the index must stay below: a tensor's dimension or a
+      // channel vector's length.
+      Expr limit;
+      if (auto v = vectors.find(site.check.tensor); v != vectors.end())
+        limit = v->second.length;
+      else
+        limit = tr.tensor(site.check.tensor)
+                    .dim(tr.rank(site.check.tensor) - 1 - site.check.dim)
+                    .extent();
       bool trivial = Halide::Internal::is_const_one(site.cond);
-      Region ranges;
+      // Dimensions: the index's variables outermost, those only the
+      // condition reads innermost. In the exact mode the `where` tests the
+      // index first, and Halide lifts that test out of the inner loops: the
+      // condition is evaluated only under values out of range.
+      struct Dimension {
+        std::string name;
+        Expr extent;
+        int var; // 0..3: b, h, i, j; -1: a channel variable
+      };
+      std::vector<Dimension> inner, outer;
       for (int a = 0; a < 4; ++a) {
         bool inIndex = Halide::Internal::expr_uses_var(idx, names[a]);
         bool inCond = !trivial && Halide::Internal::expr_uses_var(site.cond, names[a]);
-        Expr extent = inIndex ? extents[a]
-                      : inCond ? select(alg.exactChecks, extents[a], 1)
-                               : Expr(1);
-        ranges.push_back(Range(0, extent));
+        if (inIndex)
+          outer.push_back({names[a], extents[a], a});
+        else
+          inner.push_back({names[a], inCond ? select(alg.exactChecks, extents[a], 1) : Expr(1), a});
       }
       for (auto &[name, extent] : site.channels)
-        ranges.push_back(Range(0, extent));
+        outer.push_back({name, extent, -1});
+      std::vector<Dimension> dims = inner;
+      dims.insert(dims.end(), outer.begin(), outer.end());
+      Region ranges;
+      for (const Dimension &d : dims)
+        ranges.push_back(Range(0, d.extent));
       RDom r(ranges, "rchk" + std::to_string(n));
+      int posOf[4] = {0, 0, 0, 0};
       auto bind = [&](Expr x) {
-        for (int a = 0; a < 4; ++a)
-          x = Halide::Internal::substitute(names[a], Expr(r[a]), x);
-        for (size_t a = 0; a < site.channels.size(); ++a)
-          x = Halide::Internal::substitute(site.channels[a].first, Expr(r[4 + a]), x);
+        for (size_t p = 0; p < dims.size(); ++p)
+          x = Halide::Internal::substitute(dims[p].name, Expr(r[p]), x);
         return x;
       };
+      for (size_t p = 0; p < dims.size(); ++p)
+        if (dims[p].var >= 0)
+          posOf[dims[p].var] = (int)p;
+      Expr ridx = bind(idx);
+      Expr outside = ridx < make_const(Int(64), 0) || ridx >= cast(Int(64), limit);
+      // Two predicates, each a conjunct Halide can place at its own loop.
+      r.where(!alg.exactChecks || outside);
       if (!trivial)
         r.where(!alg.exactChecks || bind(site.cond));
-      Expr ridx = bind(idx);
       Func lo("idxmin" + std::to_string(n)), hi("idxmax" + std::to_string(n));
       lo() = argmin(r, ridx);
       hi() = argmax(r, ridx);
       alg.extra.push_back(lo);
       alg.extra.push_back(hi);
       // (f, e): f = 0 the value, 1..4 its (b, h, i, j); e = 0 min, 1 max.
-      int valueAt = 4 + (int)site.channels.size();
+      int valueAt = (int)dims.size();
       auto field = [&](Func t) {
         Expr v = cast(Int(64), t()[valueAt]);
         for (int a = 3; a >= 0; --a)
-          v = select(f == a + 1, cast(Int(64), t()[a]), v);
+          v = select(f == a + 1, cast(Int(64), t()[posOf[a]]), v);
         return v;
       };
       result = select(c == n, select(e == 0, field(lo), field(hi)), result);
