@@ -676,7 +676,10 @@ std::vector<Func> AttentionAlgorithm::outputs() const {
 /// The literal extent of dimension `dim` of tensor number `tensor`, if any.
 std::optional<int64_t> literalDim(attn::KernelOp kernel, int tensor, int dim) {
   auto dict = llvm::cast<mlir::DictionaryAttr>(kernel.getTensors()[tensor]);
-  if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(dict.getAs<mlir::ArrayAttr>("dims")[dim]))
+  auto dims = dict.getAs<mlir::ArrayAttr>("dims");
+  if (dim < 0 || dim >= (int)dims.size())
+    return std::nullopt;
+  if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(dims[dim]))
     return lit.getInt();
   return std::nullopt;
 }
@@ -927,7 +930,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   Expr dotLength = dotQ == "q" ? D : vectors.at(dotQ).length;
 
   alg.qT = Func("qT");
-  std::optional<int64_t> literalD = literalDim(kernel, 0, 3);
+  std::optional<int64_t> literalD = literalDim(kernel, 0, q.dimensions() - 1); // q's last dim
   alg.bf16Pairs = q.type() == BFloat(16) && k.type() == BFloat(16) && ct == Float(32) &&
                   literalD && *literalD % 2 == 0 && dotQ == "q";
   Expr dotTerm; // the summand of q.k over the reduction domain

@@ -62,6 +62,8 @@ StringRef decodeStrategy(attn::KernelOp kernel, std::optional<double> scale) {
     return "none";
   if (kernel.getTensors().size() > 3)
     return "none"; // aux tensors have no meaning for one decoded stream
+  if (kernel.hasIndexMaps())
+    return "none"; // the decoders keep [B, H, L, D] streams
   auto d = llvm::dyn_cast<IntegerAttr>(kernel.getTensor("q").getAs<ArrayAttr>("dims")[3]);
   if (kernel.getNormalize() == "hardmax" && d && d.getInt() == 2 && *scale > 0)
     return "hull";

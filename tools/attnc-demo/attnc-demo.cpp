@@ -48,12 +48,12 @@ int64_t sizeOf(const std::string &name, const attn::dsl::Kernel &k,
     return 1;
   if (name == "H")
     return 8;
-  const auto &d = k.q->dims;
-  if (!d[3].isLiteral() && d[3].name == name)
+  const attn::dsl::Dim &qd = k.q->dims.back(), &vd = k.v->dims.back();
+  if (!qd.isLiteral() && qd.name == name)
     return 64;
-  if (!k.v->dims[3].isLiteral() && k.v->dims[3].name == name)
+  if (!vd.isLiteral() && vd.name == name)
     return 64;
-  if (!k.k->dims[1].isLiteral() && k.k->dims[1].name == name && name != "L")
+  if (k.k->at.empty() && !k.k->dims[1].isLiteral() && k.k->dims[1].name == name && name != "L")
     return 2; // key/value heads
   return 512;
 }
