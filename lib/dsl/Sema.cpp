@@ -182,6 +182,7 @@ private:
   /// Channel variables in scope (a vector's, then those of enclosing sums).
   std::vector<std::string> channels_;
   mutable std::map<std::string, bool> letReadsHeads_;
+  std::map<std::string, unsigned> letSides_; // memo of sidesOf for scalar lets
 
   void error(SourceRange r, std::string msg, std::string hint = "") {
     errors_.error(r, std::move(msg), std::move(hint));
@@ -620,8 +621,18 @@ private:
       s |= e.name == "i" || e.name == "h" ? 1 : e.name == "j" || e.name == "hk" ? 2 : 0;
     if (e.kind == ExprKind::Ident && e.ident == IdentKind::Let) {
       const LetDecl *l = k_.findLet(e.name);
-      if (l && l->value && !l->isVector())
-        s |= sidesOf(*l->value);
+      // Each let once (lets used before their definition, an error, may be
+      // cyclic: the memo entry exists before the recursion).
+      if (l && l->value && !l->isVector()) {
+        auto [it, fresh] = letSides_.try_emplace(e.name, 0u);
+        if (fresh) {
+          unsigned sides = sidesOf(*l->value);
+          letSides_[e.name] = sides;
+          s |= sides;
+        } else {
+          s |= it->second;
+        }
+      }
     }
     if (e.kind == ExprKind::Call)
       switch (e.builtin) {
@@ -1064,6 +1075,7 @@ private:
       auto it = letReadsHeads_.find(e.name);
       if (it != letReadsHeads_.end())
         return it->second;
+      letReadsHeads_[e.name] = false; // a let used before its definition may be cyclic
       const LetDecl *l = k_.findLet(e.name);
       bool r = l && l->value && readsHeadVectors(*l->value);
       letReadsHeads_[e.name] = r;
