@@ -1405,31 +1405,61 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
         bool inCond = !trivial && Halide::Internal::expr_uses_var(site.cond, names[a]);
         if (inIndex)
           outer.push_back({names[a], extents[a], a});
-        else
-          inner.push_back({names[a], inCond ? select(alg.exactChecks, extents[a], 1) : Expr(1), a});
+        else if (inCond)
+          inner.push_back({names[a], extents[a], a});
       }
       for (auto &[name, extent] : site.channels)
         outer.push_back({name, extent, -1});
-      std::vector<Dimension> dims = inner;
-      dims.insert(dims.end(), outer.begin(), outer.end());
+      Expr outsideAt = idx < make_const(Int(64), 0) || idx >= cast(Int(64), limit);
+      // used_n(outer vars) = {1, where} when the index's value at that point
+      // is used for some value of the condition's other variables: a search
+      // over those only where the index is out of range in the exact mode
+      // (empty elsewhere), computed once per check.
+      Func used;
+      if (!inner.empty()) {
+        std::vector<Var> pure;
+        for (const Dimension &d : outer)
+          pure.push_back(Var(d.name));
+        Region innerRanges;
+        for (const Dimension &d : inner)
+          innerRanges.push_back(Range(0, d.extent));
+        RDom ri(innerRanges, "ruse" + std::to_string(n));
+        Expr cond = site.cond;
+        for (size_t p = 0; p < inner.size(); ++p)
+          cond = Halide::Internal::substitute(inner[p].name, Expr(ri[p]), cond);
+        // The first predicate reads no RVar: Halide tests it once per point
+        // of used_n, outside the search.
+        ri.where(alg.exactChecks && outsideAt);
+        ri.where(cond);
+        used = Func("used" + std::to_string(n));
+        std::vector<Expr> init(inner.size() + 1, Expr(0));
+        used(pure) = Tuple(init);
+        std::vector<Expr> upd{Expr(1)};
+        for (size_t p = 0; p < inner.size(); ++p)
+          upd.push_back(select(used(pure)[0] == 1, used(pure)[p + 1], Expr(ri[p])));
+        used(pure) = Tuple(upd);
+        alg.extra.push_back(used);
+      }
       Region ranges;
-      for (const Dimension &d : dims)
+      for (const Dimension &d : outer)
         ranges.push_back(Range(0, d.extent));
+      if (outer.empty())
+        ranges.push_back(Range(0, 1)); // an index of no variable: one value
       RDom r(ranges, "rchk" + std::to_string(n));
-      int posOf[4] = {0, 0, 0, 0};
       auto bind = [&](Expr x) {
-        for (size_t p = 0; p < dims.size(); ++p)
-          x = Halide::Internal::substitute(dims[p].name, Expr(r[p]), x);
+        for (size_t p = 0; p < outer.size(); ++p)
+          x = Halide::Internal::substitute(outer[p].name, Expr(r[p]), x);
         return x;
       };
-      for (size_t p = 0; p < dims.size(); ++p)
-        if (dims[p].var >= 0)
-          posOf[dims[p].var] = (int)p;
       Expr ridx = bind(idx);
-      Expr outside = ridx < make_const(Int(64), 0) || ridx >= cast(Int(64), limit);
-      // Two predicates, each a conjunct Halide can place at its own loop.
+      Expr outside = bind(outsideAt);
+      std::vector<Expr> at;
+      for (size_t p = 0; p < outer.size(); ++p)
+        at.push_back(r[p]);
       r.where(!alg.exactChecks || outside);
-      if (!trivial)
+      if (used.defined())
+        r.where(!alg.exactChecks || used(at)[0] == 1);
+      else if (!trivial)
         r.where(!alg.exactChecks || bind(site.cond));
       Func lo("idxmin" + std::to_string(n)), hi("idxmax" + std::to_string(n));
       lo() = argmin(r, ridx);
@@ -1437,11 +1467,24 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
       alg.extra.push_back(lo);
       alg.extra.push_back(hi);
       // (f, e): f = 0 the value, 1..4 its (b, h, i, j); e = 0 min, 1 max.
-      int valueAt = (int)dims.size();
+      // Outer variables are where the extreme is; the condition's others
+      // where used_n found the use (0 in the cheap mode).
+      int valueAt = (int)ranges.size();
       auto field = [&](Func t) {
         Expr v = cast(Int(64), t()[valueAt]);
-        for (int a = 3; a >= 0; --a)
-          v = select(f == a + 1, cast(Int(64), t()[posOf[a]]), v);
+        std::vector<Expr> where;
+        for (size_t p = 0; p < outer.size(); ++p) // bounded for Halide
+          where.push_back(clamp(t()[p], 0, max(outer[p].extent - 1, 0)));
+        for (int a = 3; a >= 0; --a) {
+          Expr coord = Expr(0);
+          for (size_t p = 0; p < outer.size(); ++p)
+            if (outer[p].var == a)
+              coord = t()[p];
+          for (size_t p = 0; p < inner.size(); ++p)
+            if (inner[p].var == a)
+              coord = used(where)[p + 1];
+          v = select(f == a + 1, cast(Int(64), coord), v);
+        }
         return v;
       };
       result = select(c == n, select(e == 0, field(lo), field(hi)), result);
