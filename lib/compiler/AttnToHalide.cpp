@@ -85,22 +85,17 @@ public:
     sizes_["__Lk"] = Lk;
   }
   Expr evalPoint(mlir::Region &region, const PointEnv &env);
-  /// Every value a region yields at one point; `values` receives the value
-  /// of every op.
-  std::vector<Expr> evalPointAll(mlir::Region &region, const PointEnv &env,
-                                 std::map<void *, Expr> *values = nullptr);
+  /// Every value a region yields at one point.
+  std::vector<Expr> evalPointAll(mlir::Region &region, const PointEnv &env);
+  /// The block arguments of a region's block (b, h, i, j[, c]) from `env`.
+  static void bindArgs(mlir::Block &block, const PointEnv &env, std::map<void *, Expr> &vals);
+  /// The ops of `block` into `vals` (its arguments already there); returns
+  /// what it yields.
+  std::vector<Expr> evalBlock(mlir::Block &block, std::map<void *, Expr> &vals,
+                              const PointEnv &env);
   /// Where each op's value is used at that point (LANGUAGE.md §8.2), from
-  /// the values evalPointAll gave.
-  std::map<void *, Expr> useConditions(mlir::Region &region, const std::map<void *, Expr> &vals) {
-    return useConditions(region.front(), vals);
-  }
+  /// the values evalBlock gave.
   std::map<void *, Expr> useConditions(mlir::Block &block, const std::map<void *, Expr> &vals);
-  /// The ops of `block` into `vals` (its arguments already there).
-  void evalBlock(mlir::Block &block, std::map<void *, Expr> &vals, const PointEnv &env) {
-    for (Operation &op : block)
-      if (!llvm::isa<attn::YieldOp>(op))
-        vals[op.getResult(0).getAsOpaquePointer()] = evalOp(&op, vals, env);
-  }
   Interval evalInterval(mlir::Region &region, const std::map<unsigned, Interval> &args);
   Expr evalSlice(Value value, const PointEnv &env);
   unsigned argsUsedBy(Value v);
@@ -193,14 +188,20 @@ Expr Translator::evalPoint(mlir::Region &region, const PointEnv &env) {
   return evalPointAll(region, env).front();
 }
 
-std::vector<Expr> Translator::evalPointAll(mlir::Region &region, const PointEnv &env,
-                                           std::map<void *, Expr> *values) {
-  std::map<void *, Expr> local;
-  std::map<void *, Expr> &vals = values ? *values : local;
-  mlir::Block &block = region.front();
+std::vector<Expr> Translator::evalPointAll(mlir::Region &region, const PointEnv &env) {
+  std::map<void *, Expr> vals;
+  bindArgs(region.front(), env, vals);
+  return evalBlock(region.front(), vals, env);
+}
+
+void Translator::bindArgs(mlir::Block &block, const PointEnv &env, std::map<void *, Expr> &vals) {
   Expr args[5] = {env.b, env.h, env.i, env.j, env.c};
   for (unsigned a = 0; a < block.getNumArguments() && a < 5; ++a)
     vals[block.getArgument(a).getAsOpaquePointer()] = args[a];
+}
+
+std::vector<Expr> Translator::evalBlock(mlir::Block &block, std::map<void *, Expr> &vals,
+                                        const PointEnv &env) {
   for (Operation &op : block) {
     if (auto y = llvm::dyn_cast<attn::YieldOp>(op)) {
       std::vector<Expr> out;
@@ -210,7 +211,7 @@ std::vector<Expr> Translator::evalPointAll(mlir::Region &region, const PointEnv 
     }
     vals[op.getResult(0).getAsOpaquePointer()] = evalOp(&op, vals, env);
   }
-  unsupported(region.getParentOp(), "a region without attn.yield");
+  unsupported(block.getParentOp(), "a region without attn.yield");
 }
 
 std::map<void *, Expr> Translator::useConditions(mlir::Block &block,
@@ -350,12 +351,7 @@ Expr Translator::evalOp(Operation *op, std::map<void *, Expr> &vals, const Point
     std::map<void *, Expr> inner = vals;
     mlir::Block &body = s.getBody().front();
     inner[body.getArgument(0).getAsOpaquePointer()] = r.x;
-    for (Operation &o : body) {
-      if (auto y = llvm::dyn_cast<attn::YieldOp>(o))
-        return cast(rt, sum(r, inner.at(y.getValue().getAsOpaquePointer())));
-      inner[o.getResult(0).getAsOpaquePointer()] = evalOp(&o, inner, env);
-    }
-    unsupported(op, "a sum without attn.yield");
+    return cast(rt, sum(r, evalBlock(body, inner, env).front()));
   }
   if (auto s = llvm::dyn_cast<attn::SqnormOp>(op))
     return cast(rt, s.getOf() == "q" ? env.sqnormQ() : env.sqnormK());
@@ -1282,10 +1278,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   auto headless = [&](Expr cond) {
     return Halide::Internal::expr_uses_var(cond, headValue.name()) ? const_true() : cond;
   };
-  bool maskReadsHeads = false;
-  for (Operation &o : kernel.getMask().front())
-    maskReadsHeads = maskReadsHeads || llvm::isa<attn::DotOp, attn::SqnormOp>(o);
-  Expr takesPart = maskReadsHeads ? const_true() : tr.evalPoint(kernel.getMask(), cenv);
+  Expr takesPart = headless(tr.evalPoint(kernel.getMask(), cenv));
   struct Site {
     IndexCheck check;
     Expr index, cond;
@@ -1297,11 +1290,11 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   int qRank = alg.tensors[0].dimensions();
   // Sites of one block: aux reads, element reads (q[c], x[c]) and, inside
   // sums, the same with the sum's variable as one more dimension.
-  std::function<void(mlir::Block &, std::map<void *, Expr> &, const PointEnv &, Expr,
-                     std::vector<std::pair<std::string, Expr>>)>
+  std::function<std::vector<Expr>(mlir::Block &, std::map<void *, Expr> &, const PointEnv &, Expr,
+                                  std::vector<std::pair<std::string, Expr>>)>
       collectBlock = [&](mlir::Block &blk, std::map<void *, Expr> &vals, const PointEnv &env,
                          Expr base, std::vector<std::pair<std::string, Expr>> chans) {
-        tr.evalBlock(blk, vals, env);
+        std::vector<Expr> yielded = tr.evalBlock(blk, vals, env);
         std::map<void *, Expr> uses = tr.useConditions(blk, vals);
         for (Operation &op : blk) {
           auto u = uses.find(op.getNumResults() ? op.getResult(0).getAsOpaquePointer() : nullptr);
@@ -1326,6 +1319,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
             collectBlock(s.getBody().front(), inner, env, cond, more);
           }
         }
+        return yielded;
       };
   auto collect = [&](mlir::Region &region, Expr base, Expr hArg, const char *mapOf,
                      std::vector<std::pair<std::string, Expr>> chans = {}, Expr c = Expr()) {
@@ -1336,16 +1330,12 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     env.c = c;
     std::map<void *, Expr> vals;
     mlir::Block &blk = region.front();
-    Expr args[5] = {env.b, env.h, env.i, env.j, env.c};
-    for (unsigned a = 0; a < blk.getNumArguments() && a < 5; ++a)
-      vals[blk.getArgument(a).getAsOpaquePointer()] = args[a];
-    collectBlock(blk, vals, env, base, chans);
-    if (mapOf) {
-      auto y = llvm::cast<attn::YieldOp>(blk.getTerminator());
-      for (size_t n = 0; n < y.getValues().size(); ++n)
-        sites.push_back({IndexCheck{mapOf, (int)n}, vals.at(y.getValues()[n].getAsOpaquePointer()),
-                         base.defined() ? base : const_true(), chans});
-    }
+    Translator::bindArgs(blk, env, vals);
+    std::vector<Expr> yielded = collectBlock(blk, vals, env, base, chans);
+    if (mapOf)
+      for (size_t n = 0; n < yielded.size(); ++n)
+        sites.push_back({IndexCheck{mapOf, (int)n}, yielded[n], base.defined() ? base : const_true(),
+                         chans});
   };
   Expr hkOf = ch / max(H / Hk, 1);
   collect(kernel.getMask(), Expr(), ch, nullptr);
@@ -1372,7 +1362,8 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     // Two modes (the runtime runs the second only when the first finds an
     // index out of range): each index over the whole domain of the index
     // variables it reads, cheap, a superset of the used ones; then exact,
-    // over every (b, h, i, j) where it is used, giving an offending point.
+    // over its values out of range where it is used, giving an offending
+    // point.
     Var c("c"), e("e"), f("f");
     Expr result = make_const(Int(64), 0);
     const Expr extents[4] = {B, H, Lq, Lk};
@@ -1390,10 +1381,8 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
                     .dim(tr.rank(site.check.tensor) - 1 - site.check.dim)
                     .extent();
       bool trivial = Halide::Internal::is_const_one(site.cond);
-      // Dimensions: the index's variables outermost, those only the
-      // condition reads innermost. In the exact mode the `where` tests the
-      // index first, and Halide lifts that test out of the inner loops: the
-      // condition is evaluated only under values out of range.
+      // The index's variables (outer) are the check's domain; the variables
+      // only the condition reads (inner) are searched by used_n.
       struct Dimension {
         std::string name;
         Expr extent;

@@ -29,6 +29,17 @@ namespace attn {
 
 namespace {
 
+/// Removes a file or folder (and what it holds) when it goes out of scope,
+/// unless `path` was cleared: temporaries of a compile that failed.
+struct RemoveOnExit {
+  fs::path path;
+  ~RemoveOnExit() {
+    std::error_code ec;
+    if (!path.empty())
+      fs::remove_all(path, ec);
+  }
+};
+
 thread_local std::string lastHalideError;
 
 void captureHalideError(void *, const char *msg) {
@@ -329,14 +340,7 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
 
   // --no-cache: compile into a private temporary folder, load, remove it.
   fs::path dir;
-  struct RemoveTemp {
-    fs::path dir;
-    ~RemoveTemp() {
-      std::error_code ec;
-      if (!dir.empty())
-        fs::remove_all(dir, ec);
-    }
-  } removeTemp;
+  RemoveOnExit removeTemp;
   if (opts.useCache) {
     dir = opts.cacheDir.empty() ? defaultCacheDir() : opts.cacheDir;
     if (std::string why = preparePrivateDir(dir); !why.empty()) {
@@ -352,7 +356,7 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
                   fs::path(tmpl).parent_path().string() + ": " + std::strerror(errno) + "\n";
       return nullptr;
     }
-    dir = removeTemp.dir = tmpl;
+    dir = removeTemp.path = tmpl;
   }
   fs::path so = dir / (stem + ".so");
   fs::path manifestPath = dir / (stem + ".json");
@@ -386,14 +390,7 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
       return nullptr;
     }
     ::close(fd);
-    struct RemoveFile {
-      fs::path p;
-      ~RemoveFile() {
-        std::error_code ec;
-        if (!p.empty())
-          fs::remove(p, ec);
-      }
-    } removeTmpSo{tmpSo};
+    RemoveOnExit removeTmpSo{tmpSo};
     CompileOptions copts;
     copts.kernel = k->kernel_->name;
     copts.target = target;
@@ -409,7 +406,7 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
                   (ec ? ": " + ec.message() : std::string()) + "\n";
       return nullptr;
     }
-    removeTmpSo.p.clear();
+    removeTmpSo.path.clear();
     k->manifest_ = manifest;
     if (std::string why = k->load(so); !why.empty()) {
       messages += "attnc: error: cannot load the compiled kernel " + so.string() + ": " + why + "\n";

@@ -447,3 +447,18 @@ def test_signatures_give_the_output_over_the_ranges():
     assert attnc.load(V2 / "varlen_causal.attn").signature.endswith(
         "-> out: f32[(N - 1), H, max_len, 64]")
     assert attnc.load(V2 / "bshd_causal.attn").signature.endswith("-> out: f32[B, H, L, 64]")
+
+
+def test_mask_reading_head_values_with_index_maps(rng):
+    # The checks count such a mask as true (docs/language.md); the kernel
+    # still applies it.
+    kern = attnc.compile(
+        """attention t {
+          q: f32[B, L, H, 16] at [b, i, h]; k: f32[B, L, H, 16] at [b, j, hk]
+          v: f32[B, L, H, 16] at [b, j, hk]
+          let fk[c] = k[c] * 2
+          mask = j <= i && q[0] + fk[1] > -1
+        }"""
+    )
+    q, k, v = (rng.standard_normal((1, 40, 2, 16)).astype(np.float32) for _ in range(3))
+    assert_close(kern(q, k, v), kern.reference(q, k, v), "f32")
