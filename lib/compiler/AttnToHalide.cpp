@@ -8,6 +8,7 @@
 
 #include "attn/compiler/Dialect.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -77,7 +78,11 @@ class Translator {
 public:
   Translator(attn::KernelOp kernel, AttentionAlgorithm &alg) : kernel_(kernel), alg_(alg) {}
 
-  void declareInputs();
+  /// Tensor `idx` of the kernel op as an input of the algorithm; a tensor
+  /// another source declared already (q, shared aux tensors) is reused.
+  /// `shared` holds the sizes bound so far, by name.
+  void declareTensor(unsigned idx, std::map<std::string, Expr> &shared);
+  void declareParams();
   Expr size(const std::string &name) const { return sizes_.at(name); }
   /// The query and key counts, under names no user size can have.
   void setExtents(Expr Lq, Expr Lk) {
@@ -109,6 +114,7 @@ public:
   void setTile(TileContext t) { tile_ = t; }
 
   Halide::ImageParam &tensor(const std::string &name) { return alg_.tensors[tensorIndex_.at(name)]; }
+  int tensorIndex(const std::string &name) const { return tensorIndex_.at(name); }
   int rank(const std::string &name) const { return ranks_.at(name); }
 
 private:
@@ -132,41 +138,66 @@ private:
   std::map<std::string, Expr> sizes_;
   std::map<std::string, int> tensorIndex_;
   std::map<std::string, int> ranks_;
-  std::map<std::string, int> paramIndex_;
+  Expr param(const std::string &name) const {
+    for (const Halide::Param<> &p : alg_.params)
+      if (p.name() == name)
+        return p;
+    throw CompileError("attnc: unknown param " + name);
+  }
 };
 
-void Translator::declareInputs() {
-  for (auto [idx, a] : llvm::enumerate(kernel_.getTensors())) {
-    auto dict = llvm::cast<mlir::DictionaryAttr>(a);
-    std::string name = dict.getAs<mlir::StringAttr>("name").str();
-    auto dims = dict.getAs<mlir::ArrayAttr>("dims");
-    int n = dims.size();
-    ImageParam p(halideType(dict.getAs<mlir::TypeAttr>("type").getValue()), n, name);
-    for (int k = 0; k < n; ++k) {
-      // Declared dim k (C order) is Halide dimension n-1-k.
-      auto dim = p.dim(n - 1 - k);
-      dim.set_min(0);
-      if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(dims[k])) {
-        dim.set_extent((int)lit.getInt());
-        continue;
-      }
-      std::string sname = llvm::cast<mlir::StringAttr>(dims[k]).str();
-      auto it = sizes_.find(sname);
-      if (it == sizes_.end())
-        sizes_[sname] = dim.extent();
-      else
-        dim.set_extent(it->second); // checked by the generated code
+/// A tensor's kernel parameter name: its call name with '.' (a source's
+/// SOURCE.k) as '_' (Sema keeps the two apart).
+std::string paramName(const std::string &callName) {
+  std::string n = callName;
+  std::replace(n.begin(), n.end(), '.', '_');
+  return n;
+}
+
+void Translator::declareTensor(unsigned idx, std::map<std::string, Expr> &shared) {
+  auto dict = llvm::cast<mlir::DictionaryAttr>(kernel_.getTensors()[idx]);
+  std::string name = dict.getAs<mlir::StringAttr>("name").str();
+  auto dims = dict.getAs<mlir::ArrayAttr>("dims");
+  int n = dims.size();
+  ranks_[name] = n;
+  for (size_t t = 0; t < alg_.tensors.size(); ++t)
+    if (alg_.tensors[t].name() == paramName(name)) { // shared by several sources
+      tensorIndex_[name] = (int)t;
+      for (int k = 0; k < n; ++k)
+        if (auto s = llvm::dyn_cast<mlir::StringAttr>(dims[k]))
+          sizes_[s.str()] = shared.at(s.str());
+      return;
     }
-    tensorIndex_[name] = idx;
-    ranks_[name] = n;
-    alg_.tensors.push_back(p);
+  ImageParam p(halideType(dict.getAs<mlir::TypeAttr>("type").getValue()), n, paramName(name));
+  for (int k = 0; k < n; ++k) {
+    // Declared dim k (C order) is Halide dimension n-1-k.
+    auto dim = p.dim(n - 1 - k);
+    dim.set_min(0);
+    if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(dims[k])) {
+      dim.set_extent((int)lit.getInt());
+      continue;
+    }
+    std::string sname = llvm::cast<mlir::StringAttr>(dims[k]).str();
+    auto it = shared.find(sname);
+    if (it == shared.end())
+      shared[sname] = dim.extent();
+    else
+      dim.set_extent(it->second); // checked by the generated code
+    sizes_[sname] = shared[sname];
   }
-  // Query and key counts, under names no user size can have.
+  tensorIndex_[name] = (int)alg_.tensors.size();
+  alg_.tensors.push_back(p);
+}
+
+void Translator::declareParams() {
   for (auto [idx, a] : llvm::enumerate(kernel_.getParams())) {
     auto dict = llvm::cast<mlir::DictionaryAttr>(a);
     std::string name = dict.getAs<mlir::StringAttr>("name").str();
-    alg_.params.emplace_back(halideType(dict.getAs<mlir::TypeAttr>("type").getValue()), name);
-    paramIndex_[name] = idx;
+    bool known = false;
+    for (const Halide::Param<> &p : alg_.params)
+      known = known || p.name() == name;
+    if (!known)
+      alg_.params.emplace_back(halideType(dict.getAs<mlir::TypeAttr>("type").getValue()), name);
   }
 }
 
@@ -357,7 +388,7 @@ Expr Translator::evalOp(Operation *op, std::map<void *, Expr> &vals, const Point
     return cast(rt, s.getOf() == "q" ? env.sqnormQ() : env.sqnormK());
   if (auto s = llvm::dyn_cast<attn::SizeOp>(op)) return cast(Int(32), size(s.getName().str()));
   if (auto p = llvm::dyn_cast<attn::ParamOp>(op))
-    return cast(rt, alg_.params[paramIndex_.at(p.getName().str())]);
+    return cast(rt, param(p.getName().str()));
   if (auto l = llvm::dyn_cast<attn::LoadOp>(op)) {
     std::string t = l.getTensor().str();
     ImageParam &p = tensor(t);
@@ -455,7 +486,7 @@ Interval Translator::intervalOp(Operation *op, std::map<void *, Interval> &vals)
   }
   if (auto s = llvm::dyn_cast<attn::SizeOp>(op)) return point(size(s.getName().str()));
   if (auto p = llvm::dyn_cast<attn::ParamOp>(op)) {
-    Expr e = alg_.params[paramIndex_.at(p.getName().str())];
+    Expr e = param(p.getName().str());
     if (isBool) return {Expr(), Expr(), e, !e};
     return point(e);
   }
@@ -690,52 +721,126 @@ Type kernelComputeType(Operation *op) {
   return halideType(llvm::cast<attn::KernelOp>(op).getComputeType());
 }
 
-AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles) {
-  auto kernel = llvm::cast<attn::KernelOp>(op);
+std::vector<Operation *> kernelOps(Operation *module, const std::string &name) {
+  std::vector<Operation *> ops;
+  for (mlir::Region &r : module->getRegions())
+    for (mlir::Block &blk : r)
+      for (Operation &op : blk)
+        if (auto k = llvm::dyn_cast<attn::KernelOp>(op)) {
+          llvm::StringRef sym = k.getSymName();
+          bool source = k->getAttrOfType<mlir::StringAttr>("source") != nullptr;
+          if (source ? sym.starts_with(name + ".") && sym.size() > name.size() + 1 &&
+                           !sym.drop_front(name.size() + 1).contains('.')
+                     : sym == name)
+            ops.push_back(&op);
+        }
+  return ops;
+}
+
+namespace {
+/// The name of tensor `idx` of a kernel op (its call name).
+std::string opTensorName(attn::KernelOp kernel, unsigned idx) {
+  return llvm::cast<mlir::DictionaryAttr>(kernel.getTensors()[idx])
+      .getAs<mlir::StringAttr>("name")
+      .str();
+}
+} // namespace
+
+std::vector<Func> KeySource::stages() const {
+  std::vector<Func> all;
+  for (const Func *f : {&qT, &kf, &vf, &dotAcc, &dotAccFull, &scoreFull, &maskTile, &rawScore,
+                        &score, &blockMax, &blockArg, &weight, &blockSum, &pvAcc})
+    if (f->defined())
+      all.push_back(*f);
+  return all;
+}
+
+AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes tiles,
+                                  bool skipTiles) {
+  if (ops.empty())
+    throw CompileError("attnc: no kernel to build");
+  std::vector<attn::KernelOp> kops;
+  for (Operation *o : ops)
+    kops.push_back(llvm::cast<attn::KernelOp>(o));
+  attn::KernelOp first = kops.front();
+  bool grouped = first->getAttrOfType<mlir::StringAttr>("source") != nullptr;
   AttentionAlgorithm alg;
-  alg.name = kernel.getSymName().str();
-  alg.normalize = kernel.getNormalize().str();
-  alg.outputLse = kernel.getOutputLse();
-  alg.computeType = halideType(kernel.getComputeType());
-  alg.strategy = kernelStrategy(op);
+  alg.name = first.getSymName().str();
+  if (grouped)
+    alg.name = alg.name.substr(0, alg.name.rfind('.'));
+  alg.normalize = first.getNormalize().str();
+  alg.outputLse = first.getOutputLse();
+  alg.computeType = halideType(first.getComputeType());
+  for (size_t s = 0; s < ops.size(); ++s)
+    alg.strategy += (s ? "+" : "") + kernelStrategy(ops[s]);
   alg.tileQ = tiles.q;
   alg.tileK = tiles.k;
   alg.regQ = tiles.regQ;
   alg.regK = tiles.regK;
   if (tiles.q % tiles.regQ || tiles.k % tiles.regK)
     throw CompileError("attnc: tile sizes must be multiples of the register tile sizes");
-  if (auto t = kernel.getTies())
+  if (auto t = first.getTies())
     alg.ties = t->str();
-  if (auto d = kernel->getAttrOfType<mlir::StringAttr>("decode"))
+  if (auto d = first->getAttrOfType<mlir::StringAttr>("decode"); d && !grouped)
     alg.decode = d.str();
-  if (auto c = kernel->getAttrOfType<mlir::FloatAttr>("decode_scale"))
+  if (auto c = first->getAttrOfType<mlir::FloatAttr>("decode_scale"); c && !grouped)
     alg.decodeScale = c.getValueAsDouble();
 
-  Translator tr(kernel, alg);
-  tr.declareInputs();
+  // One translator per source, over inputs declared in call order: q, each
+  // source's k and v, then the aux tensors.
+  std::vector<std::unique_ptr<Translator>> trs;
+  for (attn::KernelOp k : kops)
+    trs.push_back(std::make_unique<Translator>(k, alg));
+  std::map<std::string, Expr> sharedSizes;
+  trs[0]->declareTensor(0, sharedSizes);
+  for (size_t s = 0; s < kops.size(); ++s) {
+    trs[s]->declareTensor(0, sharedSizes);
+    trs[s]->declareTensor(1, sharedSizes);
+    trs[s]->declareTensor(2, sharedSizes);
+  }
+  for (size_t s = 0; s < kops.size(); ++s)
+    for (unsigned t = 3; t < kops[s].getTensors().size(); ++t)
+      trs[s]->declareTensor(t, sharedSizes);
+  for (auto &tr : trs)
+    tr->declareParams();
+
   const int TQ = alg.tileQ, TK = alg.tileK;
   Type ct = alg.computeType;
-  ImageParam &q = alg.tensors[0], &k = alg.tensors[1], &v = alg.tensors[2];
+  ImageParam &q = alg.tensors[0];
   Expr D = q.dim(0).extent();
   // The ranges of b, h, hk, i, j: q's and k's dimensions, or with index maps
-  // the ranges region (LANGUAGE.md §8.1).
-  Expr B, H, Hk, Lq, Lk;
+  // (and always with sources) the ranges region (LANGUAGE.md §8.1); every
+  // source's B, H, Hk and Lq agree with the first's.
+  Expr B, H, Hk, Lq;
+  std::vector<Expr> Lks;
   std::vector<Expr> rangeChecks; // extents that must agree at run time
-  bool indexMaps = kernel.hasIndexMaps();
-  if (indexMaps) {
-    PointEnv none;
-    std::vector<Expr> r = tr.evalPointAll(kernel.getRanges(), none);
-    B = r[0], H = r[1], Hk = r[2], Lq = r[3], Lk = r[4];
-    for (size_t n = 5; n + 1 < r.size(); n += 2)
-      rangeChecks.push_back(r[n] == r[n + 1]);
-  } else {
-    Lq = q.dim(1).extent(), H = q.dim(2).extent(), B = q.dim(3).extent();
-    Lk = k.dim(1).extent(), Hk = k.dim(2).extent();
-    // Key/value heads must match across k and v, batch across all three.
-    v.dim(1).set_extent(Lk);
-    v.dim(2).set_extent(Hk);
+  for (size_t s = 0; s < kops.size(); ++s) {
+    attn::KernelOp kernel = kops[s];
+    if (kernel.hasIndexMaps()) {
+      PointEnv none;
+      std::vector<Expr> r = trs[s]->evalPointAll(kernel.getRanges(), none);
+      if (s == 0)
+        B = r[0], H = r[1], Hk = r[2], Lq = r[3];
+      else
+        for (auto [a, b] : {std::pair{B, r[0]}, {H, r[1]}, {Hk, r[2]}, {Lq, r[3]}})
+          rangeChecks.push_back(a == b);
+      Lks.push_back(r[4]);
+      for (size_t n = 5; n + 1 < r.size(); n += 2)
+        rangeChecks.push_back(r[n] == r[n + 1]);
+    } else {
+      ImageParam &k = trs[s]->tensor(opTensorName(kernel, 1));
+      ImageParam &v = trs[s]->tensor(opTensorName(kernel, 2));
+      Lq = q.dim(1).extent(), H = q.dim(2).extent(), B = q.dim(3).extent();
+      Lks.push_back(k.dim(1).extent());
+      Hk = k.dim(2).extent();
+      // Key/value heads must match across k and v, batch across all three.
+      v.dim(1).set_extent(Lks.back());
+      v.dim(2).set_extent(Hk);
+      k.dim(3).set_extent(B);
+      v.dim(3).set_extent(B);
+    }
+    trs[s]->setExtents(Lq, Lks.back());
   }
-  tr.setExtents(Lq, Lk);
 
   Var &d = alg.d, &dv = alg.dv, &ii = alg.ii, &jj = alg.jj, &qt = alg.qt, &kb = alg.kb,
       &h = alg.h, &b = alg.b, &i = alg.i;
@@ -751,13 +856,73 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   Expr zero = make_const(ct, 0.0);
 
   Expr hc = min(h, H - 1), bc = min(b, B - 1);
+  // top-k is a softmax over the keys pass 1 selected.
+  bool softmax = alg.normalize == "softmax" || alg.normalize == "topk";
+  bool hardmax = alg.normalize == "hardmax";
+  bool linear = alg.normalize == "linear";
+  bool skipAnyTiles = skipTiles;
+  Expr LkAll = Lks[0];
+  for (size_t s = 1; s < Lks.size(); ++s)
+    LkAll = LkAll + Lks[s];
+  // top-k: K slots, or the number of keys when there are fewer (the same
+  // result: every key is kept), so a K far above it costs O(keys), not
+  // O(K), per key. A small K stays a constant, as the schedule's slot loop
+  // is then of known size.
+  Expr slots;
+  if (alg.normalize == "topk") {
+    int64_t K = *first.getTopk();
+    slots = K <= 64 ? Expr((int)K) : min((int)K, LkAll);
+  }
+  // Data-dependent masks: each source's block test for the tile map.
+  std::vector<Expr> tileTests(kops.size());
+  // Index checks (LANGUAGE.md §8.2): every aux read and every `at` index
+  // with the condition under which it is used, over symbolic (b, h, i, j);
+  // each source collects its own sites.
+  Var cb("cb"), ch("ch"), ci("ci"), cj("cj");
+  // An index never depends on the head vectors (Sema); a condition that
+  // reads them (the mask, a guard) counts as true here (docs/language.md).
+  Var headValue("head_value");
+  struct Site {
+    IndexCheck check;
+    Expr index, cond;
+    /// Channel variables the index may read (a vector's c, a sum's), with
+    /// their extents: more dimensions of the check's domain.
+    std::vector<std::pair<std::string, Expr>> channels;
+    Expr Lk, limit; // the source's key count; the extent the index stays below
+  };
+  std::vector<Site> sites;
+
+  // The stages of each source, in file order (one for a kernel without
+  // `source` blocks): its keys' positions in the order of ties and in the
+  // tile map follow the previous sources'.
+  Expr keyOffset = Expr(0), blockOffset = Expr(0);
+  for (size_t s = 0; s < kops.size(); ++s) {
+  attn::KernelOp kernel = kops[s];
+  Translator &tr = *trs[s];
+  alg.sources.emplace_back();
+  KeySource &src = alg.sources.back();
+  if (auto n = kernel->getAttrOfType<mlir::StringAttr>("source"))
+    src.name = n.str();
+  src.strategy = kernelStrategy(ops[s]);
+  src.accStage = (int)s + 1;
+  src.kTensor = tr.tensorIndex(opTensorName(kernel, 1));
+  src.vTensor = tr.tensorIndex(opTensorName(kernel, 2));
+  Expr Lk = Lks[s];
+  src.Lk = Lk;
+  src.keyOffset = keyOffset;
+  src.blockOffset = blockOffset;
+  // Func and RDom names: those of a kernel without sources, or NAME_SOURCE.
+  auto N = [&src](const std::string &n) { return src.name.empty() ? n : n + "_" + src.name; };
+  ImageParam &k = alg.tensors[src.kTensor], &v = alg.tensors[src.vTensor];
+  (void)v;
   // Where the rows of q, k and v are: [b, h, i, :] / [b, hk, j, :], or the
   // tensor's index map. A map is evaluated once per row into rowsOf(t)
   // (the indices, clamped into the tensor), which the schedule places with
   // the tile or block that gathers the rows.
   Func rowFuncs[3];
+  const int tensorOf[3] = {0, src.kTensor, src.vTensor};
   auto rowIndices = [&](int t, Expr b0, Expr h0, Expr x) -> std::vector<Expr> {
-    ImageParam &p = alg.tensors[t];
+    ImageParam &p = alg.tensors[tensorOf[t]];
     int n = p.dimensions();
     mlir::Region *map[3] = {&kernel.getQAt(), &kernel.getKAt(), &kernel.getVAt()};
     if (map[t]->empty())
@@ -773,7 +938,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
       std::vector<Expr> clamped;
       for (int m = 0; m + 1 < n; ++m) // declared dim m is Halide dim n-1-m
         clamped.push_back(clamp(cast(Int(32), idx[m]), 0, p.dim(n - 1 - m).extent() - 1));
-      rowFuncs[t] = Func(std::string("rows_") + "qkv"[t]);
+      rowFuncs[t] = Func(N(std::string("rows_") + "qkv"[t]));
       if (clamped.size() == 1)
         rowFuncs[t](rx, rh, rb) = clamped[0];
       else
@@ -791,15 +956,15 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     std::vector<Expr> at{c};
     for (Expr e : rowIndices(t, b0, h0, x))
       at.push_back(e);
-    return alg.tensors[t](at);
+    return alg.tensors[tensorOf[t]](at);
   };
-  alg.kGathered = !kernel.getKAt().empty();
-  alg.vGathered = !kernel.getVAt().empty();
-  alg.kf = Func("kf");
-  alg.kf(d, j, hkv, b) = cast(ct, readRow(1, d, j, min(hkv, Hk - 1), bc));
+  src.kGathered = !kernel.getKAt().empty();
+  src.vGathered = !kernel.getVAt().empty();
+  src.kf = Func(N("kf"));
+  src.kf(d, j, hkv, b) = cast(ct, readRow(1, d, j, min(hkv, Hk - 1), bc));
   // Value channels are clamped so register tiles may overhang Dv.
-  alg.vf = Func("vf");
-  alg.vf(dv, j, hkv, b) =
+  src.vf = Func(N("vf"));
+  src.vf(dv, j, hkv, b) =
       cast(ct, readRow(2, min(dv, v.dim(0).extent() - 1), j, min(hkv, Hk - 1), bc));
 
   // Every op of the kernel's regions, nested ones (sums, vectors) included.
@@ -821,20 +986,20 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   }
 
   // sqnorm(q) / sqnorm(k), when used: small compute_root helpers.
-  Func qnorm("qnorm"), knorm("knorm");
+  Func qnorm(N("qnorm")), knorm(N("knorm"));
   bool usesQnorm = false, usesKnorm = false;
   for (Operation *o : allOps)
     if (auto s = llvm::dyn_cast<attn::SqnormOp>(o))
       (s.getOf() == "q" ? usesQnorm : usesKnorm) = true;
   if (usesQnorm) {
-    RDom r(0, D, "rqn");
+    RDom r(0, D, N("rqn"));
     qnorm(i, h, b) = zero;
     Expr x = cast(ct, readRow(0, r, min(i, Lq - 1), hc, bc));
     qnorm(i, h, b) += x * x;
     alg.extra.push_back(qnorm);
   }
   if (usesKnorm) {
-    RDom r(0, D, "rkn");
+    RDom r(0, D, N("rkn"));
     knorm(j, hkv, b) = zero;
     Expr x = cast(ct, readRow(1, r, min(j, Lk - 1), min(hkv, Hk - 1), bc));
     knorm(j, hkv, b) += x * x;
@@ -867,7 +1032,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     if (!vec.sq.defined()) {
       RDom r(0, vec.length, "rvsq");
       Var vx("x"), vh("h"), vb("b");
-      vec.sq = Func("vsq_" + name);
+      vec.sq = Func(N("vsq_" + name));
       Expr e = vec.side == "constant" ? vec.f(r) : vec.f(r, vx, vh, vb);
       if (vec.side == "constant")
         vec.sq() = sum(r, e * e);
@@ -906,7 +1071,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
       env.sqnormK = [&, vx, vh, vb] { return knorm(vx, vh, vb); };
       env.dot = [&] { return make_const(ct, 0.0); }; // Sema: no dot inside a vector
       Expr value = cast(ct, tr.evalPoint(vop.getBody(), env));
-      vec.f = Func("vec_" + name);
+      vec.f = Func(N("vec_" + name));
       if (side == "constant")
         vec.f(vc) = value;
       else
@@ -925,41 +1090,41 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     }
   Expr dotLength = dotQ == "q" ? D : vectors.at(dotQ).length;
 
-  alg.qT = Func("qT");
+  src.qT = Func(N("qT"));
   std::optional<int64_t> literalD = literalDim(kernel, 0, q.dimensions() - 1); // q's last dim
-  alg.bf16Pairs = q.type() == BFloat(16) && k.type() == BFloat(16) && ct == Float(32) &&
+  src.bf16Pairs = q.type() == BFloat(16) && k.type() == BFloat(16) && ct == Float(32) &&
                   literalD && *literalD % 2 == 0 && dotQ == "q";
   Expr dotTerm; // the summand of q.k over the reduction domain
-  if (alg.bf16Pairs) {
+  if (src.bf16Pairs) {
     // bf16 q.k as a sum of products of adjacent pairs, so that a target with
     // BF16 dot-product instructions (vdpbf16ps) can use them: the query tile
     // is stored as (d % 2, ii, d / 2).
     Var di("di"), dp("dp");
-    alg.qT(di, ii, dp, qt, h, b) = readRow(0, dp * 2 + di, min(qt * TQ + ii, Lq - 1), hc, bc);
-    RDom rd(0, 2, 0, int(*literalD / 2), "rd");
-    alg.rd = RVar(rd.x);
-    alg.rdPair = RVar(rd.y);
-    dotTerm = cast(ct, alg.qT(rd.x, ii, rd.y, qt, h, b)) *
+    src.qT(di, ii, dp, qt, h, b) = readRow(0, dp * 2 + di, min(qt * TQ + ii, Lq - 1), hc, bc);
+    RDom rd(0, 2, 0, int(*literalD / 2), N("rd"));
+    src.rd = RVar(rd.x);
+    src.rdPair = RVar(rd.y);
+    dotTerm = cast(ct, src.qT(rd.x, ii, rd.y, qt, h, b)) *
               cast(ct, readRow(1, rd.y * 2 + rd.x, min(jk, Lk - 1), hk, bc));
   } else {
-    alg.qT(ii, d, qt, h, b) = vectorElem(dotQ, d, min(qt * TQ + ii, Lq - 1), hc, bc);
-    RDom rd(0, dotLength, "rd");
-    alg.rd = RVar(rd.x);
-    Func keys = alg.kf;
+    src.qT(ii, d, qt, h, b) = vectorElem(dotQ, d, min(qt * TQ + ii, Lq - 1), hc, bc);
+    RDom rd(0, dotLength, N("rd"));
+    src.rd = RVar(rd.x);
+    Func keys = src.kf;
     if (dotK != "k") { // the key vector of dot(x, y)
-      keys = Func("kvec");
+      keys = Func(N("kvec"));
       keys(d, j, hkv, b) = vectorElem(dotK, d, j, hkv, bc);
     }
-    dotTerm = alg.qT(ii, rd, qt, h, b) * keys(rd, min(jk, Lk - 1), hk, b);
+    dotTerm = src.qT(ii, rd, qt, h, b) * keys(rd, min(jk, Lk - 1), hk, b);
   }
   // q.k for a block: dotAcc; its twin dotAccFull serves the register tiles
   // that a mask makes full (computed in their own loop).
   auto defineDot = [&](Func &f, const char *name) {
-    f = Func(name);
+    f = Func(N(name));
     f(ii, jj, qt, kb, h, b) = zero;
     f(ii, jj, qt, kb, h, b) += dotTerm;
   };
-  defineDot(alg.dotAcc, "dotAcc");
+  defineDot(src.dotAcc, "dotAcc");
 
   auto usesDot = [](mlir::Region &r) {
     for (Operation &o : r.front())
@@ -967,8 +1132,8 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
         return true;
     return false;
   };
-  alg.scoreUsesDot = usesDot(kernel.getScore());
-  alg.maskUsesDot = usesDot(kernel.getMask());
+  src.scoreUsesDot = usesDot(kernel.getScore());
+  src.maskUsesDot = usesDot(kernel.getMask());
 
   // The masked score (-inf for pairs that do not take part) at position
   // (iiE, jjE) of the tile (qt, kb).
@@ -1002,16 +1167,16 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   // which a producer (the q.k register tile) is needed from select conditions
   // around its calls, and gets it wrong for some (e.g. `(i - j) % 4 == 0`
   // became `qt == 0`), skipping tiles that take part.
-  if (alg.strategy != "dense") {
-    alg.maskTile = Func("maskTile");
-    alg.maskTile(ii, jj, qt, kb, h, b) =
-        cast(UInt(8), tr.evalPoint(kernel.getMask(), pointEnv(ii, jj, alg.dotAcc)));
+  if (src.strategy != "dense") {
+    src.maskTile = Func(N("maskTile"));
+    src.maskTile(ii, jj, qt, kb, h, b) =
+        cast(UInt(8), tr.evalPoint(kernel.getMask(), pointEnv(ii, jj, src.dotAcc)));
   }
   auto maskedScore = [&](Expr iiE, Expr jjE, Func dot, bool evalMask) {
     PointEnv env = pointEnv(iiE, jjE, dot);
     Expr valid = env.j < Lk && env.i < Lq;
-    if (evalMask && alg.strategy != "dense")
-      valid = valid && alg.maskTile(iiE, jjE, qt, kb, h, b) != 0;
+    if (evalMask && src.strategy != "dense")
+      valid = valid && src.maskTile(iiE, jjE, qt, kb, h, b) != 0;
     return select(valid, tr.evalPoint(kernel.getScore(), env), negInf);
   };
 
@@ -1019,8 +1184,8 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   // conservative test of block `kbE` for the tile qt.
   Expr nKB = (Lk + TK - 1) / TK;
   // Without skipping (the unanalysed kernel), every pair is evaluated.
-  skipTiles = skipTiles && alg.strategy != "dense";
-  alg.skipsTiles = skipTiles;
+  bool skipTiles = skipAnyTiles && src.strategy != "dense";
+  src.skipsTiles = skipTiles;
   auto blockMayTakePart = [&](Expr kbE) -> Expr {
     if (!skipTiles)
       return Expr();
@@ -1035,48 +1200,50 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     tr.setTile({true, qt, kbE, b, h});
     return tr.evalInterval(kernel.getMask(), args).mayTrue;
   };
-  RDom rk(0, nKB, "rk");
+  RDom rk(0, nKB, N("rk"));
   auto maskKind = kernel->getAttrOfType<mlir::StringAttr>("mask_kind");
   if (Expr p = blockMayTakePart(rk.x); p.defined()) {
     if (maskKind && maskKind.getValue() == "data-dependent") {
-      alg.hasTileMap = true;
-      alg.tileMap = Func("tileMap");
-      alg.tileMap(kb, qt, h, b) = cast(UInt(8), select(blockMayTakePart(kb), 1, 0));
-      alg.tileMapInput = ImageParam(UInt(8), 4, "tilemap");
-      rk.where(alg.tileMapInput(rk.x, qt, h, b) != 0);
+      // The source's blocks in the tile map start at its block offset.
+      if (!alg.hasTileMap) {
+        alg.hasTileMap = true;
+        alg.tileMapInput = ImageParam(UInt(8), 4, "tilemap");
+      }
+      src.usesTileMap = true;
+      tileTests[s] = kops.size() == 1 ? blockMayTakePart(kb)
+                                      : blockMayTakePart(clamp(kb - src.blockOffset, 0, nKB - 1));
+      rk.where(alg.tileMapInput(s ? src.blockOffset + rk.x : Expr(rk.x), qt, h, b) != 0);
     } else {
       rk.where(p);
     }
   }
-  alg.rk = RVar(rk.x);
-  RDom rj(0, TK, "rj");
-  alg.rj = RVar(rj.x);
+  src.rk = RVar(rk.x);
+  RDom rj(0, TK, N("rj"));
+  src.rj = RVar(rj.x);
 
-  alg.score = Func("score");
+  src.score = Func(N("score"));
   if (alg.normalize == "topk") {
     // Pass 1 keeps, per query row, the K best (score, j) pairs seen so far,
     // sorted by score then j (descending; a later key wins a tie), in K
     // slots updated from the last to the first for every key. Pass 2 is the
     // softmax over the keys that rank at least as high as the K-th pair.
-    int64_t K = *kernel.getTopk();
-    // K slots, or Lk when there are fewer keys (the same result: every key
-    // is kept), so a K far above Lk costs O(Lk), not O(K), per key. A small
-    // K stays a constant, as the schedule's slot loop is then of known size.
-    Expr slots = K <= 64 ? Expr((int)K) : min((int)K, Lk);
-    alg.rawScore = Func("rawScore");
-    alg.rawScore(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, alg.dotAcc, true);
-    Var slot("slot");
-    alg.topkState = Func("topkState");
-    alg.topkState(slot, ii, qt, h, b) = Tuple(negInf, make_const(Int(32), -1));
+    // Keys are ordered by source, then j: the key stored is keyOffset + j.
+    src.rawScore = Func(N("rawScore"));
+    src.rawScore(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, src.dotAcc, true);
+    if (!alg.topkState.defined()) {
+      Var slot("slot");
+      alg.topkState = Func("topkState");
+      alg.topkState(slot, ii, qt, h, b) = Tuple(negInf, make_const(Int(32), -1));
+    }
     // Innermost first: slot (reversed), key of the block, key block.
-    RDom rt(0, slots, 0, TK, 0, nKB, "rt");
+    RDom rt(0, slots, 0, TK, 0, nKB, N("rt"));
     if (Expr p = blockMayTakePart(rt.z); p.defined())
       rt.where(p);
-    alg.rtSlot = RVar(rt.x);
-    alg.rtKey = RVar(rt.y);
-    alg.rtBlock = RVar(rt.z);
-    Expr x = alg.rawScore(ii, rt.y, qt, rt.z, h, b);
-    Expr jx = rt.z * TK + rt.y;
+    src.rtSlot = RVar(rt.x);
+    src.rtKey = RVar(rt.y);
+    src.rtBlock = RVar(rt.z);
+    Expr x = src.rawScore(ii, rt.y, qt, rt.z, h, b);
+    Expr jx = s ? src.keyOffset + rt.z * TK + rt.y : rt.z * TK + rt.y;
     Expr sl = slots - 1 - rt.x;
     Tuple old = alg.topkState(sl, ii, qt, h, b);
     Tuple prev = alg.topkState(max(sl - 1, 0), ii, qt, h, b);
@@ -1085,12 +1252,13 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     alg.topkState(sl, ii, qt, h, b) =
         Tuple(select(insert, select(shift, prev[0], x), old[0]),
               select(insert, select(shift, prev[1], jx), old[1]));
-    Expr raw = alg.rawScore(ii, jj, qt, kb, h, b);
+    Expr raw = src.rawScore(ii, jj, qt, kb, h, b);
     Expr t = alg.topkState(slots - 1, ii, qt, h, b)[0];
     Expr tj = alg.topkState(slots - 1, ii, qt, h, b)[1];
-    alg.score(ii, jj, qt, kb, h, b) = select(raw > t || (raw == t && jk >= tj), raw, negInf);
+    Expr key = s ? src.keyOffset + jk : jk;
+    src.score(ii, jj, qt, kb, h, b) = select(raw > t || (raw == t && key >= tj), raw, negInf);
   } else if (!skipTiles) {
-    alg.score(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, alg.dotAcc, true);
+    src.score(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, src.dotAcc, true);
   } else {
     // Register tiles (tiles.regQ x tiles.regK) of a block that the mask
     // provably empties are skipped, q.k included: the score is -inf, then
@@ -1115,53 +1283,49 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
       RDom r = registerTiles(name, full);
       Expr iiR = r.z * RQ + r.x, jjR = r.w * RK + r.y;
       f(iiR, jjR, qt, kb, h, b) = maskedScore(iiR, jjR, dot, !full);
-      return AttentionAlgorithm::TileUpdate{RVar(r.x), RVar(r.y), RVar(r.z), RVar(r.w)};
+      return KeySource::TileUpdate{RVar(r.x), RVar(r.y), RVar(r.z), RVar(r.w)};
     };
     // Full register tiles first, into scoreFull (-inf elsewhere)...
-    defineDot(alg.dotAccFull, "dotAccFull");
-    alg.scoreFull = Func("scoreFull");
-    alg.scoreFull(ii, jj, qt, kb, h, b) = negInf;
-    alg.fullTiles = updateTiles(alg.scoreFull, alg.dotAccFull, true, "rf");
+    defineDot(src.dotAccFull, "dotAccFull");
+    src.scoreFull = Func(N("scoreFull"));
+    src.scoreFull(ii, jj, qt, kb, h, b) = negInf;
+    src.fullTiles = updateTiles(src.scoreFull, src.dotAccFull, true, N("rf").c_str());
     // ...then the partial ones on top of them.
-    alg.score(ii, jj, qt, kb, h, b) = alg.scoreFull(ii, jj, qt, kb, h, b);
-    alg.partialTiles = updateTiles(alg.score, alg.dotAcc, false, "rs");
-    alg.scoreRegisterTiles = true;
+    src.score(ii, jj, qt, kb, h, b) = src.scoreFull(ii, jj, qt, kb, h, b);
+    src.partialTiles = updateTiles(src.score, src.dotAcc, false, N("rs").c_str());
+    src.scoreRegisterTiles = true;
   }
 
-  alg.weight = Func("weight");
-  alg.pvAcc = Func("pvAcc");
-  alg.acc = Func("acc");
+  src.weight = Func(N("weight"));
+  src.pvAcc = Func(N("pvAcc"));
   Expr jr = min(kb * TK + rj, Lk - 1);
-  // top-k is a softmax over the keys pass 1 selected.
-  bool softmax = alg.normalize == "softmax" || alg.normalize == "topk";
-  bool hardmax = alg.normalize == "hardmax";
   if (softmax || hardmax) {
-    alg.blockMax = Func("blockMax");
-    alg.blockMax(ii, qt, kb, h, b) = negInf;
-    alg.blockMax(ii, qt, kb, h, b) = max(alg.blockMax(ii, qt, kb, h, b),
-                                         alg.score(ii, rj, qt, kb, h, b));
+    src.blockMax = Func(N("blockMax"));
+    src.blockMax(ii, qt, kb, h, b) = negInf;
+    src.blockMax(ii, qt, kb, h, b) = max(src.blockMax(ii, qt, kb, h, b),
+                                         src.score(ii, rj, qt, kb, h, b));
   }
-  Expr sc = alg.score(ii, jj, qt, kb, h, b);
+  Expr sc = src.score(ii, jj, qt, kb, h, b);
   if (softmax) {
-    Expr bm = alg.blockMax(ii, qt, kb, h, b);
-    alg.weight(ii, jj, qt, kb, h, b) = select(live(sc), exp(sc - select(live(bm), bm, zero)), zero);
+    Expr bm = src.blockMax(ii, qt, kb, h, b);
+    src.weight(ii, jj, qt, kb, h, b) = select(live(sc), exp(sc - select(live(bm), bm, zero)), zero);
   } else if (hardmax) {
     // The keys of the block whose score equals the block's maximum exactly:
     // all of them (average), or the last / first of them (latest / first).
-    Expr bm = alg.blockMax(ii, qt, kb, h, b);
+    Expr bm = src.blockMax(ii, qt, kb, h, b);
     Expr tied = live(sc) && sc == bm;
     if (alg.ties == "average") {
-      alg.weight(ii, jj, qt, kb, h, b) = select(tied, make_const(ct, 1.0), zero);
+      src.weight(ii, jj, qt, kb, h, b) = select(tied, make_const(ct, 1.0), zero);
     } else {
       bool latest = alg.ties == "latest";
-      alg.blockArg = Func("blockArg");
-      alg.blockArg(ii, qt, kb, h, b) = latest ? -1 : TK;
-      Expr scj = alg.score(ii, rj, qt, kb, h, b);
+      src.blockArg = Func(N("blockArg"));
+      src.blockArg(ii, qt, kb, h, b) = latest ? -1 : TK;
+      Expr scj = src.score(ii, rj, qt, kb, h, b);
       Expr candidate = select(live(scj) && scj == bm, rj, latest ? -1 : TK);
-      Expr current = alg.blockArg(ii, qt, kb, h, b);
-      alg.blockArg(ii, qt, kb, h, b) = latest ? max(current, candidate) : min(current, candidate);
-      alg.weight(ii, jj, qt, kb, h, b) =
-          select(jj == alg.blockArg(ii, qt, kb, h, b), make_const(ct, 1.0), zero);
+      Expr current = src.blockArg(ii, qt, kb, h, b);
+      src.blockArg(ii, qt, kb, h, b) = latest ? max(current, candidate) : min(current, candidate);
+      src.weight(ii, jj, qt, kb, h, b) =
+          select(jj == src.blockArg(ii, qt, kb, h, b), make_const(ct, 1.0), zero);
     }
   } else {
     Expr w;
@@ -1171,106 +1335,23 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
       w = max(sc, zero);
     else
       w = sc;
-    alg.weight(ii, jj, qt, kb, h, b) = select(live(sc), w, zero);
+    src.weight(ii, jj, qt, kb, h, b) = select(live(sc), w, zero);
   }
-  bool linear = alg.normalize == "linear";
   if (softmax || hardmax || linear) {
-    alg.blockSum = Func("blockSum");
-    alg.blockSum(ii, qt, kb, h, b) = zero;
-    alg.blockSum(ii, qt, kb, h, b) += alg.weight(ii, rj, qt, kb, h, b);
+    src.blockSum = Func(N("blockSum"));
+    src.blockSum(ii, qt, kb, h, b) = zero;
+    src.blockSum(ii, qt, kb, h, b) += src.weight(ii, rj, qt, kb, h, b);
   }
-  alg.pvAcc(dv, ii, qt, kb, h, b) = zero;
-  alg.pvAcc(dv, ii, qt, kb, h, b) +=
-      alg.weight(ii, rj, qt, kb, h, b) * alg.vf(dv, jr, hk, b);
+  src.pvAcc(dv, ii, qt, kb, h, b) = zero;
+  src.pvAcc(dv, ii, qt, kb, h, b) +=
+      src.weight(ii, rj, qt, kb, h, b) * src.vf(dv, jr, hk, b);
 
-  Expr qtOf = i / TQ, iiOf = i % TQ;
-  // Grouped heads: H must be a multiple of Hk. The condition is loop
-  // invariant; Halide checks it once, before any work.
-  auto headsGroupCheck = [&](Expr value) {
-    for (Expr agree : rangeChecks)
-      value = require(agree, value, "attnc: the dimensions that give one index variable's "
-                                    "range differ (see the kernel's `range` in emit --stage ast)");
-    return require(H % Hk == 0, value, "attnc: query heads (", H,
-                   ") must be a multiple of key/value heads (", Hk, ")");
-  };
-  Type outType = q.type();
-  alg.out = Func("out");
-  if (softmax || hardmax) {
-    // {O, m, l}: the running output numerator, maximum score and
-    // denominator (softmax: sum of exp; hardmax: number of tied keys).
-    alg.acc(dv, ii, qt, h, b) = Tuple(zero, negInf, zero);
-    Expr O = alg.acc(dv, ii, qt, h, b)[0], m = alg.acc(dv, ii, qt, h, b)[1],
-         l = alg.acc(dv, ii, qt, h, b)[2];
-    Expr mb = alg.blockMax(ii, qt, rk, h, b);
-    Expr pv = alg.pvAcc(dv, ii, qt, rk, h, b), bs = alg.blockSum(ii, qt, rk, h, b);
-    Expr mNew = max(m, mb);
-    if (softmax) {
-      Expr a = select(live(m), exp(m - mNew), zero);
-      Expr c = select(live(mb), exp(mb - mNew), zero);
-      alg.acc(dv, ii, qt, h, b) = Tuple(O * a + pv * c, mNew, l * a + bs * c);
-    } else if (alg.ties == "average") {
-      // Keys tied at the maximum across blocks all count.
-      Expr keepOld = live(m) && m == mNew, takeNew = live(mb) && mb == mNew;
-      alg.acc(dv, ii, qt, h, b) =
-          Tuple(select(keepOld, O, zero) + select(takeNew, pv, zero), mNew,
-                select(keepOld, l, zero) + select(takeNew, bs, zero));
-    } else {
-      // Blocks come in increasing j: on a tie the new block holds the later
-      // key (latest) and the old state the earlier one (first).
-      Expr better = alg.ties == "latest" ? mb >= m : mb > m;
-      Expr takeNew = live(mb) && (!live(m) || better);
-      alg.acc(dv, ii, qt, h, b) =
-          Tuple(select(takeNew, pv, O), mNew, select(takeNew, bs, l));
-    }
-    Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[2];
-    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, select(lf > zero, Of / lf, zero)));
-    if (alg.outputLse) {
-      // softmax: log-sum-exp; hardmax: the maximum score.
-      Expr mf = alg.acc(0, iiOf, qtOf, h, b)[1], l0 = alg.acc(0, iiOf, qtOf, h, b)[2];
-      alg.lse = Func("lse");
-      alg.lse(i, h, b) =
-          cast(Float(32), select(l0 > zero, softmax ? mf + log(l0) : mf, negInf));
-    }
-  } else if (linear) {
-    // {O, l}: Σ s·v and Σ s; out = O / l, 0 where l is 0 (LANGUAGE.md §8.4).
-    alg.acc(dv, ii, qt, h, b) = Tuple(zero, zero);
-    Expr O = alg.acc(dv, ii, qt, h, b)[0], l = alg.acc(dv, ii, qt, h, b)[1];
-    alg.acc(dv, ii, qt, h, b) = Tuple(O + alg.pvAcc(dv, ii, qt, rk, h, b),
-                                      l + alg.blockSum(ii, qt, rk, h, b));
-    Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[1];
-    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, select(lf != zero, Of / lf, zero)));
-  } else {
-    alg.acc(dv, ii, qt, h, b) = zero;
-    alg.acc(dv, ii, qt, h, b) += alg.pvAcc(dv, ii, qt, rk, h, b);
-    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, alg.acc(dv, iiOf, qtOf, h, b)));
-  }
-
-  // Output shapes are checked by the generated code (AOT callers pass them).
-  alg.out.output_buffer().dim(0).set_bounds(0, v.dim(0).extent());
-  alg.out.output_buffer().dim(1).set_bounds(0, Lq);
-  alg.out.output_buffer().dim(2).set_bounds(0, H);
-  alg.out.output_buffer().dim(3).set_bounds(0, B);
-  if (alg.outputLse) {
-    alg.lse.output_buffer().dim(0).set_bounds(0, Lq);
-    alg.lse.output_buffer().dim(1).set_bounds(0, H);
-    alg.lse.output_buffer().dim(2).set_bounds(0, B);
-  }
-  if (!indexMaps) {
-    k.dim(3).set_extent(B);
-    v.dim(3).set_extent(B);
-  }
-
-  // Index checks (LANGUAGE.md §8.2): every aux read and every `at` index
-  // with the condition under which it is used, over symbolic (b, h, i, j).
-  Var cb("cb"), ch("ch"), ci("ci"), cj("cj");
+  // This source's index-check sites.
   PointEnv cenv;
   cenv.b = cb;
   cenv.h = ch;
   cenv.i = ci;
   cenv.j = cj;
-  // An index never depends on the head vectors (Sema); a condition that
-  // reads them (the mask, a guard) counts as true here (docs/language.md).
-  Var headValue("head_value");
   Expr head = cast(ct, Expr(headValue));
   cenv.dot = cenv.sqnormQ = cenv.sqnormK = [&] { return head; };
   cenv.elem = [&](const std::string &, Expr) { return head; };
@@ -1279,14 +1360,7 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     return Halide::Internal::expr_uses_var(cond, headValue.name()) ? const_true() : cond;
   };
   Expr takesPart = headless(tr.evalPoint(kernel.getMask(), cenv));
-  struct Site {
-    IndexCheck check;
-    Expr index, cond;
-    /// Channel variables the index may read (a vector's c, a sum's), with
-    /// their extents: more dimensions of the check's domain.
-    std::vector<std::pair<std::string, Expr>> channels;
-  };
-  std::vector<Site> sites;
+  size_t firstSite = sites.size();
   int qRank = alg.tensors[0].dimensions();
   // Sites of one block: aux reads, element reads (q[c], x[c]) and, inside
   // sums, the same with the sum's variable as one more dimension.
@@ -1307,7 +1381,9 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
               sites.push_back({IndexCheck{l.getTensor().str(), (int)n}, index(n), cond, chans});
           if (auto e = llvm::dyn_cast<attn::ElemOp>(op)) {
             std::string name = e.getVector().str();
-            int dim = name == "q" ? qRank - 1 : name == "k" ? alg.tensors[1].dimensions() - 1 : 0;
+            int dim = name == "q" ? qRank - 1 : name == "k" ? k.dimensions() - 1 : 0;
+            if (name == "k")
+              name = opTensorName(kernel, 1);
             sites.push_back({IndexCheck{name, dim}, index(0), cond, chans});
           }
           if (auto s = llvm::dyn_cast<attn::SumOp>(op)) {
@@ -1340,9 +1416,10 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
   Expr hkOf = ch / max(H / Hk, 1);
   collect(kernel.getMask(), Expr(), ch, nullptr);
   collect(kernel.getScore(), takesPart, ch, nullptr);
+  std::string kName = opTensorName(kernel, 1), vName = opTensorName(kernel, 2);
   collect(kernel.getQAt(), takesPart, ch, "q");
-  collect(kernel.getKAt(), takesPart, hkOf, "k");
-  collect(kernel.getVAt(), takesPart, hkOf, "v");
+  collect(kernel.getKAt(), takesPart, hkOf, kName.c_str());
+  collect(kernel.getVAt(), takesPart, hkOf, vName.c_str());
   // Channel vectors: computed for the rows (keys) of pairs that take part,
   // every element (docs/language.md).
   if (!kernel.getVectors().empty())
@@ -1358,6 +1435,115 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
         collect(vop.getBody(), constant ? const_true() : takesPart, key ? hkOf : Expr(ch), nullptr,
                 {{c.name(), length}}, c);
       }
+  // The extent each of this source's indices must stay below: a tensor's
+  // dimension or a channel vector's length.
+  for (size_t n = firstSite; n < sites.size(); ++n) {
+    Site &site = sites[n];
+    site.Lk = Lk;
+    if (auto vec = vectors.find(site.check.tensor); vec != vectors.end())
+      site.limit = vec->second.length;
+    else
+      site.limit = tr.tensor(site.check.tensor)
+                       .dim(tr.rank(site.check.tensor) - 1 - site.check.dim)
+                       .extent();
+  }
+
+  keyOffset = keyOffset + Lk;
+  blockOffset = blockOffset + (Lk + TK - 1) / TK;
+  }
+
+  if (alg.hasTileMap) {
+    // One tile map over every source's key blocks, one source after the
+    // other; a source without a data-dependent mask has all its blocks.
+    alg.tileMap = Func("tileMap");
+    Expr test = tileTests.back().defined() ? tileTests.back() : const_true();
+    for (int s = (int)kops.size() - 2; s >= 0; --s)
+      test = select(kb < alg.sources[s + 1].blockOffset,
+                    tileTests[s].defined() ? tileTests[s] : const_true(), test);
+    alg.tileMap(kb, qt, h, b) = cast(UInt(8), select(test, 1, 0));
+  }
+
+  Expr qtOf = i / TQ, iiOf = i % TQ;
+  // Grouped heads: H must be a multiple of Hk. The condition is loop
+  // invariant; Halide checks it once, before any work.
+  auto headsGroupCheck = [&](Expr value) {
+    for (Expr agree : rangeChecks)
+      value = require(agree, value, "attnc: the dimensions that give one index variable's "
+                                    "range differ (see the kernel's `range` in emit --stage ast)");
+    return require(H % Hk == 0, value, "attnc: query heads (", H,
+                   ") must be a multiple of key/value heads (", Hk, ")");
+  };
+  Type outType = q.type();
+  alg.out = Func("out");
+  alg.acc = Func("acc");
+  if (softmax || hardmax) {
+    // {O, m, l}: the running output numerator, maximum score and
+    // denominator (softmax: sum of exp; hardmax: number of tied keys).
+    alg.acc(dv, ii, qt, h, b) = Tuple(zero, negInf, zero);
+    for (KeySource &src : alg.sources) {
+    Expr O = alg.acc(dv, ii, qt, h, b)[0], m = alg.acc(dv, ii, qt, h, b)[1],
+         l = alg.acc(dv, ii, qt, h, b)[2];
+    RVar rk = src.rk;
+    Expr mb = src.blockMax(ii, qt, rk, h, b);
+    Expr pv = src.pvAcc(dv, ii, qt, rk, h, b), bs = src.blockSum(ii, qt, rk, h, b);
+    Expr mNew = max(m, mb);
+    if (softmax) {
+      Expr a = select(live(m), exp(m - mNew), zero);
+      Expr c = select(live(mb), exp(mb - mNew), zero);
+      alg.acc(dv, ii, qt, h, b) = Tuple(O * a + pv * c, mNew, l * a + bs * c);
+    } else if (alg.ties == "average") {
+      // Keys tied at the maximum across blocks all count.
+      Expr keepOld = live(m) && m == mNew, takeNew = live(mb) && mb == mNew;
+      alg.acc(dv, ii, qt, h, b) =
+          Tuple(select(keepOld, O, zero) + select(takeNew, pv, zero), mNew,
+                select(keepOld, l, zero) + select(takeNew, bs, zero));
+    } else {
+      // Blocks come in increasing j, sources in file order: on a tie the
+      // new block holds the later key (latest) and the old state the
+      // earlier one (first).
+      Expr better = alg.ties == "latest" ? mb >= m : mb > m;
+      Expr takeNew = live(mb) && (!live(m) || better);
+      alg.acc(dv, ii, qt, h, b) =
+          Tuple(select(takeNew, pv, O), mNew, select(takeNew, bs, l));
+    }
+    }
+    Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[2];
+    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, select(lf > zero, Of / lf, zero)));
+    if (alg.outputLse) {
+      // softmax: log-sum-exp; hardmax: the maximum score.
+      Expr mf = alg.acc(0, iiOf, qtOf, h, b)[1], l0 = alg.acc(0, iiOf, qtOf, h, b)[2];
+      alg.lse = Func("lse");
+      alg.lse(i, h, b) =
+          cast(Float(32), select(l0 > zero, softmax ? mf + log(l0) : mf, negInf));
+    }
+  } else if (linear) {
+    // {O, l}: Σ s·v and Σ s; out = O / l, 0 where l is 0 (LANGUAGE.md §8.4).
+    alg.acc(dv, ii, qt, h, b) = Tuple(zero, zero);
+    for (KeySource &src : alg.sources) {
+      Expr O = alg.acc(dv, ii, qt, h, b)[0], l = alg.acc(dv, ii, qt, h, b)[1];
+      alg.acc(dv, ii, qt, h, b) = Tuple(O + src.pvAcc(dv, ii, qt, src.rk, h, b),
+                                        l + src.blockSum(ii, qt, src.rk, h, b));
+    }
+    Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[1];
+    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, select(lf != zero, Of / lf, zero)));
+  } else {
+    alg.acc(dv, ii, qt, h, b) = zero;
+    for (KeySource &src : alg.sources)
+      alg.acc(dv, ii, qt, h, b) += src.pvAcc(dv, ii, qt, src.rk, h, b);
+    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, alg.acc(dv, iiOf, qtOf, h, b)));
+  }
+
+  // Output shapes are checked by the generated code (AOT callers pass them).
+  alg.out.output_buffer().dim(0).set_bounds(0, alg.tensors[alg.sources[0].vTensor].dim(0).extent());
+  alg.out.output_buffer().dim(1).set_bounds(0, Lq);
+  alg.out.output_buffer().dim(2).set_bounds(0, H);
+  alg.out.output_buffer().dim(3).set_bounds(0, B);
+  if (alg.outputLse) {
+    alg.lse.output_buffer().dim(0).set_bounds(0, Lq);
+    alg.lse.output_buffer().dim(1).set_bounds(0, H);
+    alg.lse.output_buffer().dim(2).set_bounds(0, B);
+  }
+
   if (!sites.empty()) {
     // Two modes (the runtime runs the second only when the first finds an
     // index out of range): each index over the whole domain of the index
@@ -1366,20 +1552,12 @@ AttentionAlgorithm buildAlgorithm(Operation *op, TileSizes tiles, bool skipTiles
     // point.
     Var c("c"), e("e"), f("f");
     Expr result = make_const(Int(64), 0);
-    const Expr extents[4] = {B, H, Lq, Lk};
     const std::string names[4] = {cb.name(), ch.name(), ci.name(), cj.name()};
     for (int n = (int)sites.size() - 1; n >= 0; --n) {
       Site &site = sites[n];
       Expr idx = cast(Int(64), site.index);
-      // The extent the index must stay below: a tensor's dimension or a
-      // channel vector's length.
-      Expr limit;
-      if (auto v = vectors.find(site.check.tensor); v != vectors.end())
-        limit = v->second.length;
-      else
-        limit = tr.tensor(site.check.tensor)
-                    .dim(tr.rank(site.check.tensor) - 1 - site.check.dim)
-                    .extent();
+      const Expr extents[4] = {B, H, Lq, site.Lk};
+      Expr limit = site.limit;
       bool trivial = Halide::Internal::is_const_one(site.cond);
       // The index's variables (outer) are the check's domain; the variables
       // only the condition reads (inner) are searched by used_n.

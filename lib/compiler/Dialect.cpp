@@ -157,8 +157,12 @@ LogicalResult KernelOp::verify() {
         !dict.getAs<ArrayAttr>("dims"))
       return emitOpError("tensor entries must be {name, type, dims} dictionaries");
     StringRef name = dict.getAs<StringAttr>("name").getValue();
-    if (idx < 3 && name != qkv[idx])
-      return emitOpError("tensor ") << idx << " must be '" << qkv[idx] << "'";
+    // A source's k and v are SOURCE.k and SOURCE.v (LANGUAGE.md §8.5).
+    std::string expected = qkv[idx < 3 ? idx : 0];
+    if (auto src = (*this)->getAttrOfType<StringAttr>("source"); src && idx > 0)
+      expected = src.str() + "." + expected;
+    if (idx < 3 && name != expected)
+      return emitOpError("tensor ") << idx << " must be '" << expected << "'";
     for (Attribute d : dict.getAs<ArrayAttr>("dims")) {
       auto lit = llvm::dyn_cast<IntegerAttr>(d);
       if (!llvm::isa<StringAttr>(d) && !(lit && lit.getInt() > 0))

@@ -141,7 +141,8 @@ struct Lowered {
   mlir::MLIRContext ctx;
   mlir::OwningOpRef<mlir::ModuleOp> module;
   const dsl::Kernel *kernel = nullptr; // null when none was selected
-  mlir::Operation *kernelOp = nullptr;
+  /// Its kernel op, or its sources' (LANGUAGE.md §8.5).
+  std::vector<mlir::Operation *> kernelOps;
 };
 
 bool frontEnd(const SourceFile &src, const CompileOptions &opts, bool requireKernel,
@@ -193,9 +194,7 @@ bool toMlir(const SourceFile &src, bool optimize, Lowered &low, std::string &err
   if (!low.module)
     return false;
   if (low.kernel)
-    for (mlir::Operation &op : low.module->getBody()->getOperations())
-      if (auto k = llvm::dyn_cast<attn::KernelOp>(op); k && k.getSymName() == low.kernel->name)
-        low.kernelOp = k;
+    low.kernelOps = kernelOps(*low.module, low.kernel->name);
   return true;
 }
 
@@ -226,9 +225,10 @@ struct Built {
 /// AttnToHalide + the target schedule. Throws Halide::Error.
 Built buildHalide(Lowered &low, const CompileOptions &opts, std::string &err) {
   Built built{AttentionAlgorithm(), resolveHalideTarget(opts.target, err)};
-  built.alg = buildAlgorithm(low.kernelOp,
-                             cpu::chooseTiles(built.target, kernelStrategy(low.kernelOp),
-                                              kernelComputeType(low.kernelOp)),
+  mlir::Operation *first = low.kernelOps.front();
+  built.alg = buildAlgorithm(low.kernelOps,
+                             cpu::chooseTiles(built.target, kernelStrategy(first),
+                                              kernelComputeType(first)),
                              opts.skipTiles);
   cpu::schedule(built.alg, built.target);
   return built;
@@ -289,8 +289,18 @@ std::string printAlgorithm(const AttentionAlgorithm &a) {
     printFunc(os, f);
   for (const auto &f : a.vectors)
     printFunc(os, f);
-  for (const Halide::Func *f : {&a.qT, &a.kf, &a.vf, &a.dotAcc, &a.dotAccFull, &a.scoreFull, &a.maskTile, &a.rawScore, &a.topkState, &a.score, &a.blockMax, &a.blockArg,
-                                &a.weight, &a.blockSum, &a.pvAcc, &a.acc, &a.out, &a.lse})
+  for (const KeySource &src : a.sources) {
+    if (!src.name.empty())
+      os << "// source " << src.name << ": strategy=" << src.strategy << "\n";
+    for (const Halide::Func &f : src.stages()) {
+      printFunc(os, f);
+      if (a.sources.size() == 1 && src.rawScore.defined() && f.name() == src.rawScore.name())
+        printFunc(os, a.topkState);
+    }
+  }
+  if (a.sources.size() > 1)
+    printFunc(os, a.topkState);
+  for (const Halide::Func *f : {&a.acc, &a.out, &a.lse})
     printFunc(os, *f);
   for (const auto &f : a.extra)
     printFunc(os, f);
@@ -436,7 +446,13 @@ bool emitStage(const SourceFile &src, Stage stage, const CompileOptions &opts, s
   if (!toMlir(src, stage != Stage::Mlir, low, err))
     return false;
   if (stage == Stage::Mlir || stage == Stage::MlirOpt) {
-    out = opts.kernel.empty() ? printOp(*low.module) : printOp(low.kernelOp);
+    if (opts.kernel.empty()) {
+      out = printOp(*low.module);
+    } else {
+      out.clear();
+      for (mlir::Operation *op : low.kernelOps)
+        out += printOp(op);
+    }
     return true;
   }
   return guarded(err, [&] {

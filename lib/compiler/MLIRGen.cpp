@@ -59,17 +59,25 @@ public:
     }
 
     const Normalize &n = kernel_.normalize;
+    // A source of a kernel with `source` blocks (LANGUAGE.md §8.5) is a
+    // kernel op of its own, @NAME.SOURCE, with attribute source = "SOURCE".
+    std::string symbol = kernel_.name;
+    if (!kernel_.sourceName.empty())
+      symbol += "." + kernel_.sourceName;
     auto op = outer.create<attn::KernelOp>(
-        loc, b_.getStringAttr(kernel_.name), b_.getArrayAttr(tensors),
+        loc, b_.getStringAttr(symbol), b_.getArrayAttr(tensors),
         b_.getArrayAttr(params), TypeAttr::get(ct), b_.getStringAttr(toString(n.kind)),
         n.kind == NormKind::Hardmax ? b_.getStringAttr(toString(n.ties)) : StringAttr(),
         n.kind == NormKind::TopK ? b_.getI64IntegerAttr(n.k) : IntegerAttr(),
         kernel_.outputLse ? b_.getUnitAttr() : UnitAttr());
 
+    if (!kernel_.sourceName.empty())
+      op->setAttr("source", b_.getStringAttr(kernel_.sourceName));
     genVectors(op.getVectors(), loc);
     genRegion(op.getScore(), *kernel_.score);
     genRegion(op.getMask(), *kernel_.mask);
-    if (kernel_.hasIndexMaps()) {
+    // Sources always carry their ranges: the kernel checks that they agree.
+    if (kernel_.hasIndexMaps() || !kernel_.sourceName.empty()) {
       genRanges(op.getRanges(), loc);
       Region *maps[3] = {&op.getQAt(), &op.getKAt(), &op.getVAt()};
       const TensorDecl *decls[3] = {kernel_.q, kernel_.k, kernel_.v};
@@ -112,7 +120,7 @@ private:
       dims.push_back(d.isLiteral() ? Attribute(b_.getI64IntegerAttr(d.value))
                                    : Attribute(b_.getStringAttr(d.name)));
     return b_.getDictionaryAttr({
-        b_.getNamedAttr("name", b_.getStringAttr(t.name)),
+        b_.getNamedAttr("name", b_.getStringAttr(t.callName())),
         b_.getNamedAttr("type", TypeAttr::get(elemToMlir(ctx_, t.type))),
         b_.getNamedAttr("dims", b_.getArrayAttr(dims)),
     });
@@ -462,8 +470,12 @@ OwningOpRef<ModuleOp> attn::mlirGen(MLIRContext &ctx, const Module &module) {
   OwningOpRef<ModuleOp> result =
       ModuleOp::create(FileLineColLoc::get(&ctx, module.fileName, 1, 1));
   OpBuilder outer = OpBuilder::atBlockEnd(result->getBody());
-  for (const Kernel &kernel : module.kernels)
-    KernelGen(&ctx, module, kernel).build(outer);
+  for (const Kernel &kernel : module.kernels) {
+    if (!kernel.hasSources())
+      KernelGen(&ctx, module, kernel).build(outer);
+    for (const Kernel &source : kernel.sources)
+      KernelGen(&ctx, module, source).build(outer);
+  }
   if (failed(verify(*result)))
     return nullptr;
   return result;

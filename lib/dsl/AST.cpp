@@ -160,6 +160,68 @@ std::unique_ptr<Expr> Expr::clone() const {
   return e;
 }
 
+TensorDecl TensorDecl::clone() const {
+  TensorDecl t;
+  t.name = name;
+  t.role = role;
+  t.type = type;
+  t.dims = dims;
+  t.range = range;
+  t.typeRange = typeRange;
+  for (const auto &e : at)
+    t.at.push_back(e ? e->clone() : nullptr);
+  t.atRange = atRange;
+  t.abiName = abiName;
+  return t;
+}
+
+LetDecl LetDecl::clone() const {
+  LetDecl l;
+  l.name = name;
+  l.value = value ? value->clone() : nullptr;
+  l.range = range;
+  l.var = var;
+  l.varRange = varRange;
+  l.length = length;
+  l.side = side;
+  return l;
+}
+
+RangeDecl RangeDecl::clone() const {
+  RangeDecl r;
+  r.var = var;
+  r.bound = bound ? bound->clone() : nullptr;
+  r.range = range;
+  return r;
+}
+
+const TensorDecl *Kernel::findInput(const std::string &n) const {
+  for (const auto &t : tensors)
+    if (t.callName() == n)
+      return &t;
+  return nullptr;
+}
+
+std::vector<const TensorDecl *> Kernel::inputs() const {
+  std::vector<const TensorDecl *> out;
+  if (q)
+    out.push_back(q);
+  if (hasSources()) {
+    for (const Kernel &s : sources)
+      for (const TensorDecl *t : {s.k, s.v})
+        if (t)
+          out.push_back(findInput(t->callName()));
+  } else {
+    for (const TensorDecl *t : {k, v})
+      if (t)
+        out.push_back(t);
+  }
+  for (const auto &t : tensors)
+    if (t.role == TensorRole::Aux)
+      out.push_back(&t);
+  return out;
+}
+
 const TensorDecl *Kernel::findTensor(const std::string &n) const {
   for (const auto &t : tensors)
     if (t.name == n)
@@ -310,6 +372,73 @@ std::string printExpr(const Expr &e) {
   return "?";
 }
 
+bool insideRange(const SourceRange &r, const SourceRange &block) {
+  auto le = [](const SourceLoc &a, const SourceLoc &b) {
+    return a.line < b.line || (a.line == b.line && a.col <= b.col);
+  };
+  return le(block.begin, r.begin) && le(r.begin, block.end);
+}
+
+namespace {
+
+/// Tensors, ranges, lets, score and mask of `k`; for a source's kernel
+/// (`block` set) only those written inside the block.
+void printBody(std::string &out, const Kernel &k, const std::string &pad,
+               const SourceRange *block) {
+  auto own = [&](const SourceRange &r) { return !block || insideRange(r, *block); };
+  for (const TensorDecl &t : k.tensors) {
+    if (!own(t.range))
+      continue;
+    out += pad + t.callName() + ": " + toString(t.type);
+    printDims(out, t);
+    if (!t.at.empty()) {
+      out += " at [";
+      for (size_t n = 0; n < t.at.size(); ++n)
+        out += (n ? ", " : "") + (t.at[n] ? printExpr(*t.at[n]) : std::string("?"));
+      out += "]";
+    }
+    out += '\n';
+  }
+  // Index-map kernels: where each index variable's range comes from.
+  bool ranges = k.hasIndexMaps() || (block && k.q);
+  for (int v = 0; v < kNumIndexVars && ranges; ++v) {
+    if (block && v != int(IndexVar::J))
+      continue;
+    for (const Extent &e : k.extents[v])
+      if (e.value)
+        out += pad + "range " + toString(IndexVar(v)) + " < " + printExpr(*e.value) + "  # " +
+               e.what + "\n";
+  }
+  if (!block)
+    for (const ParamDecl &p : k.params) {
+      out += pad + "param " + p.name + ": " + toString(p.type);
+      if (p.defaultValue)
+        out += " = " + formatLiteral(*p.defaultValue);
+      out += '\n';
+    }
+  for (const LetDecl &l : k.lets) {
+    if (!l.value || !own(l.range))
+      continue;
+    std::string head = pad + "let " + l.name;
+    if (l.isVector()) {
+      head += "[" + l.var;
+      if (l.length)
+        head += " < " + (l.length->isLiteral() ? std::to_string(l.length->value) : l.length->name);
+      head += "]";
+      head += l.side == VectorSide::Query ? " (per query row)"
+              : l.side == VectorSide::Key ? " (per key row)"
+                                          : " (per call)";
+    }
+    printTyped(out, head.c_str(), *l.value);
+  }
+  if (k.score)
+    printTyped(out, (pad + "score").c_str(), *k.score);
+  if (k.mask)
+    printTyped(out, (pad + "mask").c_str(), *k.mask);
+}
+
+} // namespace
+
 std::string printModule(const Module &module) {
   std::string out = "module \"" + module.fileName + "\"\n";
   for (const Kernel &k : module.kernels) {
@@ -324,48 +453,43 @@ std::string printModule(const Module &module) {
       out += toString(k.computeType);
       out += '\n';
     }
-    for (const TensorDecl &t : k.tensors) {
-      out += "  " + t.name + ": " + toString(t.type);
-      printDims(out, t);
-      if (!t.at.empty()) {
-        out += " at [";
-        for (size_t n = 0; n < t.at.size(); ++n)
-          out += (n ? ", " : "") + (t.at[n] ? printExpr(*t.at[n]) : std::string("?"));
-        out += "]";
+    if (!k.hasSources()) {
+      printBody(out, k, "  ", nullptr);
+    } else {
+      // The shared declarations, then each source's own (LANGUAGE.md §8.5).
+      for (const TensorDecl &t : k.tensors)
+        if (t.role == TensorRole::Q || (t.role == TensorRole::Aux && ![&] {
+              for (const Kernel &s : k.sources)
+                if (insideRange(t.range, s.sourceRange))
+                  return true;
+              return false;
+            }())) {
+          out += "  " + t.name + ": " + toString(t.type);
+          printDims(out, t);
+          out += '\n';
+        }
+      for (const ParamDecl &p : k.params) {
+        out += "  param " + p.name + ": " + toString(p.type);
+        if (p.defaultValue)
+          out += " = " + formatLiteral(*p.defaultValue);
+        out += '\n';
       }
-      out += '\n';
-    }
-    // Index-map kernels: where each index variable's range comes from.
-    for (int v = 0; v < kNumIndexVars && k.hasIndexMaps(); ++v)
-      for (const Extent &e : k.extents[v])
-        if (e.value)
-          out += std::string("  range ") + toString(IndexVar(v)) + " < " + printExpr(*e.value) +
-                 "  # " + e.what + "\n";
-    for (const ParamDecl &p : k.params) {
-      out += "  param " + p.name + ": " + toString(p.type);
-      if (p.defaultValue)
-        out += " = " + formatLiteral(*p.defaultValue);
-      out += '\n';
-    }
-    for (const LetDecl &l : k.lets) {
-      if (!l.value)
-        continue;
-      std::string head = "  let " + l.name;
-      if (l.isVector()) {
-        head += "[" + l.var;
-        if (l.length)
-          head += " < " + (l.length->isLiteral() ? std::to_string(l.length->value) : l.length->name);
-        head += "]";
-        head += l.side == VectorSide::Query ? " (per query row)"
-                : l.side == VectorSide::Key ? " (per key row)"
-                                            : " (per call)";
+      // Shared lets and ranges, as Sema typed them in the first source.
+      const Kernel &first = k.sources.front();
+      for (int v = 0; v < kNumIndexVars; ++v)
+        for (const Extent &e : first.extents[v])
+          if (e.value && v != int(IndexVar::J))
+            out += std::string("  range ") + toString(IndexVar(v)) + " < " +
+                   printExpr(*e.value) + "  # " + e.what + "\n";
+      for (const LetDecl &l : first.lets)
+        if (l.value && !insideRange(l.range, first.sourceRange) && !l.isVector())
+          printTyped(out, ("  let " + l.name).c_str(), *l.value);
+      for (const Kernel &s : k.sources) {
+        out += "  source " + s.sourceName + " {\n";
+        printBody(out, s, "    ", &s.sourceRange);
+        out += "  }\n";
       }
-      printTyped(out, head.c_str(), *l.value);
     }
-    if (k.score)
-      printTyped(out, "  score", *k.score);
-    if (k.mask)
-      printTyped(out, "  mask", *k.mask);
     out += "  normalize = ";
     out += toString(k.normalize.kind);
     if (k.normalize.kind == NormKind::Hardmax)

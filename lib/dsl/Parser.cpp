@@ -323,6 +323,8 @@ private:
       std::string name = text(t);
       if (name == "range" && next != TokenKind::Assign)
         return parseRange(k);
+      if (name == "source" && next == TokenKind::Ident)
+        return parseSource(k);
       if (next == TokenKind::Assign) {
         error(t, "unknown statement '" + name + " ='",
               didYouMean(name, {"score", "mask", "normalize"},
@@ -340,6 +342,57 @@ private:
             "`output lse`");
       return false;
     }
+  }
+
+  /// `source NAME { statements }` (LANGUAGE.md §8.5): the statements go
+  /// into a Kernel of their own; Sema says which of them a source may hold.
+  bool parseSource(Kernel &k) {
+    SourceRange kw = advance().range; // 'source'
+    Kernel src;
+    const Token &name = advance();
+    src.name = k.name;
+    src.sourceName = text(name);
+    src.range = name.range;
+    src.sourceRange = kw;
+    if (!k.sourceName.empty()) {
+      error(kw, "a source block inside source '" + k.sourceName + "'",
+            "source blocks go directly inside the `attention` block");
+      return false;
+    }
+    while (at(TokenKind::Newline))
+      advance();
+    if (!at(TokenKind::LBrace)) {
+      error(cur(), "expected '{' after 'source " + src.sourceName + "'",
+            "write `source " + src.sourceName + " { k: ...; v: ... }`");
+      return false;
+    }
+    SourceRange open = advance().range;
+    bool haveNormalize = false;
+    while (!fatal_) {
+      skipSeparators();
+      if (at(TokenKind::RBrace)) {
+        src.sourceRange.end = advance().range.end;
+        break;
+      }
+      if (at(TokenKind::Eof) || at(TokenKind::KwAttention)) {
+        error(cur(), "expected '}' to end source '" + src.sourceName + "'");
+        note(open, "the source's '{' is here");
+        return false;
+      }
+      stmtStart_ = pos_;
+      depth_.clear();
+      bool ok = parseStatement(src, haveNormalize);
+      if (ok && !at(TokenKind::Newline) && !at(TokenKind::Semicolon) &&
+          !at(TokenKind::RBrace) && !at(TokenKind::Eof)) {
+        error(cur(), "expected a line break or ';' after the statement");
+        ok = false;
+      }
+      if (!ok)
+        recover();
+    }
+    k.sources.push_back(std::move(src));
+    stmtStart_ = pos_;
+    return true;
   }
 
   bool parseElemType(ElemType &type, SourceRange &range, const char *what) {

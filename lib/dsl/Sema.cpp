@@ -12,6 +12,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <tuple>
 
 namespace attn::dsl {
 
@@ -125,9 +126,17 @@ struct ErrorBudget {
   DiagnosticEngine &diag;
   int base;
   bool stopped = false;
+  /// The kernels of `source` blocks share declarations (LANGUAGE.md §8.5)
+  /// and are checked one by one: an error in a shared part is reported once,
+  /// with its notes.
+  std::set<std::tuple<int, int, std::string>> seen;
+  bool repeated = false;
 
   void error(SourceRange r, std::string msg, std::string hint = "") {
     if (stopped)
+      return;
+    repeated = !seen.emplace(r.begin.line, r.begin.col, msg).second;
+    if (repeated)
       return;
     diag.error(r, std::move(msg), std::move(hint));
     if (diag.numErrors() - base >= kMaxErrors) {
@@ -136,7 +145,7 @@ struct ErrorBudget {
     }
   }
   void note(SourceRange r, std::string msg) {
-    if (!stopped)
+    if (!stopped && !repeated)
       diag.note(r, std::move(msg));
   }
 };
@@ -286,7 +295,8 @@ private:
       const TensorDecl *t = heads[r];
       if (!t) {
         error(k_.range,
-              "kernel '" + k_.name + "' has no '" + names[r] + "' tensor",
+              (k_.sourceName.empty() ? "kernel '" + k_.name : "source '" + k_.sourceName) +
+                  "' has no '" + names[r] + "' tensor",
               std::string("declare it, e.g. `") + names[r] + ": f32" +
                   shapes[r] + "`");
         continue;
@@ -363,11 +373,11 @@ private:
     const Dim &a = first.dims[da], &b = second.dims[db];
     if (sameDim(a, b))
       return;
-    error(b.range, std::string("the ") + label + " of '" + second.name + "' (" +
+    error(b.range, std::string("the ") + label + " of '" + second.callName() + "' (" +
                        dimText(b) + ") must equal the " + label + " of '" +
-                       first.name + "' (" + dimText(a) + ")",
+                       first.callName() + "' (" + dimText(a) + ")",
           hint);
-    note(a.range, "'" + first.name + "' declares it here");
+    note(a.range, "'" + first.callName() + "' declares it here");
   }
 
   void checkParams() {
@@ -463,7 +473,7 @@ private:
                    : bit(IndexVar::B) | bit(IndexVar::Hk) | bit(IndexVar::J);
       c.lets = false;
       c.heads = false;
-      c.where = "the `at` of '" + t.name + "'";
+      c.where = "the `at` of '" + t.callName() + "'";
       c.varsHint = isQ ? "a query row is found from b, h and i (with sizes, params and aux tensors)"
                        : "a key or value row is found from b, hk and j (with sizes, params and aux "
                          "tensors)";
@@ -521,7 +531,7 @@ private:
           continue;
         for (int d = 0; d < 3; ++d)
           defineExtent(r.vars[d], dimExpr(t.dims[d]), t.dims[d].range,
-                       "dimension " + std::to_string(d) + " of '" + t.name + "'");
+                       "dimension " + std::to_string(d) + " of '" + t.callName() + "'");
         continue;
       }
       if (t.at.size() + 1 != t.dims.size())
@@ -530,7 +540,7 @@ private:
         const Expr &e = *t.at[d];
         if (e.kind == ExprKind::Ident && e.ident == IdentKind::IndexVar)
           defineExtent(indexVarOf(e.name), dimExpr(t.dims[d]), t.dims[d].range,
-                       "dimension " + std::to_string(d) + " of '" + t.name + "'");
+                       "dimension " + std::to_string(d) + " of '" + t.callName() + "'");
       }
     }
     Context c;
@@ -1409,6 +1419,153 @@ static const char *reservedKernelName(const std::string &n) {
   return nullptr;
 }
 
+/// A kernel of `source` blocks (LANGUAGE.md §8.5): each block becomes a
+/// single-source kernel of the shared declarations and its own, checked as
+/// any kernel; then the kernel keeps the shared parts and the inputs in call
+/// order (see Kernel::sources).
+static void checkSources(Kernel &k, ErrorBudget &errors) {
+  const std::string hintOuter = "with `source` blocks, k, v, score and mask go inside each "
+                                "`source NAME { ... }`";
+  for (const TensorDecl &t : k.tensors)
+    if (t.name == "k" || t.name == "v")
+      errors.error(t.range, "'" + t.name + "' is declared outside the source blocks", hintOuter);
+  if (k.score)
+    errors.error(k.score->range, "'score' outside the source blocks", hintOuter);
+  if (k.mask)
+    errors.error(k.mask->range, "'mask' outside the source blocks", hintOuter);
+  std::map<std::string, const Kernel *> names;
+  std::map<std::string, SourceRange> auxNames; // every aux tensor of the kernel
+  for (const TensorDecl &t : k.tensors)
+    if (t.name != "q" && t.name != "k" && t.name != "v")
+      auxNames.emplace(t.name, t.range);
+  for (Kernel &s : k.sources) {
+    auto [it, fresh] = names.emplace(s.sourceName, &s);
+    if (!fresh) {
+      errors.error(s.range, "redefinition of source '" + s.sourceName + "'",
+                   "each source needs its own name");
+      errors.note(it->second->range, "the first source '" + s.sourceName + "' is here");
+    }
+    const std::string where = "inside source '" + s.sourceName + "'";
+    const std::string hintShared = "q, params, normalize and output are shared: declare them "
+                                   "outside the source blocks";
+    for (const TensorDecl &t : s.tensors) {
+      if (t.name == "q")
+        errors.error(t.range, "'q' is declared " + where, hintShared);
+      else if (t.name != "k" && t.name != "v") {
+        auto [a, ok] = auxNames.emplace(t.name, t.range);
+        if (!ok) {
+          errors.error(t.range, "redefinition of '" + t.name + "'",
+                       "aux tensor names are unique across a kernel's sources");
+          errors.note(a->second, "'" + t.name + "' was first declared here");
+        }
+      }
+    }
+    for (const ParamDecl &p : s.params)
+      errors.error(p.range, "'param " + p.name + "' " + where, hintShared);
+    if (s.normalize.range.begin.line)
+      errors.error(s.normalize.range, "'normalize' " + where,
+                   "one normalization covers every source; set it outside the blocks");
+    if (s.outputLse)
+      errors.error(s.outputLseRange, "'output lse' " + where, hintShared);
+    for (const RangeDecl &r : s.ranges)
+      if (r.var != IndexVar::J)
+        errors.error(r.range, std::string("'range ") + toString(r.var) + "' " + where,
+                     "a source may give only `range j`, the length of its keys");
+  }
+  // Kernel parameters use '_' where the call names have '.': keep them apart.
+  for (const Kernel &s : k.sources)
+    for (const char *t : {"_k", "_v"})
+      if (auto a = auxNames.find(s.sourceName + t); a != auxNames.end())
+        errors.error(a->second, "aux tensor '" + a->first + "' clashes with source '" +
+                                    s.sourceName + "'",
+                     "its " + std::string(t + 1) + " is the kernel argument " + a->first +
+                         "; rename the tensor");
+  for (const auto &[name, range] : auxNames)
+    if (names.count(name))
+      errors.error(range, "'" + name + "' names both a source and a tensor", "rename one");
+  int before = errors.diag.numErrors();
+  if (before > errors.base)
+    return;
+
+  // Each source as a kernel: shared declarations first, then its own.
+  for (Kernel &s : k.sources) {
+    Kernel full;
+    full.name = k.name;
+    full.range = s.range;
+    full.sourceName = s.sourceName;
+    full.sourceRange = s.sourceRange;
+    for (const TensorDecl &t : k.tensors)
+      full.tensors.push_back(t.clone());
+    for (TensorDecl &t : s.tensors) {
+      if (t.name == "k" || t.name == "v")
+        t.abiName = s.sourceName + "." + t.name;
+      full.tensors.push_back(std::move(t));
+    }
+    full.params = k.params;
+    for (const LetDecl &l : k.lets)
+      full.lets.push_back(l.clone());
+    for (LetDecl &l : s.lets)
+      full.lets.push_back(std::move(l));
+    for (const RangeDecl &r : k.ranges)
+      full.ranges.push_back(r.clone());
+    for (RangeDecl &r : s.ranges)
+      full.ranges.push_back(std::move(r));
+    full.score = std::move(s.score);
+    full.mask = std::move(s.mask);
+    full.normalize = k.normalize;
+    full.outputLse = k.outputLse;
+    full.outputLseRange = k.outputLseRange;
+    s = std::move(full);
+    if (errors.stopped)
+      return;
+    KernelChecker(s, errors).run();
+  }
+  if (errors.diag.numErrors() > before)
+    return;
+  // Dv is the same in every source.
+  const Kernel &first = k.sources.front();
+  for (const Kernel &s : k.sources) {
+    const Dim &a = first.v->dims.back(), &b = s.v->dims.back();
+    if (!sameDim(a, b)) {
+      errors.error(b.range, "the value dimension of '" + s.v->callName() + "' (" + dimText(b) +
+                                ") differs from that of '" + first.v->callName() + "' (" +
+                                dimText(a) + ")",
+                   "every source's v has the same last dimension Dv: use the same size name "
+                   "or literal");
+      return;
+    }
+  }
+
+  // The kernel: q, every source's k and v, the aux tensors, in call order.
+  std::vector<TensorDecl> tensors;
+  tensors.push_back(first.q->clone());
+  for (const Kernel &s : k.sources)
+    for (const TensorDecl *t : {s.k, s.v})
+      tensors.push_back(t->clone());
+  for (const TensorDecl &t : first.tensors)
+    if (t.role == TensorRole::Aux && !insideRange(t.range, first.sourceRange))
+      tensors.push_back(t.clone());
+  for (const Kernel &s : k.sources)
+    for (const TensorDecl &t : s.tensors)
+      if (t.role == TensorRole::Aux && insideRange(t.range, s.sourceRange))
+        tensors.push_back(t.clone());
+  k.tensors = std::move(tensors);
+  k.q = &k.tensors[0];
+  k.k = &k.tensors[1];
+  k.v = &k.tensors[2];
+  k.params = first.params;
+  k.lets.clear();
+  for (const LetDecl &l : first.lets)
+    if (!insideRange(l.range, first.sourceRange))
+      k.lets.push_back(l.clone());
+  k.computeType = first.computeType;
+  for (int v = 0; v < kNumIndexVars; ++v) {
+    k.extents[v].clear();
+    for (const Extent &e : first.extents[v])
+      k.extents[v].push_back({e.value ? e.value->clone() : nullptr, e.range, e.what});
+  }
+}
+
 bool checkModule(Module &module, DiagnosticEngine &diag) {
   ErrorBudget errors{diag, diag.numErrors()};
   for (const Kernel &k : module.kernels)
@@ -1433,7 +1590,10 @@ bool checkModule(Module &module, DiagnosticEngine &diag) {
   for (Kernel &k : module.kernels) {
     if (errors.stopped)
       break;
-    KernelChecker(k, errors).run();
+    if (k.hasSources())
+      checkSources(k, errors);
+    else
+      KernelChecker(k, errors).run();
   }
   return diag.numErrors() == errors.base;
 }

@@ -259,8 +259,7 @@ Status checkSizes(const dsl::Kernel &k, const runtime::Bindings &bd, const Kerne
   if (k.outputLse)
     bytes += double(bd.B) * bd.H * bd.Lq * 4;
   if (m.hasTileMap)
-    bytes += double(bd.B) * bd.H * ((bd.Lq + m.tileQ - 1) / m.tileQ) *
-             double((bd.Lk + m.tileK - 1) / m.tileK);
+    bytes += double(bd.B) * bd.H * ((bd.Lq + m.tileQ - 1) / m.tileQ) * double(bd.keyBlocks(m.tileK));
   // Reading /proc/meminfo costs microseconds: only outputs of a GiB or more
   // are weighed against it, so small calls stay cheap.
   if (bytes < double(1ull << 30))
@@ -514,11 +513,8 @@ Status JitKernel::prepareBound(const std::map<std::string, runtime::TensorRef> &
   // aux tensors in declaration order, params. The kernel takes the tile map
   // after the aux tensors, and its outputs last.
   std::vector<void *> tensors, scalars;
-  for (const dsl::TensorDecl *t : {k.q, k.k, k.v})
-    tensors.push_back(view(t->name, inputs.at(t->name), halideType(t->type)));
-  for (const dsl::TensorDecl &t : k.tensors)
-    if (t.role == dsl::TensorRole::Aux)
-      tensors.push_back(view(t.name, inputs.at(t.name), halideType(t.type)));
+  for (const dsl::TensorDecl *t : k.inputs())
+    tensors.push_back(view(t->callName(), inputs.at(t->callName()), halideType(t->type)));
   if (!viewError)
     return viewError;
   for (const dsl::ParamDecl &p : k.params) {
@@ -534,7 +530,7 @@ Status JitKernel::prepareBound(const std::map<std::string, runtime::TensorRef> &
   call.argv = tensors;
   if (manifest_.hasTileMap) {
     int64_t nQT = (bd.Lq + manifest_.tileQ - 1) / manifest_.tileQ;
-    int64_t nKB = (bd.Lk + manifest_.tileK - 1) / manifest_.tileK;
+    int64_t nKB = bd.keyBlocks(manifest_.tileK);
     call.tileMap = HostTensor(dsl::ElemType::Bool, {bd.B, bd.H, nQT, nKB});
     void *map = view("tile map", call.tileMap, halide_type_t(halide_type_uint, 8));
     std::vector<void *> argv = helperArgv;
@@ -573,9 +569,11 @@ Status JitKernel::checkIndices(Call &call, const std::vector<void *> &inputArgv)
   // The extent a check's index must stay below: a tensor's dimension, or a
   // channel vector's length.
   auto extentOfCheck = [&](const KernelManifest::Check &chk) -> int64_t {
-    if (const dsl::TensorDecl *t = kernel_->findTensor(chk.tensor))
+    if (const dsl::TensorDecl *t = kernel_->findInput(chk.tensor))
       return chk.dim < (int)t->dims.size() ? extentOf(*t, chk.dim, call.bindings) : 0;
     const dsl::LetDecl *l = kernel_->findLet(chk.tensor);
+    for (const dsl::Kernel &s : kernel_->sources) // a source's vector
+      l = l ? l : s.findLet(chk.tensor);
     if (!l || !l->length)
       return 0;
     if (l->length->isLiteral())
@@ -608,7 +606,7 @@ Status JitKernel::checkIndices(Call &call, const std::vector<void *> &inputArgv)
       if (!at)
         continue;
       const KernelManifest::Check &chk = manifest_.indexChecks[c];
-      const dsl::TensorDecl *t = kernel_->findTensor(chk.tensor);
+      const dsl::TensorDecl *t = kernel_->findInput(chk.tensor);
       bool head = t && t->role != dsl::TensorRole::Aux;
       bool channel = !t || (head && chk.dim + 1 == (int)t->dims.size());
       std::ostringstream os;

@@ -116,32 +116,33 @@ void bindTensors(const dsl::Kernel &k,
   std::map<std::string, Origin> origin;
 
   for (const auto &[name, tensor] : inputs) {
-    if (k.findTensor(name))
+    if (k.findInput(name))
       continue;
     std::string declared;
     for (const TensorDecl &t : k.tensors)
-      declared += (declared.empty() ? "" : ", ") + t.name;
+      declared += (declared.empty() ? "" : ", ") + t.callName();
     errors.push_back("unknown input tensor '" + name + "': kernel '" + k.name +
                      "' declares only " + declared);
   }
 
   bool shapesOk = true;
   for (const TensorDecl &decl : k.tensors) {
-    auto it = inputs.find(decl.name);
+    const std::string &name = decl.callName();
+    auto it = inputs.find(name);
     if (it == inputs.end()) {
-      errors.push_back("missing input tensor '" + decl.name + "' (declared " +
+      errors.push_back("missing input tensor '" + name + "' (declared " +
                        describeDecl(decl) + lineText(decl.range) + ")");
       shapesOk = false;
       continue;
     }
     const Tensor &t = it->second;
     if (t.type != decl.type)
-      errors.push_back("tensor '" + decl.name + "' has dtype " +
+      errors.push_back("tensor '" + name + "' has dtype " +
                        dsl::toString(t.type) + " but is declared " +
                        dsl::toString(decl.type) + " (" + describeDecl(decl) +
                        ")");
     if (t.shape.size() != decl.dims.size()) {
-      errors.push_back("tensor '" + decl.name + "' has rank " +
+      errors.push_back("tensor '" + name + "' has rank " +
                        std::to_string(t.shape.size()) + " (" + t.describe() +
                        ") but is declared with rank " +
                        std::to_string(decl.dims.size()) + " (" +
@@ -153,7 +154,7 @@ void bindTensors(const dsl::Kernel &k,
     for (size_t d = 0; d < decl.dims.size(); ++d) {
       const dsl::Dim &dim = decl.dims[d];
       int64_t size = t.shape[d];
-      std::string where = " of tensor '" + decl.name + "' (dim " +
+      std::string where = " of tensor '" + name + "' (dim " +
                           std::to_string(d) + ")";
       if (size < 0 || (isQkv && size == 0)) {
         errors.push_back(
@@ -167,7 +168,7 @@ void bindTensors(const dsl::Kernel &k,
       if (dim.isLiteral()) {
         if (size != dim.value) {
           errors.push_back("dimension " + std::to_string(d) + " of tensor '" +
-                           decl.name + "' is " + std::to_string(size) +
+                           name + "' is " + std::to_string(size) +
                            " but is declared " + std::to_string(dim.value) +
                            " (" + describeDecl(decl) + ")");
           shapesOk = false;
@@ -177,7 +178,7 @@ void bindTensors(const dsl::Kernel &k,
       auto bound = out.sizes.find(dim.name);
       if (bound == out.sizes.end()) {
         out.sizes[dim.name] = size;
-        origin[dim.name] = {decl.name, d};
+        origin[dim.name] = {name, d};
       } else if (bound->second != size) {
         const Origin &o = origin[dim.name];
         errors.push_back("dimension '" + dim.name + "'" + where + " is " +
@@ -191,18 +192,31 @@ void bindTensors(const dsl::Kernel &k,
   }
   if (!shapesOk || !k.q || !k.k || !k.v)
     return;
-  if (k.hasIndexMaps()) {
+  if (k.hasIndexMaps() || k.hasSources()) {
     // The extents come from the ranges (bindExtents, once params are
     // bound); here only what the maps do not change: D and Dv.
     const Tensor &q = inputs.at(k.q->name);
-    const Tensor &kt = inputs.at(k.k->name);
-    const Tensor &v = inputs.at(k.v->name);
     out.D = q.shape.back();
-    out.Dv = v.shape.back();
-    if (kt.shape.back() != out.D)
-      errors.push_back("the last dimension of tensor 'k' is " + std::to_string(kt.shape.back()) +
-                       " but must equal the last dimension of tensor 'q' (" +
-                       std::to_string(out.D) + "): the head dimension D");
+    out.Dv = inputs.at(k.v->callName()).shape.back();
+    std::vector<const dsl::Kernel *> sources{&k};
+    if (k.hasSources()) {
+      sources.clear();
+      for (const dsl::Kernel &s : k.sources)
+        sources.push_back(&s);
+    }
+    for (const dsl::Kernel *s : sources) {
+      const Tensor &kt = inputs.at(s->k->callName());
+      const Tensor &v = inputs.at(s->v->callName());
+      if (kt.shape.back() != out.D)
+        errors.push_back("the last dimension of tensor '" + s->k->callName() + "' is " +
+                         std::to_string(kt.shape.back()) +
+                         " but must equal the last dimension of tensor 'q' (" +
+                         std::to_string(out.D) + "): the head dimension D");
+      if (v.shape.back() != out.Dv)
+        errors.push_back("the last dimension of tensor '" + s->v->callName() + "' is " +
+                         std::to_string(v.shape.back()) + " but that of '" + k.v->callName() +
+                         "' is " + std::to_string(out.Dv) + ": every source has the same Dv");
+    }
     out.B = -1; // bindExtents fills B, H, Hk, Lq, Lk
     return;
   }
@@ -348,8 +362,43 @@ namespace {
 /// Index-map kernels: B, H, Hk, Lq, Lk from the ranges (LANGUAGE.md §8.1),
 /// every second definition of a range checked against the first.
 void bindExtents(const dsl::Kernel &k, Bindings &out, std::vector<std::string> &errors) {
-  if (!k.hasIndexMaps() || out.B != -1 || !errors.empty())
+  if (!(k.hasIndexMaps() || k.hasSources() || !k.sourceName.empty()) || out.B != -1 ||
+      !errors.empty())
     return;
+  if (k.hasSources()) {
+    // Each source binds its ranges; B, H, Hk and Lq agree across them, and
+    // the keys are the sources' together (LANGUAGE.md §8.5).
+    Bindings first;
+    out.sourceLk.clear();
+    int64_t total = 0;
+    for (const dsl::Kernel &s : k.sources) {
+      Bindings b = out;
+      b.B = -1;
+      bindExtents(s, b, errors);
+      if (!errors.empty())
+        return;
+      if (out.sourceLk.empty()) {
+        first = b;
+      } else {
+        const char *names[4] = {"B", "H", "Hk", "Lq"};
+        int64_t a[4] = {first.B, first.H, first.Hk, first.Lq}, c[4] = {b.B, b.H, b.Hk, b.Lq};
+        for (int n = 0; n < 4; ++n)
+          if (a[n] != c[n])
+            errors.push_back(std::string("the range ") + names[n] + " is " + std::to_string(a[n]) +
+                             " in source '" + k.sources.front().sourceName + "' but " +
+                             std::to_string(c[n]) + " in source '" + s.sourceName +
+                             "'; the sources share b, h, hk and i");
+      }
+      out.sourceLk.push_back(b.Lk);
+      total += b.Lk;
+    }
+    out.B = first.B, out.H = first.H, out.Hk = first.Hk, out.Lq = first.Lq;
+    out.Lk = total;
+    if (total > INT32_MAX)
+      errors.push_back("the sources have " + std::to_string(total) +
+                       " keys together; at most 2147483647");
+    return;
+  }
   int64_t *fields[dsl::kNumIndexVars] = {&out.B, &out.H, &out.Hk, &out.Lq, &out.Lk};
   for (int v = 0; v < dsl::kNumIndexVars; ++v) {
     const auto &defs = k.extents[v];

@@ -215,9 +215,9 @@ private:
   Status loadHeadVectors(bool needV) {
     auto load = [&](const dsl::TensorDecl *decl, std::vector<double> &dst,
                     std::vector<int64_t> shape) -> Status {
-      auto it = inputs_.find(decl->name);
+      auto it = inputs_.find(decl->callName());
       if (it == inputs_.end())
-        return Status::error("missing input tensor '" + decl->name + "'");
+        return Status::error("missing input tensor '" + decl->callName() + "'");
       const HostTensor &t = it->second;
       if (t.shape != shape)
         return Status::error("tensor '" + decl->name + "' has shape " +
@@ -246,7 +246,7 @@ private:
     auto shapeOf = [&](const dsl::TensorDecl *decl, std::vector<int64_t> positional) {
       if (decl->at.empty())
         return positional;
-      auto it = inputs_.find(decl->name);
+      auto it = inputs_.find(decl->callName());
       return it == inputs_.end() ? positional : it->second.shape;
     };
     shapes_[0] = shapeOf(k_.q, {bind_.B, bind_.H, bind_.Lq, bind_.D});
@@ -1003,8 +1003,9 @@ private:
 
 struct Scored {
   double s;
-  int64_t j;
+  int64_t j;        // with sources: the key's place in all of them (source, then j)
   int64_t vrow = 0; // the key's value row in Interpreter::vData()
+  int source = 0;   // whose interpreter
 };
 
 /// The normalized weights of one row: key keys[n] gets weight
@@ -1122,10 +1123,11 @@ double normalizeRow(const dsl::Normalize &norm, std::vector<Scored> &keys,
 
 /// The participating keys of row (b, h, i) with their scores, in increasing
 /// j: the mask admits them and their score is not -inf. With `admitted`,
-/// also marks them there (Lk entries, the others left as they are).
+/// also marks them there (Lk entries, the others left as they are). Keys
+/// are numbered from `offset` (a source's first key among all sources').
 Status scoreRow(Interpreter &in, int64_t b, int64_t h, int64_t i, int64_t Lk,
-                std::vector<Scored> &keys, uint8_t *admitted = nullptr) {
-  keys.clear();
+                std::vector<Scored> &keys, uint8_t *admitted = nullptr, int64_t offset = 0,
+                int source = 0) {
   for (int64_t j = 0; j < Lk; ++j) {
     in.setPair(b, h, i, j);
     // LANGUAGE.md §8.2: rows and score indices count for the pairs that take
@@ -1145,12 +1147,60 @@ Status scoreRow(Interpreter &in, int64_t b, int64_t h, int64_t i, int64_t Lk,
       return Status::error(in.error());
     if (score == -kInf)
       continue;
-    keys.push_back({score, j, in.vRowOffset()});
+    keys.push_back({score, offset + j, in.vRowOffset(), source});
     if (admitted)
-      admitted[j] = 1;
+      admitted[offset + j] = 1;
   }
   return Status::ok();
 }
+
+/// The key sources of a kernel (LANGUAGE.md §8.5): one interpreter per
+/// `source` block, each over its own keys, or one for a kernel without.
+/// A row's keys are the sources' together, in file order then j, so that
+/// ties and top-k see the order the language defines.
+struct KeySources {
+  std::vector<Bindings> binds;
+  std::vector<std::unique_ptr<Interpreter>> in;
+  std::vector<int64_t> offset;
+
+  Status prepare(const dsl::Kernel &k, const std::map<std::string, HostTensor> &inputs,
+                 const Bindings &bind, bool needHeadVectors) {
+    std::vector<const dsl::Kernel *> kernels{&k};
+    if (k.hasSources()) {
+      kernels.clear();
+      for (const dsl::Kernel &s : k.sources)
+        kernels.push_back(&s);
+    }
+    binds.reserve(kernels.size());
+    int64_t first = 0;
+    for (size_t n = 0; n < kernels.size(); ++n) {
+      binds.push_back(bind);
+      if (k.hasSources())
+        binds.back().Lk = n < bind.sourceLk.size() ? bind.sourceLk[n] : 0;
+      offset.push_back(first);
+      first += binds.back().Lk;
+    }
+    for (size_t n = 0; n < kernels.size(); ++n) {
+      in.push_back(std::make_unique<Interpreter>(*kernels[n], inputs, binds[n]));
+      if (Status s = in.back()->prepare(needHeadVectors); !s)
+        return s;
+    }
+    return Status::ok();
+  }
+  Status scoreRow(int64_t b, int64_t h, int64_t i, std::vector<Scored> &keys,
+                  uint8_t *admitted = nullptr) {
+    keys.clear();
+    for (size_t n = 0; n < in.size(); ++n)
+      if (Status s = attn::runtime::scoreRow(*in[n], b, h, i, binds[n].Lk, keys, admitted,
+                                             offset[n], (int)n);
+          !s)
+        return s;
+    return Status::ok();
+  }
+  const double *vRow(const Scored &key, int64_t Dv) const {
+    return in[key.source]->vData() + key.vrow * Dv;
+  }
+};
 
 /// Weights of the (b, h) planes in [b0, b1) x [h0, h1), each Lq x Lk, into
 /// `w` (and the participating pairs into `admitted` when given), plane after
@@ -1159,8 +1209,8 @@ Status weightsOfPlanes(const dsl::Kernel &k,
                        const std::map<std::string, HostTensor> &inputs,
                        const Bindings &bind, int64_t b0, int64_t b1,
                        int64_t h0, int64_t h1, double *w, uint8_t *admitted) {
-  Interpreter in(k, inputs, bind);
-  Status s = in.prepare(/*needHeadVectors=*/false);
+  KeySources in;
+  Status s = in.prepare(k, inputs, bind, /*needHeadVectors=*/false);
   if (!s)
     return s;
   const int64_t Lq = bind.Lq, Lk = bind.Lk;
@@ -1171,8 +1221,7 @@ Status weightsOfPlanes(const dsl::Kernel &k,
   for (int64_t b = b0; b < b1; ++b)
     for (int64_t h = h0; h < h1; ++h)
       for (int64_t i = 0; i < Lq; ++i, ++row) {
-        s = scoreRow(in, b, h, i, Lk, keys,
-                     admitted ? admitted + row * Lk : nullptr);
+        s = in.scoreRow(b, h, i, keys, admitted ? admitted + row * Lk : nullptr);
         if (!s)
           return s;
         normalizeRow(k.normalize, keys, rw);
@@ -1220,8 +1269,8 @@ Status referenceAttention(const dsl::Kernel &k,
     return Status::error(std::string("lse is not defined for normalize = ") +
                          dsl::toString(nk) +
                          " (only softmax, hardmax and topk have one)");
-  Interpreter in(k, inputs, bind);
-  Status s = in.prepare(/*needHeadVectors=*/true);
+  KeySources in;
+  Status s = in.prepare(k, inputs, bind, /*needHeadVectors=*/true);
   if (!s)
     return s;
 
@@ -1237,7 +1286,7 @@ Status referenceAttention(const dsl::Kernel &k,
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < Lq; ++i) {
-        s = scoreRow(in, b, h, i, Lk, keys);
+        s = in.scoreRow(b, h, i, keys);
         if (!s)
           return s;
         int64_t row = (b * H + h) * Lq + i;
@@ -1248,7 +1297,7 @@ Status referenceAttention(const dsl::Kernel &k,
           continue;
         }
         for (size_t n = 0; n < keys.size(); ++n) {
-          const double *v = in.vData() + keys[n].vrow * Dv;
+          const double *v = in.vRow(keys[n], Dv);
           for (int64_t d = 0; d < Dv; ++d)
             outRow[d] += w.weight[n] * v[d];
         }
@@ -1266,27 +1315,31 @@ Status countParticipatingPairs(const dsl::Kernel &k,
                                const std::map<std::string, HostTensor> &inputs,
                                const Bindings &bind, int64_t &pairs) {
   pairs = 0;
-  Interpreter in(k, inputs, bind);
-  Status s = in.prepare(/*needHeadVectors=*/false);
+  KeySources sources;
+  Status s = sources.prepare(k, inputs, bind, /*needHeadVectors=*/false);
   if (!s)
     return s;
-  unsigned deps = in.maskDeps();
-  int64_t nb = deps & VarB ? bind.B : 1, nh = deps & VarH ? bind.H : 1,
-          ni = deps & VarI ? bind.Lq : 1, nj = deps & VarJ ? bind.Lk : 1;
-  int64_t repeat = (deps & VarB ? 1 : bind.B) * (deps & VarH ? 1 : bind.H) *
-                   (deps & VarI ? 1 : bind.Lq) * (deps & VarJ ? 1 : bind.Lk);
-  int64_t count = 0;
-  for (int64_t b = 0; b < nb; ++b)
-    for (int64_t h = 0; h < nh; ++h)
-      for (int64_t i = 0; i < ni; ++i)
-        for (int64_t j = 0; j < nj; ++j) {
-          in.setPair(b, h, i, j);
-          bool participates = in.evalMask();
-          if (in.failed())
-            return Status::error(in.error());
-          count += participates ? 1 : 0;
-        }
-  pairs = count * repeat;
+  for (size_t n = 0; n < sources.in.size(); ++n) {
+    Interpreter &in = *sources.in[n];
+    const Bindings &bd = sources.binds[n];
+    unsigned deps = in.maskDeps();
+    int64_t nb = deps & VarB ? bd.B : 1, nh = deps & VarH ? bd.H : 1,
+            ni = deps & VarI ? bd.Lq : 1, nj = deps & VarJ ? bd.Lk : 1;
+    int64_t repeat = (deps & VarB ? 1 : bd.B) * (deps & VarH ? 1 : bd.H) *
+                     (deps & VarI ? 1 : bd.Lq) * (deps & VarJ ? 1 : bd.Lk);
+    int64_t count = 0;
+    for (int64_t b = 0; b < nb; ++b)
+      for (int64_t h = 0; h < nh; ++h)
+        for (int64_t i = 0; i < ni; ++i)
+          for (int64_t j = 0; j < nj; ++j) {
+            in.setPair(b, h, i, j);
+            bool participates = in.evalMask();
+            if (in.failed())
+              return Status::error(in.error());
+            count += participates ? 1 : 0;
+          }
+    pairs += count * repeat;
+  }
   return Status::ok();
 }
 

@@ -75,8 +75,16 @@ class Kernel:
             name: f"{name}: {dtype}{_dims_text(dims)}" for name, _, dtype, dims in self._tensors
         }
         roles = {role: name for name, role, _, _ in self._tensors}
-        self._q, self._k, self._v = roles["q"], roles["k"], roles["v"]
-        self._aux = tuple(name for name, role, _, _ in self._tensors if role == "aux")
+        # Key/value sources (LANGUAGE.md §8.5): each source's k and v are
+        # passed by name, SOURCE.k or SOURCE_k, before the aux tensors.
+        self._kv = tuple(
+            name for name, role, _, _ in self._tensors if role in ("k", "v") and "." in name
+        )
+        self._q = roles["q"]
+        self._k, self._v = (None, None) if self._kv else (roles["k"], roles["v"])
+        self._aux = self._kv + tuple(
+            name for name, role, _, _ in self._tensors if role == "aux"
+        )
         self._param_names = frozenset(name for name, _, _ in self._params)
         self._required = tuple(name for name, _, default in self._params if default is None)
         self._needs_named = bool(self._aux or self._required)
@@ -128,7 +136,10 @@ class Kernel:
 
     @property
     def inputs(self) -> Tuple[str, ...]:
-        """The tensor names a call takes: q, k, v, then the aux tensors."""
+        """The tensor names a call takes: q, k, v (with sources, each
+        source's SOURCE.k and SOURCE.v), then the aux tensors."""
+        if self._kv:
+            return (self._q,) + self._aux
         return (self._q, self._k, self._v) + self._aux
 
     @property
@@ -141,8 +152,11 @@ class Kernel:
         """The call as Python sees it, with the declared types and shapes:
         ``causal(q: f32[B, H, L, 64], k: ..., v: ..., *, window: i32 = 256)
         -> out: f32[B, H, L, 64]``."""
-        args = [self._decl_text[n] for n in (self._q, self._k, self._v)]
-        kw = [self._decl_text[n] for n in self._aux]
+        heads = (self._q,) if self._kv else (self._q, self._k, self._v)
+        args = [self._decl_text[n] for n in heads]
+        # A source's k and v by the names a call takes them: text_k=...
+        kw = [self._decl_text[n].replace(".", "_", 1) if n in self._kv else self._decl_text[n]
+              for n in self._aux]
         for name, dtype, default in self._params:
             kw.append(f"{name}: {dtype}" + ("" if default is None else f" = {default!r}"))
         od = self._impl.output_dims()  # [B, H, Lq, Dv], ranges with index maps
@@ -172,8 +186,11 @@ class Kernel:
         aux = []
         missing = []
         for name in self._aux:
+            alias = name.replace(".", "_")  # a source's text.k as text_k=
             if name in named:
                 aux.append(named.pop(name))
+            elif alias != name and alias in named:
+                aux.append(named.pop(alias))
             else:
                 missing.append(name)
         if missing:
@@ -181,7 +198,7 @@ class Kernel:
                 f"kernel '{self.name}' is missing aux tensor"
                 f"{'s' if len(missing) > 1 else ''} "
                 + ", ".join(f"'{self._decl_text[n]}'" for n in missing)
-                + f": pass {missing[0]}=..."
+                + f": pass {missing[0].replace('.', '_')}=..."
             )
         for name in named:
             if name not in self._param_names:
@@ -193,12 +210,26 @@ class Kernel:
                 )
         return tuple(aux), named
 
-    def __call__(self, q, k, v, /, *, return_lse: bool = False, **named):
+    def _heads(self, q, k, v):
+        if self._kv and (k is not None or v is not None):
+            raise TypeError(
+                f"kernel '{self.name}' has key/value sources: pass q positionally and each "
+                f"source's k and v by name ({', '.join(n.replace('.', '_') + '=...' for n in self._kv)})"
+            )
+        if not self._kv and (k is None or v is None):
+            raise TypeError(f"kernel '{self.name}' takes q, k and v positionally")
+        # With sources the extension reads k and v from the named tensors;
+        # its k and v slots are unused (q fills them).
+        return (q, q) if self._kv else (k, v)
+
+    def __call__(self, q, k=None, v=None, /, *, return_lse: bool = False, **named):
         """Runs the kernel: q, k, v positionally, aux tensors and params by
-        name. Returns out (and lse with ``return_lse=True``) as the kind of
-        array q is. Raises TypeError for a missing, unknown or mistyped
-        argument and ValueError for shapes, sizes and index errors, each
-        naming the tensor and dimension."""
+        name (with `source` blocks: q positionally, each source's k and v by
+        name, ``text_k=`` or ``**{"text.k": ...}``). Returns out (and lse with
+        ``return_lse=True``) as the kind of array q is. Raises TypeError for
+        a missing, unknown or mistyped argument and ValueError for shapes,
+        sizes and index errors, each naming the tensor and dimension."""
+        k, v = self._heads(q, k, v)
         aux, params = self._route(named)
         out, lse, kind = self._impl.call(q, k, v, aux, params, return_lse)
         if kind or self._out_dtype == "bf16":
@@ -207,10 +238,11 @@ class Kernel:
                 lse = _convert(lse, kind, "f32")
         return (out, lse) if return_lse else out
 
-    def reference(self, q, k, v, /, *, return_lse: bool = False, **named):
+    def reference(self, q, k=None, v=None, /, *, return_lse: bool = False, **named):
         """The same call evaluated by attnc's float64 reference interpreter
         (the oracle of its test suites): out (and lse) in float64. Slow:
         for checking kernels on small problems."""
+        k, v = self._heads(q, k, v)
         aux, params = self._route(named)
         out, lse, kind = self._impl.reference(q, k, v, aux, params, return_lse)
         out = _convert(out, kind, "f64")
@@ -247,17 +279,19 @@ class Kernel:
             _attnc.write_tile_map_png(os.fspath(png), tiles)
         return (tiles, summary) if return_summary else tiles
 
-    def weights(self, q, k, v, /, *, b: Optional[int] = None, h: Optional[int] = None,
-                png=None, **named):
+    def weights(self, q, k=None, v=None, /, *, b: Optional[int] = None,
+                h: Optional[int] = None, png=None, **named):
         """The normalized attention weights of the call ``kern(q, k, v,
         **named)``, by the float64 reference: [B, H, Lq, Lk], or [Lq, Lk] of
         one (b, h) when both are given, such that out = weights @ v for every
-        normalization (masked pairs and fully masked rows are 0). For
+        normalization (masked pairs and fully masked rows are 0); with
+        sources, Lk counts every source's keys, one source after the other. For
         problems small enough: at most 2^26 weights (a ValueError above).
         ``png`` draws (b, h) (default 0, 0) as a heatmap with axes, a colour
         bar and a title (as ``attnc viz --heatmap``)."""
         if (b is None) != (h is None):
             raise TypeError("give both b and h, or neither")
+        k, v = self._heads(q, k, v)
         aux, params = self._route(named)
         one = b is not None
         w, part, kind = self._impl.weights(q, k, v, aux, params, b if one else -1, h if one else -1)

@@ -159,9 +159,9 @@ const Torch *torchIfImported() {
 
 [[noreturn]] void dtypeError(const dsl::Kernel &k, const dsl::TensorDecl &t, const std::string &got,
                              bool torch) {
-  std::string fix = t.name + (torch ? std::string(".to(") + torchName(t.type) + ")"
+  std::string fix = t.callName() + (torch ? std::string(".to(") + torchName(t.type) + ")"
                                     : std::string(".astype(") + numpyName(t.type) + ")");
-  throw nb::type_error(("tensor '" + t.name + "' has dtype " + got + " but kernel '" + k.name +
+  throw nb::type_error(("tensor '" + t.callName() + "' has dtype " + got + " but kernel '" + k.name +
                         "' declares " + attn::runtime::describeDecl(t) + ": convert it, e.g. " +
                         fix)
                            .c_str());
@@ -245,7 +245,7 @@ TensorRef torchRef(const Torch &torch, const dsl::Kernel &k, const dsl::TensorDe
   if (torchElemType(torch, dt) != (int)t.type)
     dtypeError(k, t, pyStr(dt), true);
   r.type = t.type;
-  torchGeometry(t.name, obj, r);
+  torchGeometry(t.callName(), obj, r);
   return r;
 }
 
@@ -302,7 +302,7 @@ TensorRef toRef(const dsl::Kernel &k, const dsl::TensorDecl &t, nb::handle obj, 
     return torchRef(*torch, k, t, obj);
   }
   bool bf16;
-  AnyArray a = arrayOf(t.name, obj, bf16, keep);
+  AnyArray a = arrayOf(t.callName(), obj, bf16, keep);
   kind = bf16 ? ArrayKind::NumpyBf16 : ArrayKind::Numpy;
   TensorRef r;
   if (bf16)
@@ -384,7 +384,8 @@ public:
   std::vector<std::tuple<std::string, std::string, std::string, std::vector<nb::object>>>
   tensors() const {
     std::vector<std::tuple<std::string, std::string, std::string, std::vector<nb::object>>> r;
-    for (const dsl::TensorDecl &t : ast().tensors) {
+    for (const dsl::TensorDecl *tp : ast().inputs()) {
+      const dsl::TensorDecl &t = *tp;
       std::vector<nb::object> dims;
       for (const dsl::Dim &d : t.dims)
         dims.push_back(d.isLiteral() ? nb::cast(d.value) : nb::cast(d.name));
@@ -392,7 +393,7 @@ public:
                          : t.role == dsl::TensorRole::K ? "k"
                          : t.role == dsl::TensorRole::V ? "v"
                                                         : "aux";
-      r.emplace_back(t.name, role, dsl::toString(t.type), std::move(dims));
+      r.emplace_back(t.callName(), role, dsl::toString(t.type), std::move(dims));
     }
     return r;
   }
@@ -445,20 +446,23 @@ public:
                    const nb::dict &params) const {
     Arguments a;
     const dsl::Kernel &kd = ast();
+    // With sources (LANGUAGE.md §8.5) `aux` holds each source's k and v
+    // first, in call order, then the aux tensors.
     size_t nAux = 0;
-    for (const dsl::TensorDecl &t : kd.tensors)
-      nAux += t.role == dsl::TensorRole::Aux;
+    for (const dsl::TensorDecl *t : kd.inputs())
+      nAux += t->role == dsl::TensorRole::Aux || (kd.hasSources() && t->role != dsl::TensorRole::Q);
     if (aux.size() != nAux)
       throw nb::type_error(("kernel '" + kd.name + "' takes " + std::to_string(nAux) +
                             " aux tensors, got " + std::to_string(aux.size()))
                                .c_str());
     a.copies.reserve(3 + nAux);
     size_t next = 0;
-    for (const dsl::TensorDecl &t : kd.tensors) {
-      nb::handle obj = t.role == dsl::TensorRole::Q   ? q
-                       : t.role == dsl::TensorRole::K ? k
-                       : t.role == dsl::TensorRole::V ? v
-                                                      : aux[next++];
+    for (const dsl::TensorDecl *tp : kd.inputs()) {
+      const dsl::TensorDecl &t = *tp;
+      nb::handle obj = t.role == dsl::TensorRole::Q                       ? q
+                       : kd.hasSources() || t.role == dsl::TensorRole::Aux ? aux[next++]
+                       : t.role == dsl::TensorRole::K                      ? k
+                                                                          : v;
       ArrayKind kind;
       TensorRef r = toRef(kd, t, obj, kind, a.keep);
       if (t.role == dsl::TensorRole::Q)
@@ -467,7 +471,7 @@ public:
         a.copies.push_back(attn::runtime::copyToHost(r));
         r = TensorRef(a.copies.back());
       }
-      a.refs.emplace(t.name, std::move(r));
+      a.refs.emplace(t.callName(), std::move(r));
     }
     a.params = literals(params);
     return a;

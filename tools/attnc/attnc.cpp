@@ -178,7 +178,7 @@ int cmdRun(const RunArgs &a) {
 
   std::map<std::string, HostTensor> inputs;
   for (auto &[name, path] : inPaths) {
-    const attn::dsl::TensorDecl *t = k.findTensor(name);
+    const attn::dsl::TensorDecl *t = k.findInput(name);
     if (!t)
       return fail("attnc: error: --in " + name + ": kernel '" + k.name +
                   "' declares no tensor named '" + name + "'");

@@ -27,29 +27,20 @@ struct IndexCheck {
   int dim = 0; // dimension of the tensor in declaration order (0 = outermost)
 };
 
-struct AttentionAlgorithm {
-  std::string name;
-  std::string normalize; // softmax, sigmoid, relu, none, hardmax, topk
+/// The stages of one key/value source (LANGUAGE.md §8.5; a kernel without
+/// `source` blocks has one). Every source has its own keys, values, score,
+/// mask and tile analysis; all of them update one accumulator, so there is
+/// one normalization over the union of their keys.
+struct KeySource {
+  std::string name;      // the source's NAME; empty for a kernel without sources
   std::string strategy;  // dense, masked
-  bool skipsTiles = true; // masked kernels: tiles the mask empties are skipped
-  std::string ties;      // hardmax: average, latest, first
-  std::string decode = "none"; // attn-select-strategy: hull, scan, none
-  double decodeScale = 1;      // the score is decodeScale * dot(q, k)
-  bool outputLse = false;
-  Halide::Type computeType;
-  int tileQ = 64;  // queries per tile (i)
-  int tileK = 128; // keys per block (j)
-  int regQ = 32;   // register tile of q.k: queries
-  int regK = 8;    // register tile of q.k: keys
+  bool skipsTiles = true; // masked sources: tiles the mask empties are skipped
+  int accStage = 1;      // the update of `acc` (and `topkState`) this source drives
+  int kTensor = 1, vTensor = 2; // its k and v in AttentionAlgorithm::tensors
+  Halide::Expr Lk;       // its number of keys
+  Halide::Expr blockOffset; // its first key block in the tile map and key order
+  Halide::Expr keyOffset;   // its first key in the order of ties (sources, then j)
 
-  // Inputs in ABI order: q, k, v, aux tensors, then params.
-  std::vector<Halide::ImageParam> tensors;
-  std::vector<Halide::Param<>> params;
-
-  // Pure vars. Head-vector elements d (q/k) and dv (v/out); ii, jj index a
-  // tile, qt and kb the tile; h, b head and batch.
-  Halide::Var d{"d"}, dv{"dv"}, ii{"ii"}, jj{"jj"}, qt{"qt"}, kb{"kb"}, h{"h"}, b{"b"};
-  Halide::Var i{"i"};
   Halide::RVar rd, rj, rk; // reductions over d, over jj, over key blocks
   /// bf16 q and k with an even literal head dim: q.k is a reduction over
   /// pairs (rd = d % 2, rdPair = d / 2) and qT is stored (d % 2, ii, d / 2).
@@ -57,6 +48,7 @@ struct AttentionAlgorithm {
   /// Whether the score / the mask read dot(q, k).
   bool scoreUsesDot = true, maskUsesDot = false;
   Halide::RVar rdPair;
+  bool kGathered = false, vGathered = false; // k / v have an index map
 
   // Stages, in dependency order.
   Halide::Func qT;    // (ii, d, qt, h, b): the query tile, transposed, compute type
@@ -81,14 +73,48 @@ struct AttentionAlgorithm {
   /// Masked kernels: the mask of one pair of a block, uint8 (ii, jj, qt, kb, h, b).
   Halide::Func maskTile;
   Halide::Func rawScore;  // topk only: the score before top-k selection
-  Halide::Func topkState; // topk only: (slot, ii, qt, h, b) -> {score, j}, K best
-  Halide::RVar rtBlock, rtKey, rtSlot; // topkState's update: key block, key, slot
+  Halide::RVar rtBlock, rtKey, rtSlot; // its topkState update: key block, key, slot
   Halide::Func blockMax;  // (ii, qt, kb, h, b) softmax and hardmax
   Halide::Func weight;    // (ii, jj, qt, kb, h, b): exp(s - blockMax) or w(s)
   Halide::Func blockSum;  // (ii, qt, kb, h, b) softmax: sum of weights; hardmax: tie count
   Halide::Func blockArg;  // (ii, qt, kb, h, b) hardmax latest/first: jj of the chosen key
   Halide::Func pvAcc; // (dv, ii, qt, kb, h, b): sum_jj weight * v, reduction over rj
-  Halide::Func acc;   // (dv, ii, qt, h, b): {O, m, l} (softmax) or O, update over rk
+  /// Data-dependent masks: this source's key blocks are tested against the
+  /// run-time tile map (AttentionAlgorithm::tileMapInput).
+  bool usesTileMap = false;
+
+  /// Every stage above that is defined, for printing.
+  std::vector<Halide::Func> stages() const;
+};
+
+struct AttentionAlgorithm {
+  std::string name;
+  std::string normalize; // softmax, sigmoid, relu, none, hardmax, topk, linear
+  std::string strategy;  // dense, masked (several sources: each one's, joined by '+')
+  std::string ties;      // hardmax: average, latest, first
+  std::string decode = "none"; // attn-select-strategy: hull, scan, none
+  double decodeScale = 1;      // the score is decodeScale * dot(q, k)
+  bool outputLse = false;
+  Halide::Type computeType;
+  int tileQ = 64;  // queries per tile (i)
+  int tileK = 128; // keys per block (j)
+  int regQ = 32;   // register tile of q.k: queries
+  int regK = 8;    // register tile of q.k: keys
+
+  // Inputs in call order: q, each source's k and v, aux tensors, then params.
+  std::vector<Halide::ImageParam> tensors;
+  std::vector<Halide::Param<>> params;
+
+  // Pure vars. Head-vector elements d (q/k) and dv (v/out); ii, jj index a
+  // tile, qt and kb the tile; h, b head and batch.
+  Halide::Var d{"d"}, dv{"dv"}, ii{"ii"}, jj{"jj"}, qt{"qt"}, kb{"kb"}, h{"h"}, b{"b"};
+  Halide::Var i{"i"};
+
+  /// The key/value sources, in file order; their key blocks update `acc` one
+  /// source after the other.
+  std::vector<KeySource> sources;
+  Halide::Func topkState; // topk only: (slot, ii, qt, h, b) -> {score, key}, K best
+  Halide::Func acc;   // (dv, ii, qt, h, b): {O, m, l} (softmax) or O, one update per source
   Halide::Func out;   // (dv, i, h, b), q's element type
   Halide::Func lse;   // (i, h, b), f32; defined when outputLse
   std::vector<Halide::Func> extra; // qnorm / knorm etc: compute_root helpers
@@ -96,7 +122,6 @@ struct AttentionAlgorithm {
   /// (j, hk, b), the leading indices of each row (a Tuple for several).
   /// Only the tensors with `at` have one.
   std::vector<Halide::Func> rowMaps;
-  bool kGathered = false, vGathered = false; // k / v have an index map
   /// Channel vectors (LANGUAGE.md §8.3): vec_NAME(c, x, h, b) or vec_NAME(c),
   /// computed once per call.
   std::vector<Halide::Func> vectors;
@@ -115,7 +140,8 @@ struct AttentionAlgorithm {
   std::vector<IndexCheck> indexChecks;
 
   /// Data-dependent masks: the run-time tile map, uint8 (kb, qt, h, b), 1
-  /// where key block kb may take part for query tile qt. Computed by its own
+  /// where key block kb may take part for query tile qt (the key blocks of
+  /// all sources, one source after the other). Computed by its own
   /// pipeline (tileMap) from the aux tensors, then passed to the kernel as
   /// an input, so the kernel's block test reads an input buffer: Halide
   /// lifts such a test out of the inner loops and skips the whole block,
@@ -144,15 +170,20 @@ struct TileSizes {
 /// "masked"; "masked" when the pass has not run).
 std::string kernelStrategy(mlir::Operation *kernelOp);
 
+/// The kernel ops of kernel `name` in `module` (a ModuleOp): the one
+/// attn.kernel @name, or for a kernel with `source` blocks its sources'
+/// @name.SOURCE in file order. Empty when there is none.
+std::vector<mlir::Operation *> kernelOps(mlir::Operation *module, const std::string &name);
+
 /// The kernel's compute type (f32 or f64) as a Halide type.
 Halide::Type kernelComputeType(mlir::Operation *kernelOp);
 
-/// Builds the algorithm of `kernelOp` (an attn::KernelOp, after the default
-/// pipeline). Halide may throw Halide::Error; an unsupported construct throws
+/// Builds the algorithm of `kernelOps` (attn::KernelOps after the default
+/// pipeline: one, or a kernel's sources, see kernelOps()). Halide may throw Halide::Error; an unsupported construct throws
 /// Halide::CompileError. Never call it from inside an MLIR callback.
 /// `skipTiles` false builds the unanalysed kernel: the mask is evaluated on
 /// every pair and no tile is skipped (tests compare it with the analysed one).
-AttentionAlgorithm buildAlgorithm(mlir::Operation *kernelOp, TileSizes tiles,
+AttentionAlgorithm buildAlgorithm(const std::vector<mlir::Operation *> &kernelOps, TileSizes tiles,
                                   bool skipTiles = true);
 
 } // namespace attn

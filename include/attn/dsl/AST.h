@@ -64,6 +64,11 @@ struct TensorDecl {
   /// the last; empty without `at`. After Sema each is an integer expression.
   std::vector<std::unique_ptr<Expr>> at;
   SourceRange atRange; // the `at` keyword, when present
+  /// The name callers bind it by (LANGUAGE.md §8.5): `name`, or
+  /// `SOURCE.k` / `SOURCE.v` for the k and v of a `source` block.
+  std::string abiName;
+  const std::string &callName() const { return abiName.empty() ? name : abiName; }
+  TensorDecl clone() const;
 };
 
 /// A literal value (param defaults).
@@ -179,6 +184,7 @@ struct LetDecl {
   std::optional<Dim> length;
   VectorSide side = VectorSide::Constant; // filled by Sema
   bool isVector() const { return !var.empty(); }
+  LetDecl clone() const;
 };
 
 /// The index variables (LANGUAGE.md §3, §8.1) and the names of their
@@ -193,6 +199,7 @@ struct RangeDecl {
   IndexVar var = IndexVar::B;
   ExprPtr bound;
   SourceRange range; // the variable's name
+  RangeDecl clone() const;
 };
 
 /// One definition of an index variable's extent, after Sema: a tensor
@@ -245,6 +252,19 @@ struct Kernel {
   Normalize normalize;
   bool outputLse = false;
   SourceRange outputLseRange; // the `output lse` statement, when present
+  /// `source NAME { ... }` blocks (LANGUAGE.md §8.5), in file order. The
+  /// parser puts each block's statements into a Kernel of its own
+  /// (`sourceName` set). Sema completes each into a single-source kernel:
+  /// the shared declarations (q, params, lets, ranges, aux tensors outside
+  /// the blocks), then the block's own; normalize and output lse from here.
+  /// This kernel then keeps only what is shared and, in `tensors`, the
+  /// inputs in call order: q, each source's k and v (named SOURCE.k,
+  /// SOURCE.v in `abiName`), then the aux tensors (shared ones, then each
+  /// source's); `k` and `v` point to the first source's.
+  std::vector<Kernel> sources;
+  std::string sourceName; // a source's kernel: its NAME
+  SourceRange sourceRange;
+  bool hasSources() const { return !sources.empty(); }
 
   // Filled by Sema.
   const TensorDecl *q = nullptr;
@@ -259,6 +279,10 @@ struct Kernel {
   bool hasIndexMaps() const;
 
   const TensorDecl *findTensor(const std::string &name) const;
+  /// The tensor callers bind as `name` (callName()).
+  const TensorDecl *findInput(const std::string &name) const;
+  /// The input tensors in call order: q, k, v (each source's k and v), aux.
+  std::vector<const TensorDecl *> inputs() const;
   const ParamDecl *findParam(const std::string &name) const;
   const LetDecl *findLet(const std::string &name) const;
   /// Size names in order of first appearance in the tensor declarations.
@@ -271,6 +295,9 @@ struct Module {
 
   const Kernel *findKernel(const std::string &name) const;
 };
+
+/// Whether `r` starts inside `block` (a source block's declarations).
+bool insideRange(const SourceRange &r, const SourceRange &block);
 
 /// Prints the AST in a stable, indented, human-readable form; used by
 /// `attnc emit --stage ast` and the lit tests of that stage.

@@ -21,7 +21,19 @@ struct Bindings {
   /// for float types (already rounded to the declared precision).
   std::map<std::string, dsl::Literal> params;
   /// Shapes of q [B, H, Lq, D], k [B, Hk, Lk, D] and v [B, Hk, Lk, Dv].
+  /// With `source` blocks (LANGUAGE.md §8.5) Lk counts the keys of all
+  /// sources and sourceLk holds each one's, in file order.
   int64_t B = 0, H = 0, Hk = 0, Lq = 0, Lk = 0, D = 0, Dv = 0;
+  std::vector<int64_t> sourceLk;
+  /// Key blocks of `tileK` keys: each source's blocks, one after the other.
+  int64_t keyBlocks(int64_t tileK) const {
+    if (sourceLk.empty())
+      return (Lk + tileK - 1) / tileK;
+    int64_t n = 0;
+    for (int64_t lk : sourceLk)
+      n += (lk + tileK - 1) / tileK;
+    return n;
+  }
 };
 
 /// Checks `inputs` (tensor name -> tensor; q, k, v and every aux tensor) and

@@ -46,7 +46,7 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
   const int regV = 2 * vec; // value channels per register tile of PV
   const int regI = 8;       // queries per register tile of PV
   Var qto("qto"), iin("iin"), t("t");
-  Var io("io"), ji("ji"), jo("jo"), iii("iii"), dvo("dvo"), dvi("dvi");
+  Var ji("ji"), jo("jo");
   Var &ii = alg.ii, &jj = alg.jj, &dv = alg.dv, &qt = alg.qt, &h = alg.h, &b = alg.b;
   bool blockStats = alg.normalize != "sigmoid" && alg.normalize != "relu" &&
                     alg.normalize != "none";
@@ -58,55 +58,65 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
       .fuse(t, b, t)
       .parallel(t)
       .vectorize(dv, vec, TailStrategy::GuardWithIf);
-  // The loop over one query tile inside the accumulator's update.
-  LoopLevel queryTile = LoopLevel(alg.acc, qt);
   if (alg.outputLse) {
     // Two outputs read the accumulator: keep it whole.
     alg.acc.compute_root();
     // Parallel over query tiles; h and b stay loops of their own (fusing
     // them trips Halide on masks that read h, e.g. `i < h + 3`).
-    alg.acc.update().parallel(qt);
-    queryTile = LoopLevel(alg.acc, qt);
+    for (const KeySource &src : alg.sources)
+      alg.acc.update(src.accStage - 1).parallel(qt);
     alg.lse.vectorize(alg.i, vec, TailStrategy::GuardWithIf).parallel(b);
   } else {
     alg.acc.compute_at(alg.out, t);
   }
   alg.acc.vectorize(dv, vec, TailStrategy::GuardWithIf);
-  alg.acc.update()
+  // Each source updates the accumulator over its own key blocks; its
+  // stages are computed per block of that update (LoopLevel of its stage).
+  for (KeySource &src : alg.sources) {
+  const int stage = src.accStage; // stage 0 is the pure definition
+  // Loop levels are found by name: each source's update has loops of its
+  // own names (rk_SOURCE, dvo_SOURCE, ...). One source's stages are at the
+  // query tile of its update; with several, qt names a loop of each update,
+  // so their query tiles are computed per key block.
+  auto own = [&src](const char *n) { return Var(src.name.empty() ? n : std::string(n) + "_" + src.name); };
+  Var dvo = own("dvo"), dvi = own("dvi"), io = own("io"), iii = own("iii");
+  LoopLevel perBlock(alg.acc, src.rk);
+  LoopLevel queryTile = alg.sources.size() == 1 ? LoopLevel(alg.acc, qt) : perBlock;
+  alg.acc.update(stage - 1)
       .split(dv, dvo, dvi, regV, TailStrategy::RoundUp)
       .split(ii, io, iii, regI)
-      .reorder(dvi, iii, dvo, io, alg.rk)
+      .reorder(dvi, iii, dvo, io, src.rk)
       .vectorize(dvi, vec)
       .unroll(dvi)
       .unroll(iii)
       // Partitioning the key-block loop would copy the whole block body
       // (q.k, softmax, PV) for the first/last blocks: twice the code and
       // compile time for a boundary test that costs nothing at run time.
-      .partition(alg.rk, Partition::Never);
+      .partition(src.rk, Partition::Never);
 
-  if (alg.bf16Pairs) {
-    Var di = alg.qT.args()[0];
-    alg.qT.compute_at(queryTile).vectorize(di).vectorize(ii, vec);
+  if (src.bf16Pairs) {
+    Var di = src.qT.args()[0];
+    src.qT.compute_at(queryTile).vectorize(di).vectorize(ii, vec);
   } else {
-    alg.qT.compute_at(queryTile).vectorize(ii, vec);
+    src.qT.compute_at(queryTile).vectorize(ii, vec);
   }
 
   // The dot products of one register tile, accumulated in registers with
   // the reduction over d outside the unrolled tile.
   auto scheduleDots = [&](Func dots, LoopLevel at) {
     dots.compute_at(at).vectorize(ii, vec).unroll(ii).unroll(jj);
-    if (alg.bf16Pairs) {
+    if (src.bf16Pairs) {
       // Pairs of bf16 products summed into one f32 lane: the VectorReduce
       // Halide maps to vdpbf16ps on targets that have it.
       dots.update()
-          .reorder(alg.rd, ii, jj, alg.rdPair)
+          .reorder(src.rd, ii, jj, src.rdPair)
           .atomic()
-          .vectorize(alg.rd)
+          .vectorize(src.rd)
           .vectorize(ii, vec)
           .unroll(ii)
           .unroll(jj);
     } else {
-      dots.update().reorder(ii, jj, alg.rd).vectorize(ii, vec).unroll(ii).unroll(jj);
+      dots.update().reorder(ii, jj, src.rd).vectorize(ii, vec).unroll(ii).unroll(jj);
     }
   };
 
@@ -128,15 +138,15 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
     scheduleDots(dots, LoopLevel(scores, io));
     scheduleMask(mask, LoopLevel(scores, io));
   };
-  if (alg.scoreRegisterTiles) {
+  if (src.scoreRegisterTiles) {
     // The same register tiles, as an update over the tiles the mask does not
     // empty; q.k is computed per visited tile.
     // Every point of an update domain writes its own element and reads no
     // other: vectorizing the tile's queries cannot race, which Halide cannot
     // prove through the where clause.
-    auto registerTiles = [&](Func f, const AttentionAlgorithm::TileUpdate &t, Func dots) {
+    auto registerTiles = [&](Func f, const KeySource::TileUpdate &t, Func dots) {
       const RVar &q = t.q, &k = t.k, &qo = t.qo, &ko = t.ko;
-      f.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
+      f.compute_at(perBlock).vectorize(ii, vec);
       f.update()
           .allow_race_conditions()
           .reorder(q, k, qo, ko)
@@ -145,64 +155,76 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
           .unroll(k);
       scheduleDots(dots, LoopLevel(f, qo));
     };
-    registerTiles(alg.scoreFull, alg.fullTiles, alg.dotAccFull);
-    registerTiles(alg.score, alg.partialTiles, alg.dotAcc);
-    scheduleMask(alg.maskTile, LoopLevel(alg.score, alg.partialTiles.qo));
+    registerTiles(src.scoreFull, src.fullTiles, src.dotAccFull);
+    registerTiles(src.score, src.partialTiles, src.dotAcc);
+    scheduleMask(src.maskTile, LoopLevel(src.score, src.partialTiles.qo));
   } else {
-    scheduleScores(alg.score, alg.dotAcc, alg.maskTile, LoopLevel(alg.acc, alg.rk));
+    scheduleScores(src.score, src.dotAcc, src.maskTile, perBlock);
   }
 
   if (alg.topkState.defined()) {
+    const int ts = stage - 1; // this source's update of topkState
     // Pass 1 of top-k computes its own copy of the scores, block by block,
     // before the accumulator's loop over key blocks.
-    Func raw = alg.rawScore.clone_in(alg.topkState);
-    Func mask = alg.maskTile.defined() ? alg.maskTile.clone_in(raw) : Func();
+    Func raw = src.rawScore.clone_in(alg.topkState);
+    Func mask = src.maskTile.defined() ? src.maskTile.clone_in(raw) : Func();
     std::vector<Func> dotCallers;
-    if (alg.scoreUsesDot)
+    if (src.scoreUsesDot)
       dotCallers.push_back(raw);
-    if (alg.maskUsesDot && mask.defined())
+    if (src.maskUsesDot && mask.defined())
       dotCallers.push_back(mask);
-    alg.topkState.compute_at(queryTile).vectorize(ii, vec);
-    alg.topkState.update().reorder(ii, alg.rtSlot, alg.rtKey, alg.rtBlock).vectorize(ii, vec);
+    // One source: computed per query tile; several: every source's update
+    // reads it, so per output tile (or once, when lse keeps acc whole).
+    if (alg.sources.size() == 1)
+      alg.topkState.compute_at(alg.acc, qt);
+    else if (alg.outputLse)
+      alg.topkState.compute_root();
+    else
+      alg.topkState.compute_at(alg.out, t);
+    alg.topkState.vectorize(ii, vec);
+    alg.topkState.update(ts).reorder(ii, src.rtSlot, src.rtKey, src.rtBlock).vectorize(ii, vec);
+    LoopLevel topkBlock(alg.topkState, src.rtBlock);
     if (dotCallers.empty()) {
-      raw.compute_at(alg.topkState, alg.rtBlock).vectorize(ii, vec);
-      scheduleMask(mask, LoopLevel(alg.topkState, alg.rtBlock));
+      raw.compute_at(topkBlock).vectorize(ii, vec);
+      scheduleMask(mask, topkBlock);
     } else {
-      Func dots = alg.dotAcc.clone_in(dotCallers);
+      Func dots = src.dotAcc.clone_in(dotCallers);
       // Keys in another element type, or gathered through an index map, are
       // converted per block in each pass.
-      if ((alg.tensors[1].type() != alg.computeType || alg.kGathered) && !alg.bf16Pairs)
-        alg.kf.clone_in(dots)
-            .compute_at(alg.topkState, alg.rtBlock)
-            .vectorize(alg.kf.args()[0], vec, TailStrategy::GuardWithIf);
-      scheduleScores(raw, dots, mask, LoopLevel(alg.topkState, alg.rtBlock));
+      if ((alg.tensors[src.kTensor].type() != alg.computeType || src.kGathered) && !src.bf16Pairs)
+        src.kf.clone_in(dots)
+            .compute_at(topkBlock)
+            .vectorize(src.kf.args()[0], vec, TailStrategy::GuardWithIf);
+      scheduleScores(raw, dots, mask, topkBlock);
     }
   }
 
-  if (alg.blockSum.defined()) {
-    alg.blockSum.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
-    alg.blockSum.update().reorder(ii, alg.rj).vectorize(ii, vec);
+  if (src.blockSum.defined()) {
+    src.blockSum.compute_at(perBlock).vectorize(ii, vec);
+    src.blockSum.update().reorder(ii, src.rj).vectorize(ii, vec);
   }
-  if (blockStats && alg.blockMax.defined()) {
-    alg.blockMax.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
-    alg.blockMax.update().reorder(ii, alg.rj).vectorize(ii, vec);
+  if (blockStats && src.blockMax.defined()) {
+    src.blockMax.compute_at(perBlock).vectorize(ii, vec);
+    src.blockMax.update().reorder(ii, src.rj).vectorize(ii, vec);
   }
-  if (alg.blockArg.defined()) {
-    alg.blockArg.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
-    alg.blockArg.update().reorder(ii, alg.rj).vectorize(ii, vec);
+  if (src.blockArg.defined()) {
+    src.blockArg.compute_at(perBlock).vectorize(ii, vec);
+    src.blockArg.update().reorder(ii, src.rj).vectorize(ii, vec);
   }
-  alg.weight.compute_at(alg.acc, alg.rk).vectorize(ii, vec);
+  src.weight.compute_at(perBlock).vectorize(ii, vec);
 
   // PV: accumulated in registers at the accumulator's register tile.
-  alg.pvAcc.compute_at(alg.acc, dvo).vectorize(dv, vec).unroll(dv).unroll(ii);
-  alg.pvAcc.update().reorder(dv, ii, alg.rj).vectorize(dv, vec).unroll(dv).unroll(ii);
+  src.pvAcc.compute_at(alg.acc, dvo).vectorize(dv, vec).unroll(dv).unroll(ii);
+  src.pvAcc.update().reorder(dv, ii, src.rj).vectorize(dv, vec).unroll(dv).unroll(ii);
 
   // Keys and values in another element type are converted once per block;
   // rows found through an index map are gathered once per block.
-  if (alg.tensors[1].type() != alg.computeType || alg.kGathered)
-    alg.kf.compute_at(alg.acc, alg.rk).vectorize(alg.kf.args()[0], vec, TailStrategy::GuardWithIf);
-  if (alg.tensors[2].type() != alg.computeType || alg.vGathered)
-    alg.vf.compute_at(alg.acc, alg.rk).vectorize(alg.vf.args()[0], vec, TailStrategy::GuardWithIf);
+  if (alg.tensors[src.kTensor].type() != alg.computeType || src.kGathered)
+    src.kf.compute_at(perBlock).vectorize(src.kf.args()[0], vec, TailStrategy::GuardWithIf);
+  if (alg.tensors[src.vTensor].type() != alg.computeType || src.vGathered)
+    src.vf.compute_at(perBlock).vectorize(src.vf.args()[0], vec, TailStrategy::GuardWithIf);
+  }
+
   // The rows of an index map: once per call, before the kernel.
   for (Func &f : alg.rowMaps)
     f.compute_root();
