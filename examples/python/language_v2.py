@@ -101,6 +101,21 @@ f = lambda a: np.exp(a.astype(np.float64) @ w.T * 0.35355 - (a.astype(np.float64
 s = f(q) @ f(k).transpose(0, 1, 3, 2)
 report("performer", out, (s / s.sum(-1, keepdims=True)) @ v, dt)
 
+# A text KV cache and an image under one softmax (source blocks).
+kern = attnc.load(V2 / "vlm_decode.attn")
+B, H, G, T, N = 2, 8, 2, 300, 256
+q = rng.standard_normal((B, H, 1, 128)).astype(np.float32)
+tk, tv, ik, iv = (rng.standard_normal((B, G, n, 128)).astype(np.float32) for n in (T, T, N, N))
+bias = rng.standard_normal(H).astype(np.float32)
+t0 = time.perf_counter()
+out = kern(q, text_k=tk, text_v=tv, image_k=ik, image_v=iv, img_bias=bias)
+dt = time.perf_counter() - t0
+K = np.repeat(np.concatenate([tk, ik], 2), H // G, 1).astype(np.float64)
+Vv = np.repeat(np.concatenate([tv, iv], 2), H // G, 1).astype(np.float64)
+s = q.astype(np.float64) @ K.transpose(0, 1, 3, 2) / np.sqrt(128)
+s[..., T:] += bias[None, :, None, None]
+report("vlm_decode", out, softmax(s) @ Vv, dt)
+
 # An index in use and out of range is an error that says where.
 bad = pages.copy()
 bad[1, 0] = P

@@ -892,6 +892,63 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
   };
   std::vector<Site> sites;
 
+  // The block stages of a source from its score: blockMax, weight,
+  // blockSum, blockArg and pvAcc (LANGUAGE.md §5).
+  auto defineBlockStages = [&](KeySource &src) {
+    auto N = [&src](const std::string &n) { return src.name.empty() ? n : n + "_" + src.name; };
+    Expr Lk = src.Lk;
+    RVar rj = src.rj;
+    src.weight = Func(N("weight"));
+    src.pvAcc = Func(N("pvAcc"));
+    Expr jr = min(kb * TK + rj, Lk - 1);
+    if (softmax || hardmax) {
+      src.blockMax = Func(N("blockMax"));
+      src.blockMax(ii, qt, kb, h, b) = negInf;
+      src.blockMax(ii, qt, kb, h, b) = max(src.blockMax(ii, qt, kb, h, b),
+                                           src.score(ii, rj, qt, kb, h, b));
+    }
+    Expr sc = src.score(ii, jj, qt, kb, h, b);
+    if (softmax) {
+      Expr bm = src.blockMax(ii, qt, kb, h, b);
+      src.weight(ii, jj, qt, kb, h, b) = select(live(sc), exp(sc - select(live(bm), bm, zero)), zero);
+    } else if (hardmax) {
+      // The keys of the block whose score equals the block's maximum exactly:
+      // all of them (average), or the last / first of them (latest / first).
+      Expr bm = src.blockMax(ii, qt, kb, h, b);
+      Expr tied = live(sc) && sc == bm;
+      if (alg.ties == "average") {
+        src.weight(ii, jj, qt, kb, h, b) = select(tied, make_const(ct, 1.0), zero);
+      } else {
+        bool latest = alg.ties == "latest";
+        src.blockArg = Func(N("blockArg"));
+        src.blockArg(ii, qt, kb, h, b) = latest ? -1 : TK;
+        Expr scj = src.score(ii, rj, qt, kb, h, b);
+        Expr candidate = select(live(scj) && scj == bm, rj, latest ? -1 : TK);
+        Expr current = src.blockArg(ii, qt, kb, h, b);
+        src.blockArg(ii, qt, kb, h, b) = latest ? max(current, candidate) : min(current, candidate);
+        src.weight(ii, jj, qt, kb, h, b) =
+            select(jj == src.blockArg(ii, qt, kb, h, b), make_const(ct, 1.0), zero);
+      }
+    } else {
+      Expr w;
+      if (alg.normalize == "sigmoid")
+        w = make_const(ct, 1.0) / (make_const(ct, 1.0) + exp(-sc));
+      else if (alg.normalize == "relu")
+        w = max(sc, zero);
+      else
+        w = sc;
+      src.weight(ii, jj, qt, kb, h, b) = select(live(sc), w, zero);
+    }
+    if (softmax || hardmax || linear) {
+      src.blockSum = Func(N("blockSum"));
+      src.blockSum(ii, qt, kb, h, b) = zero;
+      src.blockSum(ii, qt, kb, h, b) += src.weight(ii, rj, qt, kb, h, b);
+    }
+    src.pvAcc(dv, ii, qt, kb, h, b) = zero;
+    src.pvAcc(dv, ii, qt, kb, h, b) +=
+        src.weight(ii, rj, qt, kb, h, b) * src.vf(dv, jr, hk, b);
+  };
+
   // The stages of each source, in file order (one for a kernel without
   // `source` blocks): its keys' positions in the order of ties and in the
   // tile map follow the previous sources'.
@@ -1252,11 +1309,6 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
     alg.topkState(sl, ii, qt, h, b) =
         Tuple(select(insert, select(shift, prev[0], x), old[0]),
               select(insert, select(shift, prev[1], jx), old[1]));
-    Expr raw = src.rawScore(ii, jj, qt, kb, h, b);
-    Expr t = alg.topkState(slots - 1, ii, qt, h, b)[0];
-    Expr tj = alg.topkState(slots - 1, ii, qt, h, b)[1];
-    Expr key = s ? src.keyOffset + jk : jk;
-    src.score(ii, jj, qt, kb, h, b) = select(raw > t || (raw == t && key >= tj), raw, negInf);
   } else if (!skipTiles) {
     src.score(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, src.dotAcc, true);
   } else {
@@ -1296,55 +1348,10 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
     src.scoreRegisterTiles = true;
   }
 
-  src.weight = Func(N("weight"));
-  src.pvAcc = Func(N("pvAcc"));
-  Expr jr = min(kb * TK + rj, Lk - 1);
-  if (softmax || hardmax) {
-    src.blockMax = Func(N("blockMax"));
-    src.blockMax(ii, qt, kb, h, b) = negInf;
-    src.blockMax(ii, qt, kb, h, b) = max(src.blockMax(ii, qt, kb, h, b),
-                                         src.score(ii, rj, qt, kb, h, b));
-  }
-  Expr sc = src.score(ii, jj, qt, kb, h, b);
-  if (softmax) {
-    Expr bm = src.blockMax(ii, qt, kb, h, b);
-    src.weight(ii, jj, qt, kb, h, b) = select(live(sc), exp(sc - select(live(bm), bm, zero)), zero);
-  } else if (hardmax) {
-    // The keys of the block whose score equals the block's maximum exactly:
-    // all of them (average), or the last / first of them (latest / first).
-    Expr bm = src.blockMax(ii, qt, kb, h, b);
-    Expr tied = live(sc) && sc == bm;
-    if (alg.ties == "average") {
-      src.weight(ii, jj, qt, kb, h, b) = select(tied, make_const(ct, 1.0), zero);
-    } else {
-      bool latest = alg.ties == "latest";
-      src.blockArg = Func(N("blockArg"));
-      src.blockArg(ii, qt, kb, h, b) = latest ? -1 : TK;
-      Expr scj = src.score(ii, rj, qt, kb, h, b);
-      Expr candidate = select(live(scj) && scj == bm, rj, latest ? -1 : TK);
-      Expr current = src.blockArg(ii, qt, kb, h, b);
-      src.blockArg(ii, qt, kb, h, b) = latest ? max(current, candidate) : min(current, candidate);
-      src.weight(ii, jj, qt, kb, h, b) =
-          select(jj == src.blockArg(ii, qt, kb, h, b), make_const(ct, 1.0), zero);
-    }
-  } else {
-    Expr w;
-    if (alg.normalize == "sigmoid")
-      w = make_const(ct, 1.0) / (make_const(ct, 1.0) + exp(-sc));
-    else if (alg.normalize == "relu")
-      w = max(sc, zero);
-    else
-      w = sc;
-    src.weight(ii, jj, qt, kb, h, b) = select(live(sc), w, zero);
-  }
-  if (softmax || hardmax || linear) {
-    src.blockSum = Func(N("blockSum"));
-    src.blockSum(ii, qt, kb, h, b) = zero;
-    src.blockSum(ii, qt, kb, h, b) += src.weight(ii, rj, qt, kb, h, b);
-  }
-  src.pvAcc(dv, ii, qt, kb, h, b) = zero;
-  src.pvAcc(dv, ii, qt, kb, h, b) +=
-      src.weight(ii, rj, qt, kb, h, b) * src.vf(dv, jr, hk, b);
+  // Top-k's scores read topkState, whose updates (one per source) must all
+  // be defined first: its block stages follow the loop.
+  if (alg.normalize != "topk")
+    defineBlockStages(src);
 
   // This source's index-check sites.
   PointEnv cenv;
@@ -1450,6 +1457,20 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
 
   keyOffset = keyOffset + Lk;
   blockOffset = blockOffset + (Lk + TK - 1) / TK;
+  }
+
+  if (alg.normalize == "topk") {
+    // Pass 2: the keys that rank at least as high as the K-th of all
+    // sources' (ties: the later key, sources in file order, then j).
+    Expr t = alg.topkState(slots - 1, ii, qt, h, b)[0];
+    Expr tj = alg.topkState(slots - 1, ii, qt, h, b)[1];
+    for (size_t s = 0; s < alg.sources.size(); ++s) {
+      KeySource &src = alg.sources[s];
+      Expr raw = src.rawScore(ii, jj, qt, kb, h, b);
+      Expr key = s ? src.keyOffset + jk : jk;
+      src.score(ii, jj, qt, kb, h, b) = select(raw > t || (raw == t && key >= tj), raw, negInf);
+      defineBlockStages(src);
+    }
   }
 
   if (alg.hasTileMap) {

@@ -242,7 +242,11 @@ MaskKind maskKind(KernelOp kernel) {
 }
 
 std::string dimName(KernelOp kernel, llvm::StringRef tensor, unsigned dim) {
-  DictionaryAttr t = kernel.getTensor(tensor);
+  // q, k and v are tensors 0, 1, 2 (a source's k is called SOURCE.k).
+  DictionaryAttr t = tensor == "q" || tensor == "k" || tensor == "v"
+                         ? llvm::cast<DictionaryAttr>(
+                               kernel.getTensors()[tensor == "q" ? 0 : tensor == "k" ? 1 : 2])
+                         : kernel.getTensor(tensor);
   if (!t)
     return "";
   auto dims = t.getAs<ArrayAttr>("dims");

@@ -978,7 +978,12 @@ bool runHeatmap(const VizRequest &req, std::string &out, std::string &err) {
 
 } // namespace
 
-bool buildTileMap(const TileMapRequest &req, TileMapResult &result, std::string &err) {
+namespace {
+
+/// The tile map of kernel `req.kernel`, or with `sourceIndex` >= 0 of that
+/// source of it (LANGUAGE.md §8.5).
+bool buildTileMapOf(const TileMapRequest &req, int sourceIndex, TileMapResult &result,
+                    std::string &err) {
   // Option names in messages: the CLI's flags or the API's words.
   auto flag = [&](const char *cli, const char *api) { return std::string(req.cliNames ? cli : api); };
   const std::string sizeFlag = flag("--size ", "size "), paramFlag = flag("--param ", "param "),
@@ -992,6 +997,11 @@ bool buildTileMap(const TileMapRequest &req, TileMapResult &result, std::string 
   const dsl::Kernel *kernel = parseKernel(req.fileName, req.source, req.kernel, ast, err);
   if (!kernel)
     return false;
+  std::string symbol = kernel->name;
+  if (sourceIndex >= 0) {
+    kernel = &kernel->sources.at(sourceIndex);
+    symbol += "." + kernel->sourceName;
+  }
 
   // Sizes: every given name must be a size of the kernel, a positive i32.
   const std::map<std::string, std::string> &sizeText = req.sizes, &paramText = req.params;
@@ -1177,7 +1187,7 @@ bool buildTileMap(const TileMapRequest &req, TileMapResult &result, std::string 
   }
   KernelOp op;
   module->walk([&](KernelOp k) {
-    if (k.getSymName() == kernel->name)
+    if (k.getSymName() == symbol)
       op = k;
   });
   if (!op) {
@@ -1452,6 +1462,93 @@ bool buildTileMap(const TileMapRequest &req, TileMapResult &result, std::string 
   result.rows = rows, result.cols = cols;
   result.tiles = std::move(tiles);
   result.summary = std::move(out);
+  return true;
+}
+
+} // namespace
+
+bool buildTileMap(const TileMapRequest &req, TileMapResult &result, std::string &err) {
+  std::optional<dsl::Module> ast;
+  const dsl::Kernel *kernel = parseKernel(req.fileName, req.source, req.kernel, ast, err);
+  if (!kernel)
+    return false;
+  if (!kernel->hasSources())
+    return buildTileMapOf(req, -1, result, err);
+  // Sources: each one's key blocks, one source after the other, as the
+  // kernel visits them; each gets the sizes and aux tensors it declares.
+  std::set<std::string> sizes, auxNames;
+  for (const dsl::Kernel &s : kernel->sources) {
+    for (const std::string &n : s.sizeNames())
+      sizes.insert(n);
+    for (const dsl::TensorDecl &t : s.tensors)
+      if (t.role == dsl::TensorRole::Aux)
+        auxNames.insert(t.name);
+  }
+  for (const auto &entry : req.sizes)
+    if (!sizes.count(entry.first)) {
+      err += "attnc: error: " + std::string(req.cliNames ? "--size " : "size ") + entry.first +
+             ": kernel '" + kernel->name + "' has no size named '" + entry.first +
+             "' (sizes: " + join(std::vector<std::string>(sizes.begin(), sizes.end())) + ")\n";
+      return false;
+    }
+  for (const auto &entry : req.aux)
+    if (!auxNames.count(entry.first)) {
+      err += "attnc: error: " + std::string(req.cliNames ? "--in " : "aux tensor ") +
+             entry.first + ": kernel '" + kernel->name + "' has no aux tensor named '" +
+             entry.first + "'\n";
+      return false;
+    }
+  // Sizes an aux tensor's shape gives hold for every source.
+  std::map<std::string, std::string> allSizes = req.sizes;
+  for (const auto &[name, tensor] : req.aux)
+    for (const dsl::Kernel &s : kernel->sources)
+      if (const dsl::TensorDecl *t = s.findTensor(name); t && t->dims.size() == tensor.shape.size())
+        for (size_t d = 0; d < t->dims.size(); ++d)
+          if (!t->dims[d].isLiteral())
+            allSizes.emplace(t->dims[d].name, std::to_string(tensor.shape[d]));
+  result = TileMapResult();
+  result.kernel = kernel->name;
+  std::vector<TileMapResult> parts;
+  for (size_t n = 0; n < kernel->sources.size(); ++n) {
+    const dsl::Kernel &s = kernel->sources[n];
+    TileMapRequest one = req;
+    one.sizes.clear();
+    one.aux.clear();
+    std::vector<std::string> own = s.sizeNames();
+    for (const auto &[name, text] : allSizes)
+      if (std::find(own.begin(), own.end(), name) != own.end())
+        one.sizes[name] = text;
+    for (const auto &[name, tensor] : req.aux)
+      if (const dsl::TensorDecl *t = s.findTensor(name); t && t->role == dsl::TensorRole::Aux)
+        one.aux.emplace(name, tensor);
+    TileMapResult part;
+    std::string partErr;
+    if (!buildTileMapOf(one, (int)n, part, partErr)) {
+      err += partErr.empty() ? "" : "attnc: in source '" + s.sourceName + "':\n" + partErr;
+      return false;
+    }
+    result.summary += "source " + s.sourceName + ": " + part.summary;
+    parts.push_back(std::move(part));
+  }
+  result.Lq = parts[0].Lq, result.tileQ = parts[0].tileQ, result.tileK = parts[0].tileK;
+  result.rows = parts[0].rows;
+  for (const TileMapResult &p : parts) {
+    result.Lk += p.Lk;
+    result.cols += p.cols;
+  }
+  if (result.rows * result.cols > (int64_t(1) << 26)) {
+    err += "attnc: error: too many tiles to draw; use a larger tile\n";
+    return false;
+  }
+  result.tiles.resize(size_t(result.rows * result.cols));
+  for (int64_t r = 0; r < result.rows; ++r) {
+    int64_t c0 = 0;
+    for (const TileMapResult &p : parts) {
+      for (int64_t c = 0; c < p.cols; ++c)
+        result.tiles[size_t(r * result.cols + c0 + c)] = p.tiles[size_t(r * p.cols + c)];
+      c0 += p.cols;
+    }
+  }
   return true;
 }
 

@@ -475,7 +475,7 @@ Status finish(std::vector<std::string> &errors) {
 } // namespace
 
 std::string describeDecl(const TensorDecl &t) {
-  std::string s = t.name + ": " + dsl::toString(t.type) + "[";
+  std::string s = t.callName() + ": " + dsl::toString(t.type) + "[";
   for (size_t d = 0; d < t.dims.size(); ++d) {
     s += d ? ", " : "";
     s += t.dims[d].isLiteral() ? std::to_string(t.dims[d].value)

@@ -220,12 +220,12 @@ private:
         return Status::error("missing input tensor '" + decl->callName() + "'");
       const HostTensor &t = it->second;
       if (t.shape != shape)
-        return Status::error("tensor '" + decl->name + "' has shape " +
+        return Status::error("tensor '" + decl->callName() + "' has shape " +
                              t.describe() +
                              " which does not match the bindings");
       int64_t n = t.numel();
       if (t.bytes.size() != static_cast<size_t>(n) * elemSize(t.type))
-        return Status::error("tensor '" + decl->name +
+        return Status::error("tensor '" + decl->callName() +
                              "' holds the wrong number of bytes");
       dst.resize(static_cast<size_t>(n));
       for (int64_t e = 0; e < n; ++e)
@@ -657,7 +657,7 @@ private:
         if (failed())
           return -1;
         if (idx < 0 || idx >= shape[m]) {
-          fail("the `at` of '" + decl->name + "': index " + std::to_string(m) + " is " +
+          fail("the `at` of '" + decl->callName() + "': index " + std::to_string(m) + " is " +
                std::to_string(idx) + ", out of range for dimension " + std::to_string(m) +
                " (extent " + std::to_string(shape[m]) + ") in " + where(*decl->at[m]) +
                " at " + pairText());

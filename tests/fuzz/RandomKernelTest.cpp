@@ -148,6 +148,10 @@ struct FuzzKernel {
   bool exact = false;               // hardmax/topk: half-integer q, k, bias
   bool cross = false;
   bool bshd = false; // q, k, v in [B, L, H, D] with `at` (LANGUAGE.md §8.1)
+  /// Two key/value sources `a` and `b` (LANGUAGE.md §8.5), each with the
+  /// kernel's score and mask and k, v of the same shape; inputs a.k, a.v,
+  /// b.k, b.v.
+  bool sources = false;
   Size B, H, Hk, Lq, Lk, D, Dv;
   ElemType qT = ElemType::F32, kT = ElemType::F32, vT = ElemType::F32;
   double qScale = 1;
@@ -429,7 +433,16 @@ E Generator::intIndexFor(const std::string &dimTok) {
       e.s = "max(" + natural.s + " - " + std::to_string(c) + ", 0)";
     return e;
   }
+  // An index may not read the head vectors (Sema): retry until it does not.
+  auto readsHeads = [](const E &x) {
+    return x.usesDot || x.s.find("dot(") != std::string::npos ||
+           x.s.find("sqnorm(") != std::string::npos;
+  };
   E x = genInt(2);
+  for (int t = 0; t < 20 && readsHeads(x); ++t)
+    x = genInt(2);
+  if (readsHeads(x))
+    x.s = "0";
   E e;
   e.ty = Ty::Int;
   e.lo = 0;
@@ -1016,6 +1029,7 @@ FuzzKernel Generator::generate() {
   }
   k.cross = chance(0.3);
   k.bshd = chance(0.3);
+  k.sources = chance(0.15);
   if (k.cross) {
     std::vector<std::pair<std::string, std::string>> names = {{"Lq", "Lk"}, {"T", "N"}, {"M", "L"}};
     auto nm = pick(names);
@@ -1073,18 +1087,21 @@ FuzzKernel Generator::generate() {
     return s + "]";
   };
   os << "# fuzz seed " << k.seed << "\nattention " << k.name << " {\n  ";
+  std::ostringstream kv; // k and v: in the kernel, or in each source
   if (k.bshd) {
     os << "q: " << dsl::toString(k.qT) << dims({k.B.tok, k.Lq.tok, k.H.tok, k.D.tok})
-       << " at [b, i, h]" << sep();
-    os << "k: " << dsl::toString(k.kT) << dims({k.B.tok, k.Lk.tok, k.Hk.tok, k.D.tok})
+       << " at [b, i, h]";
+    kv << "k: " << dsl::toString(k.kT) << dims({k.B.tok, k.Lk.tok, k.Hk.tok, k.D.tok})
        << " at [b, j, hk]" << sep();
-    os << "v: " << dsl::toString(k.vT) << dims({k.B.tok, k.Lk.tok, k.Hk.tok, k.Dv.tok})
+    kv << "v: " << dsl::toString(k.vT) << dims({k.B.tok, k.Lk.tok, k.Hk.tok, k.Dv.tok})
        << " at [b, j, hk]";
   } else {
-    os << "q: " << dsl::toString(k.qT) << dims({k.B.tok, k.H.tok, k.Lq.tok, k.D.tok}) << sep();
-    os << "k: " << dsl::toString(k.kT) << dims({k.B.tok, k.Hk.tok, k.Lk.tok, k.D.tok}) << sep();
-    os << "v: " << dsl::toString(k.vT) << dims({k.B.tok, k.Hk.tok, k.Lk.tok, k.Dv.tok});
+    os << "q: " << dsl::toString(k.qT) << dims({k.B.tok, k.H.tok, k.Lq.tok, k.D.tok});
+    kv << "k: " << dsl::toString(k.kT) << dims({k.B.tok, k.Hk.tok, k.Lk.tok, k.D.tok}) << sep();
+    kv << "v: " << dsl::toString(k.vT) << dims({k.B.tok, k.Hk.tok, k.Lk.tok, k.Dv.tok});
   }
+  if (!k.sources)
+    os << sep() << kv.str();
   for (const AuxInfo &a : k.aux)
     os << sep() << a.name << ": " << dsl::toString(a.type) << dims(a.dims);
   for (const ParamInfo &p : k.params) {
@@ -1161,8 +1178,18 @@ FuzzKernel Generator::generate() {
   // Statements after the declarations in a random order, lets in theirs
   // (score and mask may use a let declared below them).
   std::vector<std::string> stmts = lets, twinStmts;
-  for (const std::string &o : others)
-    stmts.insert(stmts.begin() + uni(0, (int)stmts.size()), o);
+  if (k.sources) {
+    // The same k, v, score and mask in two sources; lets stay shared.
+    std::string inner;
+    for (const std::string &o : others)
+      inner += "\n    " + o;
+    for (const char *name : {"a", "b"})
+      stmts.insert(stmts.begin() + uni(0, (int)stmts.size()),
+                   std::string("source ") + name + " {\n    " + kv.str() + inner + "\n  }");
+  } else {
+    for (const std::string &o : others)
+      stmts.insert(stmts.begin() + uni(0, (int)stmts.size()), o);
+  }
   twinStmts = stmts;
   std::vector<std::string> tail;
   if (!normText.empty())
@@ -1259,8 +1286,11 @@ Run makeRun(const FuzzKernel &k, int which, std::mt19937_64 &rng) {
     return k.bshd ? std::vector<int64_t>{B, len, heads, d} : std::vector<int64_t>{B, heads, len, d};
   };
   r.inputs["q"] = uniformT(k.qT, shapeOf(H, Lq, D), rng, -qs, qs, half);
-  r.inputs["k"] = uniformT(k.kT, shapeOf(Hk, Lk, D), rng, half ? -2.0 : -1.0, half ? 2.0 : 1.0, half);
-  r.inputs["v"] = uniformT(k.vT, shapeOf(Hk, Lk, Dv), rng, -1, 1, false);
+  for (const char *src : k.sources ? std::vector<const char *>{"a.", "b."} : std::vector<const char *>{""}) {
+    r.inputs[std::string(src) + "k"] =
+        uniformT(k.kT, shapeOf(Hk, Lk, D), rng, half ? -2.0 : -1.0, half ? 2.0 : 1.0, half);
+    r.inputs[std::string(src) + "v"] = uniformT(k.vT, shapeOf(Hk, Lk, Dv), rng, -1, 1, false);
+  }
   auto dimValue = [&](const std::string &tok) -> int64_t {
     if (env.count(tok))
       return env[tok];

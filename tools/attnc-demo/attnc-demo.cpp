@@ -82,7 +82,7 @@ std::map<std::string, HostTensor> randomInputs(const attn::dsl::Kernel &k,
       else
         h.setDouble(e, 0.1 * normal(rng));
     }
-    inputs[t.name] = std::move(h);
+    inputs[t.callName()] = std::move(h);
   }
   return inputs;
 }

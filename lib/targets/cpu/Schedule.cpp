@@ -82,6 +82,10 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
   Var dvo = own("dvo"), dvi = own("dvi"), io = own("io"), iii = own("iii");
   LoopLevel perBlock(alg.acc, src.rk);
   LoopLevel queryTile = alg.sources.size() == 1 ? LoopLevel(alg.acc, qt) : perBlock;
+  // Several sources with top-k: both passes read the query tile, so it is
+  // computed where they meet (per output tile; whole when lse keeps acc).
+  if (alg.sources.size() > 1 && alg.topkState.defined())
+    queryTile = alg.outputLse ? LoopLevel::root() : LoopLevel(alg.out, t);
   alg.acc.update(stage - 1)
       .split(dv, dvo, dvi, regV, TailStrategy::RoundUp)
       .split(ii, io, iii, regI)
