@@ -1,7 +1,11 @@
-"""What index maps cost (issue 14, point 2), measured side by side in one run:
-a causal kernel on [B, L, H, D] (`at [b, i, h]`) against the same kernel on
-[B, H, L, D], and a paged GQA decode against the unpaged one. Medians of
-alternating rounds, so both see the same machine state.
+"""What index maps and sources cost (issue 14, point 2), measured side by
+side in one run: a causal kernel on [B, L, H, D] (`at [b, i, h]`) against
+the same kernel on [B, H, L, D], a paged GQA decode against the unpaged
+one, and a prefill over two key/value sources (`source` blocks, one
+softmax) against one kernel over the keys concatenated beforehand (and the
+concatenation itself, which sources avoid, and PyTorch's SDPA on it when
+torch is installed). Medians of alternating rounds, so both see the same
+machine state.
 
     .venv/bin/python bench/language_v2.py [--rounds 7]
 """
@@ -27,6 +31,17 @@ DECODE_PAGED = """attention decode_paged {
   range j < NP * S
   mask = j < seqlen[b]
   output lse
+}"""
+
+TWO_SOURCES = """attention two_sources {
+  q: f32[B, H, L, 128]
+  source cache { k: f32[B, H, S, 128]; v: f32[B, H, S, 128] }
+  source fresh { k: f32[B, H, L, 128]; v: f32[B, H, L, 128]; mask = j <= i }
+}"""
+
+CONCATENATED = """attention concatenated {
+  q: f32[B, H, L, 128]; k: f32[B, H, Lk, 128]; v: f32[B, H, Lk, 128]
+  mask = j <= i + Lk - L
 }"""
 
 DECODE_FLAT = """attention decode_flat {
@@ -99,6 +114,35 @@ def main():
                      lambda: flat(q, kf, vf, seqlen=seqlen), args.rounds, 5)
     gb = 2 * G * Lk * D * 4 / 1e9
     print(f"  K+V read: {gb / tp:.1f} GB/s paged, {gb / tf:.1f} GB/s contiguous")
+
+    # A chunk of L new tokens attending to a cache of S keys and to itself
+    # (causal): two sources, or one kernel over the keys concatenated.
+    B, H, L, S = 1, 8, 512, args.L
+    two = attnc.compile(TWO_SOURCES)
+    cat = attnc.compile(CONCATENATED)
+    q = rng.standard_normal((B, H, L, D)).astype(np.float32)
+    kc, vc = (rng.standard_normal((B, H, S, D)).astype(np.float32) for _ in range(2))
+    kn, vn = (rng.standard_normal((B, H, L, D)).astype(np.float32) for _ in range(2))
+    kcat, vcat = np.concatenate([kc, kn], 2), np.concatenate([vc, vn], 2)
+    named = dict(cache_k=kc, cache_v=vc, fresh_k=kn, fresh_v=vn)
+    np.testing.assert_allclose(two(q, **named), cat(q, kcat, vcat), rtol=0, atol=1e-5)
+    print(f"two sources f32 B={B} H={H} L={L} (new, causal) + S={S} (cache) D={D}:")
+    compare("  sources vs concatenated keys", lambda: two(q, **named), lambda: cat(q, kcat, vcat),
+            args.rounds, 3)
+    compare("  sources vs concatenate + kernel", lambda: two(q, **named),
+            lambda: cat(q, np.concatenate([kc, kn], 2), np.concatenate([vc, vn], 2)),
+            args.rounds, 3)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(2)
+    tq, tk, tv = (torch.from_numpy(a) for a in (q, kcat, vcat))
+    mask = torch.from_numpy(np.arange(S + L)[None, :] <= np.arange(L)[:, None] + S)
+    sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=mask)
+    np.testing.assert_allclose(sdpa().numpy(), cat(q, kcat, vcat), rtol=0, atol=1e-4)
+    compare("  sources vs torch SDPA (concatenated, bool mask)", lambda: two(q, **named), sdpa,
+            args.rounds, 3)
 
 
 if __name__ == "__main__":
