@@ -260,8 +260,35 @@ private:
   }
 
   void fail(const std::string &msg) {
-    if (error_.empty())
+    if (error_.empty()) {
       error_ = msg;
+      indexError_ = false;
+    }
+  }
+  /// An index out of range (LANGUAGE.md §8.2), as opposed to other errors.
+  void failIndex(const std::string &msg) {
+    if (error_.empty()) {
+      error_ = msg;
+      indexError_ = true;
+    }
+  }
+
+  /// Evaluates node `idx` only for the index checks it contains: a branch
+  /// that a guard reading the head vectors skips. The compiled checks take
+  /// such a guard as true (docs/language.md), so its indices count here too;
+  /// any other failure (an integer division by zero) is not the guarded
+  /// code's to report.
+  void probe(int idx) {
+    eval(idx);
+    if (failed() && !indexError_)
+      error_.clear();
+  }
+  bool guardReadsHeads(int idx) {
+    if (nodeReadsHeads_.size() != nodes_.size())
+      nodeReadsHeads_.assign(nodes_.size(), -1);
+    if (nodeReadsHeads_[idx] < 0)
+      nodeReadsHeads_[idx] = readsHeads(idx) ? 1 : 0;
+    return nodeReadsHeads_[idx] == 1;
   }
 
   std::string where(const Expr &e) const {
@@ -594,7 +621,7 @@ private:
     if (!x)
       return Value();
     if (idx < 0 || idx >= len) {
-      fail("vector '" + n.src->name + "': channel index " + std::to_string(idx) +
+      failIndex("vector '" + n.src->name + "': channel index " + std::to_string(idx) +
            " is out of range (length " + std::to_string(len) + ") in " + where(*n.src) + " at " +
            pairText());
       return Value();
@@ -657,7 +684,7 @@ private:
         if (failed())
           return -1;
         if (idx < 0 || idx >= shape[m]) {
-          fail("the `at` of '" + decl->callName() + "': index " + std::to_string(m) + " is " +
+          failIndex("the `at` of '" + decl->callName() + "': index " + std::to_string(m) + " is " +
                std::to_string(idx) + ", out of range for dimension " + std::to_string(m) +
                " (extent " + std::to_string(shape[m]) + ") in " + where(*decl->at[m]) +
                " at " + pairText());
@@ -697,7 +724,7 @@ private:
         return Value();
       int64_t extent = t.shape[a];
       if (idx < 0 || idx >= extent) {
-        fail("tensor '" + aux.name + "': index " + std::to_string(idx) +
+        failIndex("tensor '" + aux.name + "': index " + std::to_string(idx) +
              " is out of range for dimension " + std::to_string(a) +
              " (extent " + std::to_string(extent) + ") in " + where(*n.src) +
              " at " + pairText());
@@ -726,8 +753,11 @@ private:
     const Node &bn = nodes_[n.args[1]];
     if (op == BinaryOp::And || op == BinaryOp::Or) {
       bool lhs = eval(n.args[0]).i != 0;
-      if (op == BinaryOp::And ? !lhs : lhs)
+      if (op == BinaryOp::And ? !lhs : lhs) {
+        if (!failed() && guardReadsHeads(n.args[0]))
+          probe(n.args[1]);
         return makeInt(lhs ? 1 : 0);
+      }
       return makeInt(eval(n.args[1]).i != 0 ? 1 : 0);
     }
     Value a = eval(n.args[0]);
@@ -832,6 +862,8 @@ private:
     case Builtin::Select: {
       bool c = eval(n.args[0]).i != 0;
       int pick = n.args[c ? 1 : 2];
+      if (!failed() && guardReadsHeads(n.args[0]))
+        probe(n.args[c ? 2 : 1]);
       Value v = eval(pick);
       const Node &p = nodes_[pick];
       return isFloatType(n.type) ? makeFloat(toDouble(v, p.type))
@@ -990,6 +1022,8 @@ private:
   std::vector<VecCache> vecCache_;
   std::vector<int> atRoots_[3];
   bool maskReadsHeads_ = false;
+  bool indexError_ = false;
+  std::vector<int8_t> nodeReadsHeads_;
   std::vector<int> letReadsHeads_;
   uint64_t rowEpoch_[3] = {~uint64_t(0), ~uint64_t(0), ~uint64_t(0)};
   int64_t rowValue_[3] = {0, 0, 0};

@@ -462,3 +462,40 @@ def test_mask_reading_head_values_with_index_maps(rng):
     )
     q, k, v = (rng.standard_normal((1, 40, 2, 16)).astype(np.float32) for _ in range(3))
     assert_close(kern(q, k, v), kern.reference(q, k, v), "f32")
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        "dot(q, k) > 1000 && t[b, j + 1] == 0",  # && skips the read, but the guard reads q.k
+        "sqnorm(q) < 0 || t[b, j + 1] == 0",
+        "select(q[0] > 1000, t[b, j + 1] == 0, j <= i)",
+    ],
+)
+def test_guards_reading_head_values_count_as_true_in_kernel_and_reference(rng, mask):
+    """A guard that reads head values counts as true for the index checks
+    (docs/language.md), in the compiled checks and in the float64 reference
+    alike: t[b, j + 1] is out of range at j = L - 1 even though the guard's
+    real value skips it."""
+    kern = attnc.compile(
+        f"""attention g {{
+          q: f32[B, H, L, 8]; k: f32[B, H, L, 8]; v: f32[B, H, L, 8]
+          t: i32[B, L]
+          mask = {mask}
+        }}"""
+    )
+    q, k, v = (rng.standard_normal((1, 2, 20, 8)).astype(np.float32) for _ in range(3))
+    t = np.zeros((1, 20), np.int32)
+    with pytest.raises(ValueError, match=r"aux tensor 't': index 1 .* is 20 at \(b=0, h=\d+, i=\d+, j=19\)"):
+        kern(q, k, v, t=t)
+    with pytest.raises(ValueError, match=r"tensor 't': index 20 is out of range for dimension 1"):
+        kern.reference(q, k, v, t=t)
+    # Guarded by a condition of indices only, the read is lazy in both.
+    ok = attnc.compile(
+        """attention g2 {
+          q: f32[B, H, L, 8]; k: f32[B, H, L, 8]; v: f32[B, H, L, 8]
+          t: i32[B, L]
+          mask = j + 1 < L && t[b, j + 1] == 0 && dot(q, k) > -1000
+        }"""
+    )
+    assert_close(ok(q, k, v, t=t), ok.reference(q, k, v, t=t), "f32")
