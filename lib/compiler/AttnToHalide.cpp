@@ -7,6 +7,7 @@
 #include "attn/compiler/AttnToHalide.h"
 
 #include "attn/compiler/Dialect.h"
+#include "attn/compiler/LinearAttention.h"
 
 #include <algorithm>
 #include <cmath>
@@ -771,8 +772,12 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
   alg.normalize = first.getNormalize().str();
   alg.outputLse = first.getOutputLse();
   alg.computeType = halideType(first.getComputeType());
-  for (size_t s = 0; s < ops.size(); ++s)
-    alg.strategy += (s ? "+" : "") + kernelStrategy(ops[s]);
+  for (size_t s = 0; s < ops.size(); ++s) {
+    std::string st = kernelStrategy(ops[s]);
+    if (st == "linear" && !skipTiles)
+      st = ops[s]->getAttrOfType<mlir::BoolAttr>("linear_causal").getValue() ? "masked" : "dense";
+    alg.strategy += (s ? "+" : "") + st;
+  }
   alg.tileQ = tiles.q;
   alg.tileK = tiles.k;
   alg.regQ = tiles.regQ;
@@ -961,6 +966,11 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
   if (auto n = kernel->getAttrOfType<mlir::StringAttr>("source"))
     src.name = n.str();
   src.strategy = kernelStrategy(ops[s]);
+  // The unanalysed kernel (skipTiles false) is the quadratic one, also for
+  // what attn-select-strategy made linear.
+  if (src.strategy == "linear" && !skipAnyTiles)
+    src.strategy = kernel->getAttrOfType<mlir::BoolAttr>("linear_causal").getValue() ? "masked"
+                                                                                    : "dense";
   src.accStage = (int)s + 1;
   src.kTensor = tr.tensorIndex(opTensorName(kernel, 1));
   src.vTensor = tr.tensorIndex(opTensorName(kernel, 2));
@@ -1146,6 +1156,24 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
       dotK = d.getY().str();
     }
   Expr dotLength = dotQ == "q" ? D : vectors.at(dotQ).length;
+
+  if (src.strategy == "linear") {
+    // LANGUAGE.md §8.4 in O(L) (LinearAttention.h): the features are the two
+    // vectors of dot(x, y) (q and k for dot(q, k)), the score's constant
+    // folded into the query's.
+    double scale = kernel->getAttrOfType<mlir::FloatAttr>("linear_scale").getValueAsDouble();
+    bool causal = kernel->getAttrOfType<mlir::BoolAttr>("linear_causal").getValue();
+    Var n("n"), x("x"), hh("hh"), bb("bb");
+    Func fq(N("linFq")), fk(N("linFk")), vals(N("linV"));
+    fq(n, x, hh, bb) = vectorElem(dotQ, n, min(x, Lq - 1), min(hh, H - 1), min(bb, B - 1)) *
+                       make_const(ct, scale);
+    fk(n, x, hh, bb) = vectorElem(dotK, n, min(x, Lk - 1), min(hh, Hk - 1), min(bb, B - 1));
+    vals(dv, x, hh, bb) = cast(ct, readRow(2, min(dv, v.dim(0).extent() - 1), min(x, Lk - 1),
+                                           min(hh, Hk - 1), min(bb, B - 1)));
+    alg.linear = buildLinearAttention(fq, fk, vals, dotLength, Lq, Lk, group, Hk, causal,
+                                      alg.normalize == "linear", ct);
+    alg.linearInputs = {fq, fk, vals};
+  } else {
 
   src.qT = Func(N("qT"));
   std::optional<int64_t> literalD = literalDim(kernel, 0, q.dimensions() - 1); // q's last dim
@@ -1353,6 +1381,8 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
   if (alg.normalize != "topk")
     defineBlockStages(src);
 
+  } // the quadratic stages
+
   // This source's index-check sites.
   PointEnv cenv;
   cenv.b = cb;
@@ -1497,7 +1527,9 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
   Type outType = q.type();
   alg.out = Func("out");
   alg.acc = Func("acc");
-  if (softmax || hardmax) {
+  if (alg.linear) {
+    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, alg.linear->value(dv, i, h, b)));
+  } else if (softmax || hardmax) {
     // {O, m, l}: the running output numerator, maximum score and
     // denominator (softmax: sum of exp; hardmax: number of tied keys).
     alg.acc(dv, ii, qt, h, b) = Tuple(zero, negInf, zero);

@@ -300,6 +300,16 @@ std::string printAlgorithm(const AttentionAlgorithm &a) {
   }
   if (a.sources.size() > 1)
     printFunc(os, a.topkState);
+  if (a.linear) {
+    os << "// linear attention in O(L) (" << (a.linear->causal ? "causal, chunked scan" : "two passes")
+       << ")\n";
+    for (const Halide::Func &f : a.linearInputs)
+      printFunc(os, f);
+    const LinearAttention &la = *a.linear;
+    for (const Halide::Func *f : {&la.chunkState, &la.chunkNorm, &la.state, &la.norm, &la.scores,
+                                  &la.numerator, &la.denominator, &la.value})
+      printFunc(os, *f);
+  }
   for (const Halide::Func *f : {&a.acc, &a.out, &a.lse})
     printFunc(os, *f);
   for (const auto &f : a.extra)

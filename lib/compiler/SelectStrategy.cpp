@@ -70,10 +70,61 @@ StringRef decodeStrategy(attn::KernelOp kernel, std::optional<double> scale) {
   return "scan";
 }
 
+/// LANGUAGE.md §8.4: with normalize = linear or none, no mask or a causal
+/// one and a score c * dot(x, y) of a query and a key vector (c > 0 a
+/// constant), attention factorises: out_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ (over
+/// j <= i when causal), O(L) instead of O(L²). Empty when it applies (with
+/// the constant in `scale`), else why not.
+std::string linearWhyNot(attn::KernelOp kernel, double &scale) {
+  StringRef norm = kernel.getNormalize();
+  if (norm != "linear" && norm != "none")
+    return "normalize is " + norm.str() + ", not linear or none";
+  if (!(maskIsAlwaysTrue(kernel) || maskIsCausal(kernel)))
+    return "the mask is neither absent nor causal (j <= i)";
+  if (kernel->getAttr("source"))
+    return "a kernel of several key/value sources";
+  if (kernel.hasIndexMaps())
+    return "index maps (`at`): the linear kernels read [B, H, L, D] rows";
+  auto yield = llvm::cast<attn::YieldOp>(kernel.getScore().front().getTerminator());
+  Value s = yield.getValue();
+  scale = 1;
+  for (int peel = 0; peel < 4; ++peel) {
+    auto mul = s.getDefiningOp<arith::MulFOp>();
+    if (!mul)
+      break;
+    FloatAttr c;
+    if (matchPattern(mul.getRhs(), m_Constant(&c)))
+      s = mul.getLhs();
+    else if (matchPattern(mul.getLhs(), m_Constant(&c)))
+      s = mul.getRhs();
+    else
+      break;
+    scale *= c.getValueAsDouble();
+  }
+  if (!s.getDefiningOp<attn::DotOp>() && !s.getDefiningOp<attn::VectorDotOp>()) {
+    for (Operation &op : kernel.getScore().front())
+      if (op.getName().getStringRef() == "math.powf")
+        return "the score has a pow() decay, which the linear kernels do not take yet";
+    return "the score is not a constant times dot(x, y) of a query and a key vector";
+  }
+  if (!(scale > 0))
+    return "the score's constant factor is not positive";
+  return "";
+}
+
 struct SelectStrategyPass : attn::impl::SelectStrategyBase<SelectStrategyPass> {
   void runOnOperation() override {
     attn::KernelOp kernel = getOperation();
     StringRef strategy = maskIsAlwaysTrue(kernel) ? "dense" : "masked";
+    double linearScale = 1;
+    std::string whyNot = linearWhyNot(kernel, linearScale);
+    if (whyNot.empty()) {
+      strategy = "linear";
+      kernel->setAttr("linear_scale", FloatAttr::get(Float64Type::get(&getContext()), linearScale));
+      kernel->setAttr("linear_causal", BoolAttr::get(&getContext(), maskIsCausal(kernel)));
+    } else if (kernel.getNormalize() == "linear" || kernel.getNormalize() == "none") {
+      kernel->setAttr("linear_why_not", StringAttr::get(&getContext(), whyNot));
+    }
     kernel->setAttr("strategy", StringAttr::get(&getContext(), strategy));
     std::optional<double> scale = dotScale(kernel);
     StringRef decode = decodeStrategy(kernel, scale);

@@ -350,14 +350,19 @@ def compile(
     cache: bool = True,
     cache_dir: Optional[str] = None,
     filename: str = "<string>",
+    analyse: bool = True,
 ) -> Kernel:
     """Compiles one kernel of ``.attn`` source text (or loads it from the
     compile cache). ``kernel`` names the block when the source has several.
-    Raises :class:`CompileError` with the compiler's diagnostics."""
+    ``analyse=False`` builds the unanalysed kernel: every pair evaluated, no
+    tile skipped, and quadratic where attn-select-strategy chose linear (for
+    comparing the two). Raises :class:`CompileError` with the compiler's
+    diagnostics."""
     if not isinstance(source, str):
         raise TypeError(f"source must be the .attn text as a str, not {type(source).__name__}")
     impl, messages = _attnc.compile(
-        source, filename, kernel or "", target, bool(cache), os.fspath(cache_dir) if cache_dir else ""
+        source, filename, kernel or "", target, bool(cache),
+        os.fspath(cache_dir) if cache_dir else "", bool(analyse)
     )
     if impl is None:
         raise CompileError(messages)

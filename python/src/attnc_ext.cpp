@@ -665,9 +665,11 @@ std::pair<std::optional<Kernel>, std::string> compileKernel(const std::string &s
                                                             const std::string &kernel,
                                                             const std::string &target,
                                                             bool useCache,
-                                                            const std::string &cacheDir) {
+                                                            const std::string &cacheDir,
+                                                            bool analyse) {
   attn::JitOptions opts;
   opts.kernel = kernel;
+  opts.skipTiles = analyse;
   opts.target = target;
   opts.useCache = useCache;
   opts.cacheDir = cacheDir;
@@ -751,7 +753,7 @@ NB_MODULE(_attnc, m) {
       .def("heatmap_title", &Kernel::heatmapTitle, "b"_a, "h"_a, "Lq"_a, "Lk"_a);
 
   m.def("compile", &compileKernel, "source"_a, "file_name"_a, "kernel"_a, "target"_a,
-        "use_cache"_a, "cache_dir"_a);
+        "use_cache"_a, "cache_dir"_a, "analyse"_a = true);
   m.def("emit", &emit, "source"_a, "file_name"_a, "stage"_a, "kernel"_a, "target"_a);
   m.def("check", &check, "source"_a, "file_name"_a);
   m.def("default_cache_dir", &attn::JitKernel::defaultCacheDir);

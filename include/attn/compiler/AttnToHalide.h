@@ -10,6 +10,7 @@
 #pragma once
 
 #include "Halide.h"
+#include "attn/compiler/LinearAttention.h"
 
 #include <optional>
 #include <string>
@@ -33,7 +34,7 @@ struct IndexCheck {
 /// one normalization over the union of their keys.
 struct KeySource {
   std::string name;      // the source's NAME; empty for a kernel without sources
-  std::string strategy;  // dense, masked
+  std::string strategy;  // dense, masked, linear
   bool skipsTiles = true; // masked sources: tiles the mask empties are skipped
   int accStage = 1;      // the update of `acc` (and `topkState`) this source drives
   int kTensor = 1, vTensor = 2; // its k and v in AttentionAlgorithm::tensors
@@ -90,7 +91,7 @@ struct KeySource {
 struct AttentionAlgorithm {
   std::string name;
   std::string normalize; // softmax, sigmoid, relu, none, hardmax, topk, linear
-  std::string strategy;  // dense, masked (several sources: each one's, joined by '+')
+  std::string strategy;  // dense, masked, linear (several sources: each one's, joined by '+')
   std::string ties;      // hardmax: average, latest, first
   std::string decode = "none"; // attn-select-strategy: hull, scan, none
   double decodeScale = 1;      // the score is decodeScale * dot(q, k)
@@ -113,6 +114,11 @@ struct AttentionAlgorithm {
   /// The key/value sources, in file order; their key blocks update `acc` one
   /// source after the other.
   std::vector<KeySource> sources;
+  /// attn-select-strategy's `linear` (LANGUAGE.md §8.4): the O(L) stages
+  /// replace the sources' and the accumulator; linearInputs are the query
+  /// features, key features and values it reads.
+  std::optional<LinearAttention> linear;
+  std::vector<Halide::Func> linearInputs;
   Halide::Func topkState; // topk only: (slot, ii, qt, h, b) -> {score, key}, K best
   Halide::Func acc;   // (dv, ii, qt, h, b): {O, m, l} (softmax) or O, one update per source
   Halide::Func out;   // (dv, i, h, b), q's element type

@@ -39,7 +39,72 @@ TileSizes chooseTiles(const Target &target, const std::string &strategy, Type co
   return t;
 }
 
+namespace {
+
+/// What runs once per call before the kernel: index-map rows, channel
+/// vectors, helpers, tile summaries, the tile map.
+void scheduleHelpers(AttentionAlgorithm &alg) {
+  for (Func &f : alg.rowMaps)
+    f.compute_root();
+  // Channel vectors: every row's once per call, rows in parallel.
+  for (Func &f : alg.vectors) {
+    f.compute_root();
+    if (f.dimensions() == 4) {
+      Var x = f.args()[1], xo("xo"), xi("xi");
+      f.split(x, xo, xi, 16, TailStrategy::GuardWithIf).parallel(xo);
+    }
+  }
+  for (Func &f : alg.extra)
+    f.compute_root();
+  for (Func &f : alg.tileSummaries)
+    f.compute_root();
+  if (alg.tileMap.defined())
+    alg.tileMap.parallel(alg.b);
+}
+
+/// Linear attention (LinearAttention.h): one parallel task per (h, b); the
+/// non-causal state once per call, the causal scan per task, chunk by chunk.
+void scheduleLinear(AttentionAlgorithm &alg, const Target &target) {
+  LinearAttention &la = *alg.linear;
+  const int vec = target.natural_vector_size(alg.computeType);
+  Var t("t");
+  alg.out.reorder(alg.dv, alg.i, alg.h, alg.b)
+      .fuse(alg.h, alg.b, t)
+      .parallel(t)
+      .vectorize(alg.dv, vec, TailStrategy::GuardWithIf);
+  if (!la.causal) {
+    la.state.compute_root().vectorize(la.dv, vec, TailStrategy::GuardWithIf);
+    la.state.update()
+        .reorder(la.dv, la.n, la.rj, la.hk, la.b)
+        .vectorize(la.dv, vec, TailStrategy::GuardWithIf)
+        .parallel(la.hk);
+    la.norm.compute_root().vectorize(la.n, vec, TailStrategy::GuardWithIf);
+    la.norm.update().reorder(la.n, la.rj, la.hk, la.b).vectorize(la.n, vec, TailStrategy::GuardWithIf);
+  } else {
+    la.state.compute_at(alg.out, t).vectorize(la.dv, vec, TailStrategy::GuardWithIf);
+    la.state.update().reorder(la.dv, la.n, la.rc).vectorize(la.dv, vec, TailStrategy::GuardWithIf);
+    la.chunkState.compute_at(la.state, la.rc).vectorize(la.dv, vec, TailStrategy::GuardWithIf);
+    la.chunkState.update()
+        .reorder(la.dv, la.n, la.rr)
+        .vectorize(la.dv, vec, TailStrategy::GuardWithIf);
+    la.norm.compute_at(alg.out, t).vectorize(la.n, vec, TailStrategy::GuardWithIf);
+    la.norm.update().reorder(la.n, la.rc).vectorize(la.n, vec, TailStrategy::GuardWithIf);
+    la.chunkNorm.compute_at(la.norm, la.rc).vectorize(la.n, vec, TailStrategy::GuardWithIf);
+    la.chunkNorm.update().reorder(la.n, la.rr).vectorize(la.n, vec, TailStrategy::GuardWithIf);
+    la.scores.compute_at(alg.out, alg.i).vectorize(la.r, vec, TailStrategy::GuardWithIf);
+  }
+  if (la.normalized)
+    la.denominator.compute_at(alg.out, alg.i);
+  scheduleHelpers(alg);
+}
+
+} // namespace
+
 void schedule(AttentionAlgorithm &alg, const Target &target) {
+  if (alg.linear) {
+    scheduleLinear(alg, target);
+    return;
+  }
   const int vec = target.natural_vector_size(alg.computeType);
   const int regQ = alg.regQ; // queries per register tile of QKᵀ (chooseTiles)
   const int regK = alg.regK; // keys per register tile of QKᵀ
@@ -229,24 +294,7 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
     src.vf.compute_at(perBlock).vectorize(src.vf.args()[0], vec, TailStrategy::GuardWithIf);
   }
 
-  // The rows of an index map: once per call, before the kernel.
-  for (Func &f : alg.rowMaps)
-    f.compute_root();
-  // Channel vectors: every row's once per call, rows in parallel.
-  for (Func &f : alg.vectors) {
-    f.compute_root();
-    if (f.dimensions() == 4) {
-      Var x = f.args()[1], xo("xo"), xi("xi");
-      f.split(x, xo, xi, 16, TailStrategy::GuardWithIf).parallel(xo);
-    }
-  }
-
-  for (Func &f : alg.extra)
-    f.compute_root();
-  for (Func &f : alg.tileSummaries)
-    f.compute_root();
-  if (alg.tileMap.defined())
-    alg.tileMap.parallel(b);
+  scheduleHelpers(alg);
 }
 
 } // namespace attn::cpu
