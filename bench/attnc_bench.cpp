@@ -167,6 +167,47 @@ int runPrefill(int64_t L) {
   return diff == 0 ? 0 : 1;
 }
 
+/// Prints `linear n=<steps> ns_per_step=<X> state_doubles=<S>` for the
+/// recurrent decoder of a linear-attention kernel (D = Dv = 64): the time
+/// of one step (append + query) over the last 10% of `steps` steps, and
+/// the decoder's state, which does not grow with the position.
+int runLinearDecode(int64_t steps) {
+  const std::string source = "attention lin { q: f64[B, H, L, 64]; k: f64[B, H, L, 64];"
+                             " v: f64[B, H, L, 64]\n score = dot(q, k) * 0.125\n"
+                             " mask = j <= i\n normalize = linear }";
+  std::string messages;
+  auto kernel = attn::JitKernel::compile({"linear.attn", source}, {}, messages);
+  if (!kernel) {
+    std::fprintf(stderr, "%s", messages.c_str());
+    return 1;
+  }
+  std::string error;
+  auto decoder = attn::Decoder::create(*kernel, error);
+  if (!decoder || std::string(decoder->strategy()) != "linear") {
+    std::fprintf(stderr, "attnc-bench: no linear decoder: %s\n", error.c_str());
+    return 1;
+  }
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  // 1024 random (q, k, v) rows, drawn before timing and used in turn.
+  std::vector<double> rows(1024 * 3 * 64), out(64);
+  for (double &x : rows)
+    x = u(rng);
+  int64_t timed = std::max<int64_t>(steps / 10, 1);
+  double t0 = 0;
+  for (int64_t n = 0; n < steps; ++n) {
+    if (n == steps - timed)
+      t0 = nowNs(false);
+    const double *r = &rows[(n % 1024) * 3 * 64];
+    decoder->step(r + 64, r + 128, r, out.data());
+    gSink = gSink + out[0];
+  }
+  double t1 = nowNs(false);
+  std::printf("linear n=%lld ns_per_step=%.1f state_doubles=%d\n", (long long)steps,
+              (t1 - t0) / double(timed), 64 * 64 + 64);
+  return 0;
+}
+
 /// Prints `call n=<iters> us_per_call=<X>`: the median over 5 rounds of
 /// `iters` calls of JitKernel::run (argument checks, output allocation and
 /// the kernel) of the single kernel of `file` on f32 q, k, v [B, H, L, D]:
@@ -265,7 +306,15 @@ int main(int argc, char **argv) {
   callCmd->add_option("--D", cD)->check(CLI::PositiveNumber);
   callCmd->add_option("--iters", iters, "calls per round")->check(CLI::PositiveNumber);
 
+  CLI::App *linearCmd = app.add_subcommand(
+      "linear-decode", "steps of the recurrent decoder of a causal linear-attention kernel");
+  int64_t linSteps = 1000000;
+  linearCmd->add_option("--n", linSteps, "number of steps")->check(CLI::PositiveNumber);
+
   CLI11_PARSE(app, argc, argv);
+
+  if (linearCmd->parsed())
+    return runLinearDecode(linSteps);
 
   if (prefill->parsed())
     return runPrefill(L);

@@ -122,7 +122,8 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
           return false;
       }
     }
-    if (m.name.empty() || !(m.decode == "none" || m.decode == "hull" || m.decode == "scan") ||
+    if (m.name.empty() || !(m.decode == "none" || m.decode == "hull" || m.decode == "scan" ||
+                               m.decode == "linear") ||
         !std::isfinite(m.decodeScale) || (m.hasIndexCheck && m.indexChecks.empty()))
       return false;
     out = std::move(m);

@@ -128,6 +128,9 @@ struct SelectStrategyPass : attn::impl::SelectStrategyBase<SelectStrategyPass> {
     kernel->setAttr("strategy", StringAttr::get(&getContext(), strategy));
     std::optional<double> scale = dotScale(kernel);
     StringRef decode = decodeStrategy(kernel, scale);
+    // A linear kernel of c·dot(q, k) decodes through a constant-size state.
+    if (strategy == "linear" && decode == "scan")
+      decode = "linear";
     kernel->setAttr("decode", StringAttr::get(&getContext(), decode));
     if (decode != "none")
       kernel->setAttr("decode_scale", FloatAttr::get(Float64Type::get(&getContext()), *scale));

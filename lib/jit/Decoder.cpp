@@ -47,6 +47,49 @@ private:
   runtime::HullCache cache_;
 };
 
+/// Linear attention (attn-select-strategy's `linear` with score c·dot(q, k)):
+/// the state Σ k vᵀ (d × dv) and Σ k, constant in size whatever the number
+/// of positions; out = c q·S [/ c q·z], 0 where the normalizer is 0.
+class LinearDecoder final : public Decoder {
+public:
+  LinearDecoder(double scale, bool normalized, int d, int dv)
+      : Decoder(d, dv), scale_(scale), normalized_(normalized), state_(size_t(d) * dv, 0.0),
+        norm_(size_t(d), 0.0) {}
+  const char *strategy() const override { return "linear"; }
+  int64_t size() const override { return n_; }
+  void append(const double *key, const double *value) override {
+    for (int a = 0; a < d_; ++a) {
+      norm_[a] += key[a];
+      double *row = &state_[size_t(a) * dv_];
+      for (int c = 0; c < dv_; ++c)
+        row[c] += key[a] * value[c];
+    }
+    ++n_;
+  }
+  void query(const double *q, double *out, double *lse) const override {
+    std::fill(out, out + dv_, 0.0);
+    if (lse)
+      *lse = n_ ? std::nan("") : -kInf;
+    double den = 0;
+    for (int a = 0; a < d_; ++a) {
+      double w = scale_ * q[a];
+      den += w * norm_[a];
+      const double *row = &state_[size_t(a) * dv_];
+      for (int c = 0; c < dv_; ++c)
+        out[c] += w * row[c];
+    }
+    if (normalized_)
+      for (int c = 0; c < dv_; ++c)
+        out[c] = den != 0 ? out[c] / den : 0.0;
+  }
+
+private:
+  double scale_;
+  bool normalized_;
+  std::vector<double> state_, norm_;
+  int64_t n_ = 0;
+};
+
 class ScanDecoder final : public Decoder {
 public:
   ScanDecoder(double scale, const dsl::Normalize &norm, int d, int dv)
@@ -174,6 +217,13 @@ std::unique_ptr<Decoder> Decoder::create(const std::string &strategy, double sca
   }
   if (strategy == "scan")
     return std::make_unique<ScanDecoder>(scale, normalize, d, dv);
+  if (strategy == "linear") {
+    if (normalize.kind != dsl::NormKind::Linear && normalize.kind != dsl::NormKind::None) {
+      error = "attnc: error: the linear decoder needs normalize = linear or none";
+      return nullptr;
+    }
+    return std::make_unique<LinearDecoder>(scale, normalize.kind == dsl::NormKind::Linear, d, dv);
+  }
   error = "attnc: error: unknown decode strategy '" + strategy + "'";
   return nullptr;
 }
@@ -182,7 +232,7 @@ std::unique_ptr<Decoder> Decoder::create(const JitKernel &kernel, std::string &e
                                          int dv) {
   const KernelManifest &m = kernel.manifest();
   const dsl::Kernel &k = kernel.kernel();
-  if (m.decode != "hull" && m.decode != "scan") {
+  if (m.decode != "hull" && m.decode != "scan" && m.decode != "linear") {
     error = "attnc: error: kernel '" + k.name +
             "' cannot be decoded position by position: that needs a score c * dot(q, k), "
             "no mask or a causal one (j <= i), and no aux tensors";

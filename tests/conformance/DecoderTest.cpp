@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <random>
 
@@ -115,6 +116,42 @@ TEST(Decoder, ScanPrefillReproducesSoftmaxTopkAndThreeDimensionalHardmax) {
     ASSERT_TRUE(dec) << error;
     EXPECT_STREQ(dec->strategy(), "scan") << c.body;
     EXPECT_LE(prefillError(*k, *dec, 300, c.exact, 2), c.tol) << c.body;
+  }
+}
+
+TEST(Decoder, LinearKernelsDecodeThroughAConstantState) {
+  for (const char *norm : {"linear", "none"}) {
+    auto k = compile(std::string("attention l { q: f64[B, H, L, 6]; k: f64[B, H, L, 6];"
+                                 " v: f64[B, H, L, 4]\n score = dot(q, k) * 0.5\n"
+                                 " mask = j <= i\n normalize = ") +
+                     norm + " }");
+    ASSERT_TRUE(k);
+    EXPECT_EQ(k->manifest().strategy, "linear");
+    std::string error;
+    auto dec = Decoder::create(*k, error);
+    ASSERT_TRUE(dec) << error;
+    EXPECT_STREQ(dec->strategy(), "linear") << norm;
+    // Positive keys and queries keep the normalizer away from 0.
+    auto in = stream(300, 6, 4, false, 5);
+    for (const char *t : {"q", "k"})
+      for (int64_t e = 0; e < in[t].numel(); ++e)
+        in[t].setDouble(e, std::abs(in[t].getDouble(e)) + 0.1);
+    HostTensor out;
+    ASSERT_TRUE(k->run(in, {}, out, nullptr));
+    std::vector<double> got(300 * 4);
+    dec->prefill(300, in["q"].as<double>(), in["k"].as<double>(), in["v"].as<double>(), got.data());
+    double err = 0, scale = 1;
+    for (int64_t e = 0; e < out.numel(); ++e) {
+      err = std::max(err, std::abs(got[e] - out.getDouble(e)));
+      scale = std::max(scale, std::abs(out.getDouble(e)));
+    }
+    EXPECT_LE(err, 1e-10 * scale) << norm;
+    // An empty stream: 0 and lse -inf.
+    auto fresh = Decoder::create(*k, error);
+    double q[6] = {1, 1, 1, 1, 1, 1}, o[4] = {9, 9, 9, 9}, lse = 0;
+    fresh->query(q, o, &lse);
+    EXPECT_EQ(o[0], 0.0);
+    EXPECT_EQ(lse, -std::numeric_limits<double>::infinity());
   }
 }
 

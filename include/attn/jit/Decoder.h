@@ -8,7 +8,10 @@
 // score c·dot(q, k) with c > 0 and no mask or a causal one — the convex-hull
 // key cache answers in O(log n) per step (runtime/HullCache.h); `scan` for
 // other kernels whose score is c·dot(q, k) with no mask or a causal one and
-// no aux tensors — O(n·D) per step in double. Both have this interface, so
+// no aux tensors — O(n·D) per step in double; `linear` for kernels
+// attn-select-strategy made linear (normalize = linear or none) with a score
+// c·dot(q, k) and no aux tensors — a recurrent state of D × Dv + D doubles,
+// O(D·Dv) per step whatever the position. All have this interface, so
 // callers never need to know which one they got.
 #pragma once
 
@@ -31,13 +34,13 @@ public:
   /// the kernel names (D, Dv) rather than fixes must be given.
   static std::unique_ptr<Decoder> create(const JitKernel &kernel, std::string &error,
                                          int d = 0, int dv = 0);
-  /// The decoder from its parts: strategy "hull" or "scan", the score scale
+  /// The decoder from its parts: strategy "hull", "scan" or "linear", the score scale
   /// c, the normalization, and the head dims of keys (d) and values (dv).
   static std::unique_ptr<Decoder> create(const std::string &strategy, double scale,
                                          const dsl::Normalize &normalize, int d, int dv,
                                          std::string &error);
 
-  /// "hull" or "scan".
+  /// "hull", "scan" or "linear".
   virtual const char *strategy() const = 0;
   int keyDim() const { return d_; }
   int valueDim() const { return dv_; }

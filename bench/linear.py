@@ -1,0 +1,62 @@
+"""Linear attention in O(L) (issue 17): time against L for the linear kernel
+attn-select-strategy chooses and the quadratic kernel of the same source
+(``analyse=False``), causal elu+1 features, B=1 H=8 D=64 (feature size 64).
+Medians of a few runs; the quadratic one only up to --max-quadratic.
+
+    .venv/bin/python bench/linear.py [--max-quadratic 16384]
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+import attnc
+
+SRC = """attention elu_{mask} {{
+  q: f32[B, H, L, 64]; k: f32[B, H, L, 64]; v: f32[B, H, L, 64]
+  let fq[c] = select(q[c] > 0, q[c] + 1, exp(q[c]))
+  let fk[c] = select(k[c] > 0, k[c] + 1, exp(k[c]))
+  score = dot(fq, fk)
+  {m}
+  normalize = linear
+}}"""
+
+
+def median(fn, n):
+    fn()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--max-quadratic", type=int, default=16384)
+    ap.add_argument("--max-l", type=int, default=65536)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    for causal in (True, False):
+        src = SRC.format(mask="causal" if causal else "full", m="mask = j <= i" if causal else "")
+        fast, slow = attnc.compile(src), attnc.compile(src, analyse=False)
+        assert fast.strategy == "linear"
+        print(f"{'causal' if causal else 'non-causal'} elu+1, B=1 H=8 D=64:")
+        print(f"  {'L':>6} {'linear ms':>10} {'ms/1k':>7} {'quadratic ms':>13} {'speed-up':>9}")
+        L = 1024
+        while L <= args.max_l:
+            q, k, v = (0.5 * rng.standard_normal((1, 8, L, 64)).astype(np.float32) for _ in range(3))
+            tf = median(lambda: fast(q, k, v), 3)
+            line = f"  {L:>6} {tf * 1e3:>10.1f} {tf * 1e3 / (L / 1024):>7.2f}"
+            if L <= args.max_quadratic:
+                ts = median(lambda: slow(q, k, v), 1 if L > 4096 else 3)
+                np.testing.assert_allclose(fast(q, k, v), slow(q, k, v), rtol=2e-4, atol=2e-4)
+                line += f" {ts * 1e3:>13.1f} {ts / tf:>8.1f}x"
+            print(line, flush=True)
+            L *= 2
+
+
+if __name__ == "__main__":
+    main()
