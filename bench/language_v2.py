@@ -11,11 +11,11 @@ machine state.
 """
 
 import argparse
-import time
 
 import numpy as np
 
 import attnc
+from timing import median_time
 
 CAUSAL = """attention causal_{name} {{
   q: f32[{q}]{qa}; k: f32[{k}]{ka}; v: f32[{k}]{ka}
@@ -51,15 +51,6 @@ DECODE_FLAT = """attention decode_flat {
   mask = j < seqlen[b]
   output lse
 }"""
-
-
-def median_time(fn, n):
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
 
 
 def compare(label, a, b, rounds, reps):

@@ -7,11 +7,11 @@ Medians of a few runs; the quadratic one only up to --max-quadratic.
 """
 
 import argparse
-import time
 
 import numpy as np
 
 import attnc
+from timing import median_time
 
 SRC = """attention elu_{mask} {{
   q: f32[B, H, L, 64]; k: f32[B, H, L, 64]; v: f32[B, H, L, 64]
@@ -21,16 +21,6 @@ SRC = """attention elu_{mask} {{
   {m}
   normalize = linear
 }}"""
-
-
-def median(fn, n):
-    fn()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
 
 
 def main():
@@ -48,10 +38,10 @@ def main():
         L = 1024
         while L <= args.max_l:
             q, k, v = (0.5 * rng.standard_normal((1, 8, L, 64)).astype(np.float32) for _ in range(3))
-            tf = median(lambda: fast(q, k, v), 3)
+            tf = median_time(lambda: fast(q, k, v), 3, warm_up=True)
             line = f"  {L:>6} {tf * 1e3:>10.1f} {tf * 1e3 / (L / 1024):>7.2f}"
             if L <= args.max_quadratic:
-                ts = median(lambda: slow(q, k, v), 1 if L > 4096 else 3)
+                ts = median_time(lambda: slow(q, k, v), 1 if L > 4096 else 3, warm_up=True)
                 np.testing.assert_allclose(fast(q, k, v), slow(q, k, v), rtol=2e-4, atol=2e-4)
                 line += f" {ts * 1e3:>13.1f} {ts / tf:>8.1f}x"
             print(line, flush=True)

@@ -959,534 +959,534 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
   // tile map follow the previous sources'.
   Expr keyOffset = Expr(0), blockOffset = Expr(0);
   for (size_t s = 0; s < kops.size(); ++s) {
-  attn::KernelOp kernel = kops[s];
-  Translator &tr = *trs[s];
-  alg.sources.emplace_back();
-  KeySource &src = alg.sources.back();
-  if (auto n = kernel->getAttrOfType<mlir::StringAttr>("source"))
-    src.name = n.str();
-  src.strategy = kernelStrategy(ops[s]);
-  // The unanalysed kernel (skipTiles false) is the quadratic one, also for
-  // what attn-select-strategy made linear.
-  if (src.strategy == "linear" && !skipAnyTiles)
-    src.strategy = kernel->getAttrOfType<mlir::BoolAttr>("linear_causal").getValue() ? "masked"
-                                                                                    : "dense";
-  src.accStage = (int)s + 1;
-  src.kTensor = tr.tensorIndex(opTensorName(kernel, 1));
-  src.vTensor = tr.tensorIndex(opTensorName(kernel, 2));
-  Expr Lk = Lks[s];
-  src.Lk = Lk;
-  src.keyOffset = keyOffset;
-  src.blockOffset = blockOffset;
-  // Func and RDom names: those of a kernel without sources, or NAME_SOURCE.
-  auto N = [&src](const std::string &n) { return src.name.empty() ? n : n + "_" + src.name; };
-  ImageParam &k = alg.tensors[src.kTensor], &v = alg.tensors[src.vTensor];
-  (void)v;
-  // Where the rows of q, k and v are: [b, h, i, :] / [b, hk, j, :], or the
-  // tensor's index map. A map is evaluated once per row into rowsOf(t)
-  // (the indices, clamped into the tensor), which the schedule places with
-  // the tile or block that gathers the rows.
-  Func rowFuncs[3];
-  const int tensorOf[3] = {0, src.kTensor, src.vTensor};
-  auto rowIndices = [&](int t, Expr b0, Expr h0, Expr x) -> std::vector<Expr> {
-    ImageParam &p = alg.tensors[tensorOf[t]];
-    int n = p.dimensions();
-    mlir::Region *map[3] = {&kernel.getQAt(), &kernel.getKAt(), &kernel.getVAt()};
-    if (map[t]->empty())
-      return {x, h0, b0}; // Halide order: innermost first
-    if (!rowFuncs[t].defined()) {
-      Var rx("rx"), rh("rh"), rb("rb");
-      PointEnv env;
-      env.b = rb;
-      env.h = rh;
-      env.i = t == 0 ? Expr(rx) : Expr(0);
-      env.j = t == 0 ? Expr(0) : Expr(rx);
-      std::vector<Expr> idx = tr.evalPointAll(*map[t], env);
-      std::vector<Expr> clamped;
-      for (int m = 0; m + 1 < n; ++m) // declared dim m is Halide dim n-1-m
-        clamped.push_back(clamp(cast(Int(32), idx[m]), 0, p.dim(n - 1 - m).extent() - 1));
-      rowFuncs[t] = Func(N(std::string("rows_") + "qkv"[t]));
-      if (clamped.size() == 1)
-        rowFuncs[t](rx, rh, rb) = clamped[0];
-      else
-        rowFuncs[t](rx, rh, rb) = Tuple(clamped);
-      alg.rowMaps.push_back(rowFuncs[t]);
-    }
-    std::vector<Expr> out(n - 1);
-    FuncRef ref = rowFuncs[t](x, h0, b0);
-    for (int m = 0; m + 1 < n; ++m)
-      out[n - 2 - m] = n == 2 ? Expr(ref) : Expr(ref[m]);
-    return out;
-  };
-  // Element c of the row of tensor t (0 q, 1 k, 2 v) for (b0, h0 or hk, x).
-  auto readRow = [&](int t, Expr c, Expr x, Expr h0, Expr b0) {
-    std::vector<Expr> at{c};
-    for (Expr e : rowIndices(t, b0, h0, x))
-      at.push_back(e);
-    return alg.tensors[tensorOf[t]](at);
-  };
-  src.kGathered = !kernel.getKAt().empty();
-  src.vGathered = !kernel.getVAt().empty();
-  src.kf = Func(N("kf"));
-  src.kf(d, j, hkv, b) = cast(ct, readRow(1, d, j, min(hkv, Hk - 1), bc));
-  // Value channels are clamped so register tiles may overhang Dv.
-  src.vf = Func(N("vf"));
-  src.vf(dv, j, hkv, b) =
-      cast(ct, readRow(2, min(dv, v.dim(0).extent() - 1), j, min(hkv, Hk - 1), bc));
-
-  // Every op of the kernel's regions, nested ones (sums, vectors) included.
-  std::vector<Operation *> allOps;
-  {
-    std::vector<mlir::Region *> todo;
-    for (mlir::Region *r : {&kernel.getScore(), &kernel.getMask(), &kernel.getVectors()})
-      todo.push_back(r);
-    while (!todo.empty()) {
-      mlir::Region *r = todo.back();
-      todo.pop_back();
-      for (mlir::Block &blk : *r)
-        for (Operation &o : blk) {
-          allOps.push_back(&o);
-          for (mlir::Region &nested : o.getRegions())
-            todo.push_back(&nested);
-        }
-    }
-  }
-
-  // sqnorm(q) / sqnorm(k), when used: small compute_root helpers.
-  Func qnorm(N("qnorm")), knorm(N("knorm"));
-  bool usesQnorm = false, usesKnorm = false;
-  for (Operation *o : allOps)
-    if (auto s = llvm::dyn_cast<attn::SqnormOp>(o))
-      (s.getOf() == "q" ? usesQnorm : usesKnorm) = true;
-  if (usesQnorm) {
-    RDom r(0, D, N("rqn"));
-    qnorm(i, h, b) = zero;
-    Expr x = cast(ct, readRow(0, r, min(i, Lq - 1), hc, bc));
-    qnorm(i, h, b) += x * x;
-    alg.extra.push_back(qnorm);
-  }
-  if (usesKnorm) {
-    RDom r(0, D, N("rkn"));
-    knorm(j, hkv, b) = zero;
-    Expr x = cast(ct, readRow(1, r, min(j, Lk - 1), min(hkv, Hk - 1), bc));
-    knorm(j, hkv, b) += x * x;
-    alg.extra.push_back(knorm);
-  }
-
-  // Channel vectors (LANGUAGE.md §8.3): vec_NAME(c, x, h, b) with x = i (query
-  // side, h the head) or j (key side, h = hk); vec_NAME(c) for constants.
-  // Each is computed once per call for every row (compute_root), never per
-  // pair; vsq_NAME(x, h, b) is its sqnorm.
-  struct Vector {
-    std::string side;
-    Expr length;
-    Func f, sq;
-  };
-  std::map<std::string, Vector> vectors;
-  // Element `idx` of vector `name` (q, k or a channel vector) for row x of
-  // head hh (h or hk) and batch bb.
-  auto vectorElem = [&](const std::string &name, Expr idx, Expr x, Expr hh, Expr bb) -> Expr {
-    if (name == "q")
-      return cast(ct, readRow(0, clamp(idx, 0, D - 1), x, hh, bb));
-    if (name == "k")
-      return cast(ct, readRow(1, clamp(idx, 0, D - 1), x, min(hh, Hk - 1), bb));
-    Vector &vec = vectors.at(name);
-    Expr c = clamp(idx, 0, vec.length - 1);
-    return vec.side == "constant" ? vec.f(c) : vec.f(c, x, hh, bb);
-  };
-  auto vectorSqnorm = [&](const std::string &name, Expr x, Expr hh, Expr bb) -> Expr {
-    Vector &vec = vectors.at(name);
-    if (!vec.sq.defined()) {
-      RDom r(0, vec.length, "rvsq");
-      Var vx("x"), vh("h"), vb("b");
-      vec.sq = Func(N("vsq_" + name));
-      Expr e = vec.side == "constant" ? vec.f(r) : vec.f(r, vx, vh, vb);
-      if (vec.side == "constant")
-        vec.sq() = sum(r, e * e);
-      else
-        vec.sq(vx, vh, vb) = sum(r, e * e);
-      alg.extra.push_back(vec.sq);
-    }
-    return vec.side == "constant" ? vec.sq() : vec.sq(x, hh, bb);
-  };
-  if (!kernel.getVectors().empty()) {
-    for (Operation &o : kernel.getVectors().front()) {
-      auto vop = llvm::dyn_cast<attn::VectorOp>(o);
-      if (!vop)
-        continue;
-      std::string name = vop.getName().str(), side = vop.getSide().str();
-      Vector vec;
-      vec.side = side;
-      if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(vop.getLength()))
-        vec.length = Expr((int)lit.getInt());
-      else
-        vec.length = tr.size(llvm::cast<mlir::StringAttr>(vop.getLength()).str());
-      Var vc("c"), vx("x"), vh("h"), vb("b");
-      PointEnv env;
-      bool query = side == "query", key = side == "key";
-      env.b = key || query ? Expr(vb) : Expr(0);
-      env.h = key || query ? Expr(vh) : Expr(0);
-      env.i = query ? Expr(vx) : Expr(0);
-      env.j = key ? Expr(vx) : Expr(0);
-      env.c = vc;
-      env.elem = [&, query, key, vx, vh, vb](const std::string &n, Expr idx) {
-        return vectorElem(n, idx, query || key ? Expr(vx) : Expr(0),
-                          query || key ? Expr(vh) : Expr(0), query || key ? Expr(vb) : Expr(0));
-      };
-      env.vsqnorm = [&, vx, vh, vb](const std::string &n) { return vectorSqnorm(n, vx, vh, vb); };
-      env.sqnormQ = [&, vx, vh, vb] { return qnorm(vx, vh, vb); };
-      env.sqnormK = [&, vx, vh, vb] { return knorm(vx, vh, vb); };
-      env.dot = [&] { return make_const(ct, 0.0); }; // Sema: no dot inside a vector
-      Expr value = cast(ct, tr.evalPoint(vop.getBody(), env));
-      vec.f = Func(N("vec_" + name));
-      if (side == "constant")
-        vec.f(vc) = value;
-      else
-        vec.f(vc, vx, vh, vb) = value;
-      alg.vectors.push_back(vec.f);
-      vectors.emplace(name, vec);
-    }
-  }
-
-  // What q.k multiplies: q and k, or the two vectors of dot(x, y).
-  std::string dotQ = "q", dotK = "k";
-  for (Operation *o : allOps)
-    if (auto d = llvm::dyn_cast<attn::VectorDotOp>(o)) {
-      dotQ = d.getX().str();
-      dotK = d.getY().str();
-    }
-  Expr dotLength = dotQ == "q" ? D : vectors.at(dotQ).length;
-
-  if (src.strategy == "linear") {
-    // LANGUAGE.md §8.4 in O(L) (LinearAttention.h): the features are the two
-    // vectors of dot(x, y) (q and k for dot(q, k)), the score's constant
-    // folded into the query's.
-    double scale = kernel->getAttrOfType<mlir::FloatAttr>("linear_scale").getValueAsDouble();
-    bool causal = kernel->getAttrOfType<mlir::BoolAttr>("linear_causal").getValue();
-    Var n("n"), x("x"), hh("hh"), bb("bb");
-    Func fq(N("linFq")), fk(N("linFk")), vals(N("linV"));
-    fq(n, x, hh, bb) = vectorElem(dotQ, n, min(x, Lq - 1), min(hh, H - 1), min(bb, B - 1)) *
-                       make_const(ct, scale);
-    fk(n, x, hh, bb) = vectorElem(dotK, n, min(x, Lk - 1), min(hh, Hk - 1), min(bb, B - 1));
-    vals(dv, x, hh, bb) = cast(ct, readRow(2, min(dv, v.dim(0).extent() - 1), min(x, Lk - 1),
-                                           min(hh, Hk - 1), min(bb, B - 1)));
-    alg.linear = buildLinearAttention(fq, fk, vals, dotLength, Lq, Lk, group, Hk, causal,
-                                      alg.normalize == "linear", ct);
-    alg.linearInputs = {fq, fk, vals};
-  } else {
-
-  src.qT = Func(N("qT"));
-  std::optional<int64_t> literalD = literalDim(kernel, 0, q.dimensions() - 1); // q's last dim
-  src.bf16Pairs = q.type() == BFloat(16) && k.type() == BFloat(16) && ct == Float(32) &&
-                  literalD && *literalD % 2 == 0 && dotQ == "q";
-  Expr dotTerm; // the summand of q.k over the reduction domain
-  if (src.bf16Pairs) {
-    // bf16 q.k as a sum of products of adjacent pairs, so that a target with
-    // BF16 dot-product instructions (vdpbf16ps) can use them: the query tile
-    // is stored as (d % 2, ii, d / 2).
-    Var di("di"), dp("dp");
-    src.qT(di, ii, dp, qt, h, b) = readRow(0, dp * 2 + di, min(qt * TQ + ii, Lq - 1), hc, bc);
-    RDom rd(0, 2, 0, int(*literalD / 2), N("rd"));
-    src.rd = RVar(rd.x);
-    src.rdPair = RVar(rd.y);
-    dotTerm = cast(ct, src.qT(rd.x, ii, rd.y, qt, h, b)) *
-              cast(ct, readRow(1, rd.y * 2 + rd.x, min(jk, Lk - 1), hk, bc));
-  } else {
-    src.qT(ii, d, qt, h, b) = vectorElem(dotQ, d, min(qt * TQ + ii, Lq - 1), hc, bc);
-    RDom rd(0, dotLength, N("rd"));
-    src.rd = RVar(rd.x);
-    Func keys = src.kf;
-    if (dotK != "k") { // the key vector of dot(x, y)
-      keys = Func(N("kvec"));
-      keys(d, j, hkv, b) = vectorElem(dotK, d, j, hkv, bc);
-    }
-    dotTerm = src.qT(ii, rd, qt, h, b) * keys(rd, min(jk, Lk - 1), hk, b);
-  }
-  // q.k for a block: dotAcc; its twin dotAccFull serves the register tiles
-  // that a mask makes full (computed in their own loop).
-  auto defineDot = [&](Func &f, const char *name) {
-    f = Func(N(name));
-    f(ii, jj, qt, kb, h, b) = zero;
-    f(ii, jj, qt, kb, h, b) += dotTerm;
-  };
-  defineDot(src.dotAcc, "dotAcc");
-
-  auto usesDot = [](mlir::Region &r) {
-    for (Operation &o : r.front())
-      if (llvm::isa<attn::DotOp, attn::VectorDotOp>(o))
-        return true;
-    return false;
-  };
-  src.scoreUsesDot = usesDot(kernel.getScore());
-  src.maskUsesDot = usesDot(kernel.getMask());
-
-  // The masked score (-inf for pairs that do not take part) at position
-  // (iiE, jjE) of the tile (qt, kb).
-  auto pointEnv = [&](Expr iiE, Expr jjE, Func dot) {
-    Expr iE = qt * TQ + iiE, jE = kb * TK + jjE;
-    PointEnv env;
-    env.b = b;
-    env.h = h;
-    env.i = iE;
-    env.j = jE;
-    env.dot = [=] { return dot(iiE, jjE, qt, kb, h, b); };
-    env.sqnormQ = [=] { return qnorm(min(iE, Lq - 1), h, b); };
-    env.sqnormK = [=] { return knorm(min(jE, Lk - 1), hk, b); };
-    // Elements of the query side read row i (head h), of the key side row j
-    // (head hk); constants ignore both.
-    auto sideOf = [&vectors](const std::string &n) {
-      return n == "q" ? std::string("query") : n == "k" ? std::string("key") : vectors.at(n).side;
-    };
-    env.elem = [=, &vectorElem](const std::string &n, Expr idx) {
-      bool key = sideOf(n) == "key";
-      return vectorElem(n, idx, key ? min(jE, Lk - 1) : min(iE, Lq - 1), key ? hk : Expr(h), b);
-    };
-    env.vsqnorm = [=, &vectorSqnorm](const std::string &n) {
-      bool key = sideOf(n) == "key";
-      return vectorSqnorm(n, key ? min(jE, Lk - 1) : min(iE, Lq - 1), key ? hk : Expr(h), b);
-    };
-    return env;
-  };
-  // The mask is its own Func (uint8 per pair of a block) rather than an
-  // expression inside the score's select: Halide derives the condition under
-  // which a producer (the q.k register tile) is needed from select conditions
-  // around its calls, and gets it wrong for some (e.g. `(i - j) % 4 == 0`
-  // became `qt == 0`), skipping tiles that take part.
-  if (src.strategy != "dense") {
-    src.maskTile = Func(N("maskTile"));
-    src.maskTile(ii, jj, qt, kb, h, b) =
-        cast(UInt(8), tr.evalPoint(kernel.getMask(), pointEnv(ii, jj, src.dotAcc)));
-  }
-  auto maskedScore = [&](Expr iiE, Expr jjE, Func dot, bool evalMask) {
-    PointEnv env = pointEnv(iiE, jjE, dot);
-    Expr valid = env.j < Lk && env.i < Lq;
-    if (evalMask && src.strategy != "dense")
-      valid = valid && src.maskTile(iiE, jjE, qt, kb, h, b) != 0;
-    return select(valid, tr.evalPoint(kernel.getScore(), env), negInf);
-  };
-
-  // Key blocks the mask provably empties for a query tile are skipped: a
-  // conservative test of block `kbE` for the tile qt.
-  Expr nKB = (Lk + TK - 1) / TK;
-  // Without skipping (the unanalysed kernel), every pair is evaluated.
-  bool skipTiles = skipAnyTiles && src.strategy != "dense";
-  src.skipsTiles = skipTiles;
-  auto blockMayTakePart = [&](Expr kbE) -> Expr {
-    if (!skipTiles)
-      return Expr();
-    auto tileRange = [](Expr lo, int t, Expr extent) {
-      return Interval{cast(Float(64), lo * t), cast(Float(64), min(lo * t + t, extent) - 1),
-                      Expr(), Expr()};
-    };
-    std::map<unsigned, Interval> args{{0, point(b)},
-                                      {1, point(h)},
-                                      {2, tileRange(qt, TQ, Lq)},
-                                      {3, tileRange(kbE, TK, Lk)}};
-    tr.setTile({true, qt, kbE, b, h});
-    return tr.evalInterval(kernel.getMask(), args).mayTrue;
-  };
-  RDom rk(0, nKB, N("rk"));
-  auto maskKind = kernel->getAttrOfType<mlir::StringAttr>("mask_kind");
-  if (Expr p = blockMayTakePart(rk.x); p.defined()) {
-    if (maskKind && maskKind.getValue() == "data-dependent") {
-      // The source's blocks in the tile map start at its block offset.
-      if (!alg.hasTileMap) {
-        alg.hasTileMap = true;
-        alg.tileMapInput = ImageParam(UInt(8), 4, "tilemap");
-      }
-      src.usesTileMap = true;
-      tileTests[s] = kops.size() == 1 ? blockMayTakePart(kb)
-                                      : blockMayTakePart(clamp(kb - src.blockOffset, 0, nKB - 1));
-      rk.where(alg.tileMapInput(s ? src.blockOffset + rk.x : Expr(rk.x), qt, h, b) != 0);
-    } else {
-      rk.where(p);
-    }
-  }
-  src.rk = RVar(rk.x);
-  RDom rj(0, TK, N("rj"));
-  src.rj = RVar(rj.x);
-
-  src.score = Func(N("score"));
-  if (alg.normalize == "topk") {
-    // Pass 1 keeps, per query row, the K best (score, j) pairs seen so far,
-    // sorted by score then j (descending; a later key wins a tie), in K
-    // slots updated from the last to the first for every key. Pass 2 is the
-    // softmax over the keys that rank at least as high as the K-th pair.
-    // Keys are ordered by source, then j: the key stored is keyOffset + j.
-    src.rawScore = Func(N("rawScore"));
-    src.rawScore(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, src.dotAcc, true);
-    if (!alg.topkState.defined()) {
-      Var slot("slot");
-      alg.topkState = Func("topkState");
-      alg.topkState(slot, ii, qt, h, b) = Tuple(negInf, make_const(Int(32), -1));
-    }
-    // Innermost first: slot (reversed), key of the block, key block.
-    RDom rt(0, slots, 0, TK, 0, nKB, N("rt"));
-    if (Expr p = blockMayTakePart(rt.z); p.defined())
-      rt.where(p);
-    src.rtSlot = RVar(rt.x);
-    src.rtKey = RVar(rt.y);
-    src.rtBlock = RVar(rt.z);
-    Expr x = src.rawScore(ii, rt.y, qt, rt.z, h, b);
-    Expr jx = s ? src.keyOffset + rt.z * TK + rt.y : rt.z * TK + rt.y;
-    Expr sl = slots - 1 - rt.x;
-    Tuple old = alg.topkState(sl, ii, qt, h, b);
-    Tuple prev = alg.topkState(max(sl - 1, 0), ii, qt, h, b);
-    Expr insert = live(x) && x >= old[0];
-    Expr shift = sl > 0 && x >= prev[0];
-    alg.topkState(sl, ii, qt, h, b) =
-        Tuple(select(insert, select(shift, prev[0], x), old[0]),
-              select(insert, select(shift, prev[1], jx), old[1]));
-  } else if (!skipTiles) {
-    src.score(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, src.dotAcc, true);
-  } else {
-    // Register tiles (tiles.regQ x tiles.regK) of a block that the mask
-    // provably empties are skipped, q.k included: the score is -inf, then
-    // one update over the register tiles that are partial (the mask is
-    // evaluated per pair) and one over those that are full (it is not).
-    const int RQ = tiles.regQ, RK = tiles.regK;
-    auto registerTiles = [&](const char *name, bool full) {
-      RDom r(0, RQ, 0, RK, 0, TQ / RQ, 0, TK / RK, name);
-      Expr tq = qt * TQ + r.z * RQ, tk = kb * TK + r.w * RK;
-      std::map<unsigned, Interval> args{
-          {0, point(b)},
-          {1, point(h)},
-          {2, Interval{cast(Float(64), tq), cast(Float(64), min(tq + RQ, Lq) - 1), Expr(), Expr()}},
-          {3, Interval{cast(Float(64), tk), cast(Float(64), min(tk + RK, Lk) - 1), Expr(), Expr()}}};
-      tr.setTile({true, qt, kb, b, h});
-      Interval m = tr.evalInterval(kernel.getMask(), args);
-      r.where(full ? !m.mayFalse : m.mayTrue && m.mayFalse);
-      return r;
-    };
-    // One update of f over the full or the partial register tiles.
-    auto updateTiles = [&](Func &f, Func &dot, bool full, const char *name) {
-      RDom r = registerTiles(name, full);
-      Expr iiR = r.z * RQ + r.x, jjR = r.w * RK + r.y;
-      f(iiR, jjR, qt, kb, h, b) = maskedScore(iiR, jjR, dot, !full);
-      return KeySource::TileUpdate{RVar(r.x), RVar(r.y), RVar(r.z), RVar(r.w)};
-    };
-    // Full register tiles first, into scoreFull (-inf elsewhere)...
-    defineDot(src.dotAccFull, "dotAccFull");
-    src.scoreFull = Func(N("scoreFull"));
-    src.scoreFull(ii, jj, qt, kb, h, b) = negInf;
-    src.fullTiles = updateTiles(src.scoreFull, src.dotAccFull, true, N("rf").c_str());
-    // ...then the partial ones on top of them.
-    src.score(ii, jj, qt, kb, h, b) = src.scoreFull(ii, jj, qt, kb, h, b);
-    src.partialTiles = updateTiles(src.score, src.dotAcc, false, N("rs").c_str());
-    src.scoreRegisterTiles = true;
-  }
-
-  // Top-k's scores read topkState, whose updates (one per source) must all
-  // be defined first: its block stages follow the loop.
-  if (alg.normalize != "topk")
-    defineBlockStages(src);
-
-  } // the quadratic stages
-
-  // This source's index-check sites.
-  PointEnv cenv;
-  cenv.b = cb;
-  cenv.h = ch;
-  cenv.i = ci;
-  cenv.j = cj;
-  Expr head = cast(ct, Expr(headValue));
-  cenv.dot = cenv.sqnormQ = cenv.sqnormK = [&] { return head; };
-  cenv.elem = [&](const std::string &, Expr) { return head; };
-  cenv.vsqnorm = [&](const std::string &) { return head; };
-  auto headless = [&](Expr cond) {
-    return Halide::Internal::expr_uses_var(cond, headValue.name()) ? const_true() : cond;
-  };
-  Expr takesPart = headless(tr.evalPoint(kernel.getMask(), cenv));
-  size_t firstSite = sites.size();
-  int qRank = alg.tensors[0].dimensions();
-  // Sites of one block: aux reads, element reads (q[c], x[c]) and, inside
-  // sums, the same with the sum's variable as one more dimension.
-  std::function<std::vector<Expr>(mlir::Block &, std::map<void *, Expr> &, const PointEnv &, Expr,
-                                  std::vector<std::pair<std::string, Expr>>)>
-      collectBlock = [&](mlir::Block &blk, std::map<void *, Expr> &vals, const PointEnv &env,
-                         Expr base, std::vector<std::pair<std::string, Expr>> chans) {
-        std::vector<Expr> yielded = tr.evalBlock(blk, vals, env);
-        std::map<void *, Expr> uses = tr.useConditions(blk, vals);
-        for (Operation &op : blk) {
-          auto u = uses.find(op.getNumResults() ? op.getResult(0).getAsOpaquePointer() : nullptr);
-          if (u == uses.end())
-            continue; // never used
-          Expr cond = headless(base.defined() ? (base && u->second) : u->second);
-          auto index = [&](unsigned n) { return vals.at(op.getOperand(n).getAsOpaquePointer()); };
-          if (auto l = llvm::dyn_cast<attn::LoadOp>(op))
-            for (unsigned n = 0; n < l.getIndices().size(); ++n)
-              sites.push_back({IndexCheck{l.getTensor().str(), (int)n}, index(n), cond, chans});
-          if (auto e = llvm::dyn_cast<attn::ElemOp>(op)) {
-            std::string name = e.getVector().str();
-            int dim = name == "q" ? qRank - 1 : name == "k" ? k.dimensions() - 1 : 0;
-            if (name == "k")
-              name = opTensorName(kernel, 1);
-            sites.push_back({IndexCheck{name, dim}, index(0), cond, chans});
-          }
-          if (auto s = llvm::dyn_cast<attn::SumOp>(op)) {
-            Var c(Halide::Internal::unique_name("csum"));
-            std::map<void *, Expr> inner = vals;
-            inner[s.getBody().front().getArgument(0).getAsOpaquePointer()] = c;
-            auto more = chans;
-            more.push_back({c.name(), index(0)});
-            collectBlock(s.getBody().front(), inner, env, cond, more);
-          }
-        }
-        return yielded;
-      };
-  auto collect = [&](mlir::Region &region, Expr base, Expr hArg, const char *mapOf,
-                     std::vector<std::pair<std::string, Expr>> chans = {}, Expr c = Expr()) {
-    if (region.empty())
-      return;
-    PointEnv env = cenv;
-    env.h = hArg;
-    env.c = c;
-    std::map<void *, Expr> vals;
-    mlir::Block &blk = region.front();
-    Translator::bindArgs(blk, env, vals);
-    std::vector<Expr> yielded = collectBlock(blk, vals, env, base, chans);
-    if (mapOf)
-      for (size_t n = 0; n < yielded.size(); ++n)
-        sites.push_back({IndexCheck{mapOf, (int)n}, yielded[n], base.defined() ? base : const_true(),
-                         chans});
-  };
-  Expr hkOf = ch / max(H / Hk, 1);
-  collect(kernel.getMask(), Expr(), ch, nullptr);
-  collect(kernel.getScore(), takesPart, ch, nullptr);
-  std::string kName = opTensorName(kernel, 1), vName = opTensorName(kernel, 2);
-  collect(kernel.getQAt(), takesPart, ch, "q");
-  collect(kernel.getKAt(), takesPart, hkOf, kName.c_str());
-  collect(kernel.getVAt(), takesPart, hkOf, vName.c_str());
-  // Channel vectors: computed for the rows (keys) of pairs that take part,
-  // every element (docs/language.md).
-  if (!kernel.getVectors().empty())
-    for (Operation &o : kernel.getVectors().front())
-      if (auto vop = llvm::dyn_cast<attn::VectorOp>(o)) {
-        Var c(Halide::Internal::unique_name("cvec"));
-        Expr length;
-        if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(vop.getLength()))
-          length = Expr((int)lit.getInt());
+    attn::KernelOp kernel = kops[s];
+    Translator &tr = *trs[s];
+    alg.sources.emplace_back();
+    KeySource &src = alg.sources.back();
+    if (auto n = kernel->getAttrOfType<mlir::StringAttr>("source"))
+      src.name = n.str();
+    src.strategy = kernelStrategy(ops[s]);
+    // The unanalysed kernel (skipTiles false) is the quadratic one, also for
+    // what attn-select-strategy made linear.
+    if (src.strategy == "linear" && !skipAnyTiles)
+      src.strategy = kernel->getAttrOfType<mlir::BoolAttr>("linear_causal").getValue() ? "masked"
+                                                                                      : "dense";
+    src.accStage = (int)s + 1;
+    src.kTensor = tr.tensorIndex(opTensorName(kernel, 1));
+    src.vTensor = tr.tensorIndex(opTensorName(kernel, 2));
+    Expr Lk = Lks[s];
+    src.Lk = Lk;
+    src.keyOffset = keyOffset;
+    src.blockOffset = blockOffset;
+    // Func and RDom names: those of a kernel without sources, or NAME_SOURCE.
+    auto N = [&src](const std::string &n) { return src.name.empty() ? n : n + "_" + src.name; };
+    ImageParam &k = alg.tensors[src.kTensor], &v = alg.tensors[src.vTensor];
+    (void)v;
+    // Where the rows of q, k and v are: [b, h, i, :] / [b, hk, j, :], or the
+    // tensor's index map. A map is evaluated once per row into rowsOf(t)
+    // (the indices, clamped into the tensor), which the schedule places with
+    // the tile or block that gathers the rows.
+    Func rowFuncs[3];
+    const int tensorOf[3] = {0, src.kTensor, src.vTensor};
+    auto rowIndices = [&](int t, Expr b0, Expr h0, Expr x) -> std::vector<Expr> {
+      ImageParam &p = alg.tensors[tensorOf[t]];
+      int n = p.dimensions();
+      mlir::Region *map[3] = {&kernel.getQAt(), &kernel.getKAt(), &kernel.getVAt()};
+      if (map[t]->empty())
+        return {x, h0, b0}; // Halide order: innermost first
+      if (!rowFuncs[t].defined()) {
+        Var rx("rx"), rh("rh"), rb("rb");
+        PointEnv env;
+        env.b = rb;
+        env.h = rh;
+        env.i = t == 0 ? Expr(rx) : Expr(0);
+        env.j = t == 0 ? Expr(0) : Expr(rx);
+        std::vector<Expr> idx = tr.evalPointAll(*map[t], env);
+        std::vector<Expr> clamped;
+        for (int m = 0; m + 1 < n; ++m) // declared dim m is Halide dim n-1-m
+          clamped.push_back(clamp(cast(Int(32), idx[m]), 0, p.dim(n - 1 - m).extent() - 1));
+        rowFuncs[t] = Func(N(std::string("rows_") + "qkv"[t]));
+        if (clamped.size() == 1)
+          rowFuncs[t](rx, rh, rb) = clamped[0];
         else
-          length = tr.size(llvm::cast<mlir::StringAttr>(vop.getLength()).str());
-        bool key = vop.getSide() == "key", constant = vop.getSide() == "constant";
-        collect(vop.getBody(), constant ? const_true() : takesPart, key ? hkOf : Expr(ch), nullptr,
-                {{c.name(), length}}, c);
+          rowFuncs[t](rx, rh, rb) = Tuple(clamped);
+        alg.rowMaps.push_back(rowFuncs[t]);
       }
-  // The extent each of this source's indices must stay below: a tensor's
-  // dimension or a channel vector's length.
-  for (size_t n = firstSite; n < sites.size(); ++n) {
-    Site &site = sites[n];
-    site.Lk = Lk;
-    if (auto vec = vectors.find(site.check.tensor); vec != vectors.end())
-      site.limit = vec->second.length;
-    else
-      site.limit = tr.tensor(site.check.tensor)
-                       .dim(tr.rank(site.check.tensor) - 1 - site.check.dim)
-                       .extent();
-  }
+      std::vector<Expr> out(n - 1);
+      FuncRef ref = rowFuncs[t](x, h0, b0);
+      for (int m = 0; m + 1 < n; ++m)
+        out[n - 2 - m] = n == 2 ? Expr(ref) : Expr(ref[m]);
+      return out;
+    };
+    // Element c of the row of tensor t (0 q, 1 k, 2 v) for (b0, h0 or hk, x).
+    auto readRow = [&](int t, Expr c, Expr x, Expr h0, Expr b0) {
+      std::vector<Expr> at{c};
+      for (Expr e : rowIndices(t, b0, h0, x))
+        at.push_back(e);
+      return alg.tensors[tensorOf[t]](at);
+    };
+    src.kGathered = !kernel.getKAt().empty();
+    src.vGathered = !kernel.getVAt().empty();
+    src.kf = Func(N("kf"));
+    src.kf(d, j, hkv, b) = cast(ct, readRow(1, d, j, min(hkv, Hk - 1), bc));
+    // Value channels are clamped so register tiles may overhang Dv.
+    src.vf = Func(N("vf"));
+    src.vf(dv, j, hkv, b) =
+        cast(ct, readRow(2, min(dv, v.dim(0).extent() - 1), j, min(hkv, Hk - 1), bc));
 
-  keyOffset = keyOffset + Lk;
-  blockOffset = blockOffset + (Lk + TK - 1) / TK;
+    // Every op of the kernel's regions, nested ones (sums, vectors) included.
+    std::vector<Operation *> allOps;
+    {
+      std::vector<mlir::Region *> todo;
+      for (mlir::Region *r : {&kernel.getScore(), &kernel.getMask(), &kernel.getVectors()})
+        todo.push_back(r);
+      while (!todo.empty()) {
+        mlir::Region *r = todo.back();
+        todo.pop_back();
+        for (mlir::Block &blk : *r)
+          for (Operation &o : blk) {
+            allOps.push_back(&o);
+            for (mlir::Region &nested : o.getRegions())
+              todo.push_back(&nested);
+          }
+      }
+    }
+
+    // sqnorm(q) / sqnorm(k), when used: small compute_root helpers.
+    Func qnorm(N("qnorm")), knorm(N("knorm"));
+    bool usesQnorm = false, usesKnorm = false;
+    for (Operation *o : allOps)
+      if (auto s = llvm::dyn_cast<attn::SqnormOp>(o))
+        (s.getOf() == "q" ? usesQnorm : usesKnorm) = true;
+    if (usesQnorm) {
+      RDom r(0, D, N("rqn"));
+      qnorm(i, h, b) = zero;
+      Expr x = cast(ct, readRow(0, r, min(i, Lq - 1), hc, bc));
+      qnorm(i, h, b) += x * x;
+      alg.extra.push_back(qnorm);
+    }
+    if (usesKnorm) {
+      RDom r(0, D, N("rkn"));
+      knorm(j, hkv, b) = zero;
+      Expr x = cast(ct, readRow(1, r, min(j, Lk - 1), min(hkv, Hk - 1), bc));
+      knorm(j, hkv, b) += x * x;
+      alg.extra.push_back(knorm);
+    }
+
+    // Channel vectors (LANGUAGE.md §8.3): vec_NAME(c, x, h, b) with x = i (query
+    // side, h the head) or j (key side, h = hk); vec_NAME(c) for constants.
+    // Each is computed once per call for every row (compute_root), never per
+    // pair; vsq_NAME(x, h, b) is its sqnorm.
+    struct Vector {
+      std::string side;
+      Expr length;
+      Func f, sq;
+    };
+    std::map<std::string, Vector> vectors;
+    // Element `idx` of vector `name` (q, k or a channel vector) for row x of
+    // head hh (h or hk) and batch bb.
+    auto vectorElem = [&](const std::string &name, Expr idx, Expr x, Expr hh, Expr bb) -> Expr {
+      if (name == "q")
+        return cast(ct, readRow(0, clamp(idx, 0, D - 1), x, hh, bb));
+      if (name == "k")
+        return cast(ct, readRow(1, clamp(idx, 0, D - 1), x, min(hh, Hk - 1), bb));
+      Vector &vec = vectors.at(name);
+      Expr c = clamp(idx, 0, vec.length - 1);
+      return vec.side == "constant" ? vec.f(c) : vec.f(c, x, hh, bb);
+    };
+    auto vectorSqnorm = [&](const std::string &name, Expr x, Expr hh, Expr bb) -> Expr {
+      Vector &vec = vectors.at(name);
+      if (!vec.sq.defined()) {
+        RDom r(0, vec.length, "rvsq");
+        Var vx("x"), vh("h"), vb("b");
+        vec.sq = Func(N("vsq_" + name));
+        Expr e = vec.side == "constant" ? vec.f(r) : vec.f(r, vx, vh, vb);
+        if (vec.side == "constant")
+          vec.sq() = sum(r, e * e);
+        else
+          vec.sq(vx, vh, vb) = sum(r, e * e);
+        alg.extra.push_back(vec.sq);
+      }
+      return vec.side == "constant" ? vec.sq() : vec.sq(x, hh, bb);
+    };
+    if (!kernel.getVectors().empty()) {
+      for (Operation &o : kernel.getVectors().front()) {
+        auto vop = llvm::dyn_cast<attn::VectorOp>(o);
+        if (!vop)
+          continue;
+        std::string name = vop.getName().str(), side = vop.getSide().str();
+        Vector vec;
+        vec.side = side;
+        if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(vop.getLength()))
+          vec.length = Expr((int)lit.getInt());
+        else
+          vec.length = tr.size(llvm::cast<mlir::StringAttr>(vop.getLength()).str());
+        Var vc("c"), vx("x"), vh("h"), vb("b");
+        PointEnv env;
+        bool query = side == "query", key = side == "key";
+        env.b = key || query ? Expr(vb) : Expr(0);
+        env.h = key || query ? Expr(vh) : Expr(0);
+        env.i = query ? Expr(vx) : Expr(0);
+        env.j = key ? Expr(vx) : Expr(0);
+        env.c = vc;
+        env.elem = [&, query, key, vx, vh, vb](const std::string &n, Expr idx) {
+          return vectorElem(n, idx, query || key ? Expr(vx) : Expr(0),
+                            query || key ? Expr(vh) : Expr(0), query || key ? Expr(vb) : Expr(0));
+        };
+        env.vsqnorm = [&, vx, vh, vb](const std::string &n) { return vectorSqnorm(n, vx, vh, vb); };
+        env.sqnormQ = [&, vx, vh, vb] { return qnorm(vx, vh, vb); };
+        env.sqnormK = [&, vx, vh, vb] { return knorm(vx, vh, vb); };
+        env.dot = [&] { return make_const(ct, 0.0); }; // Sema: no dot inside a vector
+        Expr value = cast(ct, tr.evalPoint(vop.getBody(), env));
+        vec.f = Func(N("vec_" + name));
+        if (side == "constant")
+          vec.f(vc) = value;
+        else
+          vec.f(vc, vx, vh, vb) = value;
+        alg.vectors.push_back(vec.f);
+        vectors.emplace(name, vec);
+      }
+    }
+
+    // What q.k multiplies: q and k, or the two vectors of dot(x, y).
+    std::string dotQ = "q", dotK = "k";
+    for (Operation *o : allOps)
+      if (auto d = llvm::dyn_cast<attn::VectorDotOp>(o)) {
+        dotQ = d.getX().str();
+        dotK = d.getY().str();
+      }
+    Expr dotLength = dotQ == "q" ? D : vectors.at(dotQ).length;
+
+    if (src.strategy == "linear") {
+      // LANGUAGE.md §8.4 in O(L) (LinearAttention.h): the features are the two
+      // vectors of dot(x, y) (q and k for dot(q, k)), the score's constant
+      // folded into the query's.
+      double scale = kernel->getAttrOfType<mlir::FloatAttr>("linear_scale").getValueAsDouble();
+      bool causal = kernel->getAttrOfType<mlir::BoolAttr>("linear_causal").getValue();
+      Var n("n"), x("x"), hh("hh"), bb("bb");
+      Func fq(N("linFq")), fk(N("linFk")), vals(N("linV"));
+      fq(n, x, hh, bb) = vectorElem(dotQ, n, min(x, Lq - 1), min(hh, H - 1), min(bb, B - 1)) *
+                         make_const(ct, scale);
+      fk(n, x, hh, bb) = vectorElem(dotK, n, min(x, Lk - 1), min(hh, Hk - 1), min(bb, B - 1));
+      vals(dv, x, hh, bb) = cast(ct, readRow(2, min(dv, v.dim(0).extent() - 1), min(x, Lk - 1),
+                                             min(hh, Hk - 1), min(bb, B - 1)));
+      alg.linear = buildLinearAttention(fq, fk, vals, dotLength, Lq, Lk, group, Hk, causal,
+                                        alg.normalize == "linear", ct);
+      alg.linearInputs = {fq, fk, vals};
+    } else {
+
+      src.qT = Func(N("qT"));
+      std::optional<int64_t> literalD = literalDim(kernel, 0, q.dimensions() - 1); // q's last dim
+      src.bf16Pairs = q.type() == BFloat(16) && k.type() == BFloat(16) && ct == Float(32) &&
+                      literalD && *literalD % 2 == 0 && dotQ == "q";
+      Expr dotTerm; // the summand of q.k over the reduction domain
+      if (src.bf16Pairs) {
+        // bf16 q.k as a sum of products of adjacent pairs, so that a target with
+        // BF16 dot-product instructions (vdpbf16ps) can use them: the query tile
+        // is stored as (d % 2, ii, d / 2).
+        Var di("di"), dp("dp");
+        src.qT(di, ii, dp, qt, h, b) = readRow(0, dp * 2 + di, min(qt * TQ + ii, Lq - 1), hc, bc);
+        RDom rd(0, 2, 0, int(*literalD / 2), N("rd"));
+        src.rd = RVar(rd.x);
+        src.rdPair = RVar(rd.y);
+        dotTerm = cast(ct, src.qT(rd.x, ii, rd.y, qt, h, b)) *
+                  cast(ct, readRow(1, rd.y * 2 + rd.x, min(jk, Lk - 1), hk, bc));
+      } else {
+        src.qT(ii, d, qt, h, b) = vectorElem(dotQ, d, min(qt * TQ + ii, Lq - 1), hc, bc);
+        RDom rd(0, dotLength, N("rd"));
+        src.rd = RVar(rd.x);
+        Func keys = src.kf;
+        if (dotK != "k") { // the key vector of dot(x, y)
+          keys = Func(N("kvec"));
+          keys(d, j, hkv, b) = vectorElem(dotK, d, j, hkv, bc);
+        }
+        dotTerm = src.qT(ii, rd, qt, h, b) * keys(rd, min(jk, Lk - 1), hk, b);
+      }
+      // q.k for a block: dotAcc; its twin dotAccFull serves the register tiles
+      // that a mask makes full (computed in their own loop).
+      auto defineDot = [&](Func &f, const char *name) {
+        f = Func(N(name));
+        f(ii, jj, qt, kb, h, b) = zero;
+        f(ii, jj, qt, kb, h, b) += dotTerm;
+      };
+      defineDot(src.dotAcc, "dotAcc");
+
+      auto usesDot = [](mlir::Region &r) {
+        for (Operation &o : r.front())
+          if (llvm::isa<attn::DotOp, attn::VectorDotOp>(o))
+            return true;
+        return false;
+      };
+      src.scoreUsesDot = usesDot(kernel.getScore());
+      src.maskUsesDot = usesDot(kernel.getMask());
+
+      // The masked score (-inf for pairs that do not take part) at position
+      // (iiE, jjE) of the tile (qt, kb).
+      auto pointEnv = [&](Expr iiE, Expr jjE, Func dot) {
+        Expr iE = qt * TQ + iiE, jE = kb * TK + jjE;
+        PointEnv env;
+        env.b = b;
+        env.h = h;
+        env.i = iE;
+        env.j = jE;
+        env.dot = [=] { return dot(iiE, jjE, qt, kb, h, b); };
+        env.sqnormQ = [=] { return qnorm(min(iE, Lq - 1), h, b); };
+        env.sqnormK = [=] { return knorm(min(jE, Lk - 1), hk, b); };
+        // Elements of the query side read row i (head h), of the key side row j
+        // (head hk); constants ignore both.
+        auto sideOf = [&vectors](const std::string &n) {
+          return n == "q" ? std::string("query") : n == "k" ? std::string("key") : vectors.at(n).side;
+        };
+        env.elem = [=, &vectorElem](const std::string &n, Expr idx) {
+          bool key = sideOf(n) == "key";
+          return vectorElem(n, idx, key ? min(jE, Lk - 1) : min(iE, Lq - 1), key ? hk : Expr(h), b);
+        };
+        env.vsqnorm = [=, &vectorSqnorm](const std::string &n) {
+          bool key = sideOf(n) == "key";
+          return vectorSqnorm(n, key ? min(jE, Lk - 1) : min(iE, Lq - 1), key ? hk : Expr(h), b);
+        };
+        return env;
+      };
+      // The mask is its own Func (uint8 per pair of a block) rather than an
+      // expression inside the score's select: Halide derives the condition under
+      // which a producer (the q.k register tile) is needed from select conditions
+      // around its calls, and gets it wrong for some (e.g. `(i - j) % 4 == 0`
+      // became `qt == 0`), skipping tiles that take part.
+      if (src.strategy != "dense") {
+        src.maskTile = Func(N("maskTile"));
+        src.maskTile(ii, jj, qt, kb, h, b) =
+            cast(UInt(8), tr.evalPoint(kernel.getMask(), pointEnv(ii, jj, src.dotAcc)));
+      }
+      auto maskedScore = [&](Expr iiE, Expr jjE, Func dot, bool evalMask) {
+        PointEnv env = pointEnv(iiE, jjE, dot);
+        Expr valid = env.j < Lk && env.i < Lq;
+        if (evalMask && src.strategy != "dense")
+          valid = valid && src.maskTile(iiE, jjE, qt, kb, h, b) != 0;
+        return select(valid, tr.evalPoint(kernel.getScore(), env), negInf);
+      };
+
+      // Key blocks the mask provably empties for a query tile are skipped: a
+      // conservative test of block `kbE` for the tile qt.
+      Expr nKB = (Lk + TK - 1) / TK;
+      // Without skipping (the unanalysed kernel), every pair is evaluated.
+      bool skipTiles = skipAnyTiles && src.strategy != "dense";
+      src.skipsTiles = skipTiles;
+      auto blockMayTakePart = [&](Expr kbE) -> Expr {
+        if (!skipTiles)
+          return Expr();
+        auto tileRange = [](Expr lo, int t, Expr extent) {
+          return Interval{cast(Float(64), lo * t), cast(Float(64), min(lo * t + t, extent) - 1),
+                          Expr(), Expr()};
+        };
+        std::map<unsigned, Interval> args{{0, point(b)},
+                                          {1, point(h)},
+                                          {2, tileRange(qt, TQ, Lq)},
+                                          {3, tileRange(kbE, TK, Lk)}};
+        tr.setTile({true, qt, kbE, b, h});
+        return tr.evalInterval(kernel.getMask(), args).mayTrue;
+      };
+      RDom rk(0, nKB, N("rk"));
+      auto maskKind = kernel->getAttrOfType<mlir::StringAttr>("mask_kind");
+      if (Expr p = blockMayTakePart(rk.x); p.defined()) {
+        if (maskKind && maskKind.getValue() == "data-dependent") {
+          // The source's blocks in the tile map start at its block offset.
+          if (!alg.hasTileMap) {
+            alg.hasTileMap = true;
+            alg.tileMapInput = ImageParam(UInt(8), 4, "tilemap");
+          }
+          src.usesTileMap = true;
+          tileTests[s] = kops.size() == 1 ? blockMayTakePart(kb)
+                                          : blockMayTakePart(clamp(kb - src.blockOffset, 0, nKB - 1));
+          rk.where(alg.tileMapInput(s ? src.blockOffset + rk.x : Expr(rk.x), qt, h, b) != 0);
+        } else {
+          rk.where(p);
+        }
+      }
+      src.rk = RVar(rk.x);
+      RDom rj(0, TK, N("rj"));
+      src.rj = RVar(rj.x);
+
+      src.score = Func(N("score"));
+      if (alg.normalize == "topk") {
+        // Pass 1 keeps, per query row, the K best (score, j) pairs seen so far,
+        // sorted by score then j (descending; a later key wins a tie), in K
+        // slots updated from the last to the first for every key. Pass 2 is the
+        // softmax over the keys that rank at least as high as the K-th pair.
+        // Keys are ordered by source, then j: the key stored is keyOffset + j.
+        src.rawScore = Func(N("rawScore"));
+        src.rawScore(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, src.dotAcc, true);
+        if (!alg.topkState.defined()) {
+          Var slot("slot");
+          alg.topkState = Func("topkState");
+          alg.topkState(slot, ii, qt, h, b) = Tuple(negInf, make_const(Int(32), -1));
+        }
+        // Innermost first: slot (reversed), key of the block, key block.
+        RDom rt(0, slots, 0, TK, 0, nKB, N("rt"));
+        if (Expr p = blockMayTakePart(rt.z); p.defined())
+          rt.where(p);
+        src.rtSlot = RVar(rt.x);
+        src.rtKey = RVar(rt.y);
+        src.rtBlock = RVar(rt.z);
+        Expr x = src.rawScore(ii, rt.y, qt, rt.z, h, b);
+        Expr jx = s ? src.keyOffset + rt.z * TK + rt.y : rt.z * TK + rt.y;
+        Expr sl = slots - 1 - rt.x;
+        Tuple old = alg.topkState(sl, ii, qt, h, b);
+        Tuple prev = alg.topkState(max(sl - 1, 0), ii, qt, h, b);
+        Expr insert = live(x) && x >= old[0];
+        Expr shift = sl > 0 && x >= prev[0];
+        alg.topkState(sl, ii, qt, h, b) =
+            Tuple(select(insert, select(shift, prev[0], x), old[0]),
+                  select(insert, select(shift, prev[1], jx), old[1]));
+      } else if (!skipTiles) {
+        src.score(ii, jj, qt, kb, h, b) = maskedScore(ii, jj, src.dotAcc, true);
+      } else {
+        // Register tiles (tiles.regQ x tiles.regK) of a block that the mask
+        // provably empties are skipped, q.k included: the score is -inf, then
+        // one update over the register tiles that are partial (the mask is
+        // evaluated per pair) and one over those that are full (it is not).
+        const int RQ = tiles.regQ, RK = tiles.regK;
+        auto registerTiles = [&](const char *name, bool full) {
+          RDom r(0, RQ, 0, RK, 0, TQ / RQ, 0, TK / RK, name);
+          Expr tq = qt * TQ + r.z * RQ, tk = kb * TK + r.w * RK;
+          std::map<unsigned, Interval> args{
+              {0, point(b)},
+              {1, point(h)},
+              {2, Interval{cast(Float(64), tq), cast(Float(64), min(tq + RQ, Lq) - 1), Expr(), Expr()}},
+              {3, Interval{cast(Float(64), tk), cast(Float(64), min(tk + RK, Lk) - 1), Expr(), Expr()}}};
+          tr.setTile({true, qt, kb, b, h});
+          Interval m = tr.evalInterval(kernel.getMask(), args);
+          r.where(full ? !m.mayFalse : m.mayTrue && m.mayFalse);
+          return r;
+        };
+        // One update of f over the full or the partial register tiles.
+        auto updateTiles = [&](Func &f, Func &dot, bool full, const char *name) {
+          RDom r = registerTiles(name, full);
+          Expr iiR = r.z * RQ + r.x, jjR = r.w * RK + r.y;
+          f(iiR, jjR, qt, kb, h, b) = maskedScore(iiR, jjR, dot, !full);
+          return KeySource::TileUpdate{RVar(r.x), RVar(r.y), RVar(r.z), RVar(r.w)};
+        };
+        // Full register tiles first, into scoreFull (-inf elsewhere)...
+        defineDot(src.dotAccFull, "dotAccFull");
+        src.scoreFull = Func(N("scoreFull"));
+        src.scoreFull(ii, jj, qt, kb, h, b) = negInf;
+        src.fullTiles = updateTiles(src.scoreFull, src.dotAccFull, true, N("rf").c_str());
+        // ...then the partial ones on top of them.
+        src.score(ii, jj, qt, kb, h, b) = src.scoreFull(ii, jj, qt, kb, h, b);
+        src.partialTiles = updateTiles(src.score, src.dotAcc, false, N("rs").c_str());
+        src.scoreRegisterTiles = true;
+      }
+
+      // Top-k's scores read topkState, whose updates (one per source) must all
+      // be defined first: its block stages follow the loop.
+      if (alg.normalize != "topk")
+        defineBlockStages(src);
+
+    } // the quadratic stages
+
+    // This source's index-check sites.
+    PointEnv cenv;
+    cenv.b = cb;
+    cenv.h = ch;
+    cenv.i = ci;
+    cenv.j = cj;
+    Expr head = cast(ct, Expr(headValue));
+    cenv.dot = cenv.sqnormQ = cenv.sqnormK = [&] { return head; };
+    cenv.elem = [&](const std::string &, Expr) { return head; };
+    cenv.vsqnorm = [&](const std::string &) { return head; };
+    auto headless = [&](Expr cond) {
+      return Halide::Internal::expr_uses_var(cond, headValue.name()) ? const_true() : cond;
+    };
+    Expr takesPart = headless(tr.evalPoint(kernel.getMask(), cenv));
+    size_t firstSite = sites.size();
+    int qRank = alg.tensors[0].dimensions();
+    // Sites of one block: aux reads, element reads (q[c], x[c]) and, inside
+    // sums, the same with the sum's variable as one more dimension.
+    std::function<std::vector<Expr>(mlir::Block &, std::map<void *, Expr> &, const PointEnv &, Expr,
+                                    std::vector<std::pair<std::string, Expr>>)>
+        collectBlock = [&](mlir::Block &blk, std::map<void *, Expr> &vals, const PointEnv &env,
+                           Expr base, std::vector<std::pair<std::string, Expr>> chans) {
+          std::vector<Expr> yielded = tr.evalBlock(blk, vals, env);
+          std::map<void *, Expr> uses = tr.useConditions(blk, vals);
+          for (Operation &op : blk) {
+            auto u = uses.find(op.getNumResults() ? op.getResult(0).getAsOpaquePointer() : nullptr);
+            if (u == uses.end())
+              continue; // never used
+            Expr cond = headless(base.defined() ? (base && u->second) : u->second);
+            auto index = [&](unsigned n) { return vals.at(op.getOperand(n).getAsOpaquePointer()); };
+            if (auto l = llvm::dyn_cast<attn::LoadOp>(op))
+              for (unsigned n = 0; n < l.getIndices().size(); ++n)
+                sites.push_back({IndexCheck{l.getTensor().str(), (int)n}, index(n), cond, chans});
+            if (auto e = llvm::dyn_cast<attn::ElemOp>(op)) {
+              std::string name = e.getVector().str();
+              int dim = name == "q" ? qRank - 1 : name == "k" ? k.dimensions() - 1 : 0;
+              if (name == "k")
+                name = opTensorName(kernel, 1);
+              sites.push_back({IndexCheck{name, dim}, index(0), cond, chans});
+            }
+            if (auto s = llvm::dyn_cast<attn::SumOp>(op)) {
+              Var c(Halide::Internal::unique_name("csum"));
+              std::map<void *, Expr> inner = vals;
+              inner[s.getBody().front().getArgument(0).getAsOpaquePointer()] = c;
+              auto more = chans;
+              more.push_back({c.name(), index(0)});
+              collectBlock(s.getBody().front(), inner, env, cond, more);
+            }
+          }
+          return yielded;
+        };
+    auto collect = [&](mlir::Region &region, Expr base, Expr hArg, const char *mapOf,
+                       std::vector<std::pair<std::string, Expr>> chans = {}, Expr c = Expr()) {
+      if (region.empty())
+        return;
+      PointEnv env = cenv;
+      env.h = hArg;
+      env.c = c;
+      std::map<void *, Expr> vals;
+      mlir::Block &blk = region.front();
+      Translator::bindArgs(blk, env, vals);
+      std::vector<Expr> yielded = collectBlock(blk, vals, env, base, chans);
+      if (mapOf)
+        for (size_t n = 0; n < yielded.size(); ++n)
+          sites.push_back({IndexCheck{mapOf, (int)n}, yielded[n], base.defined() ? base : const_true(),
+                           chans});
+    };
+    Expr hkOf = ch / max(H / Hk, 1);
+    collect(kernel.getMask(), Expr(), ch, nullptr);
+    collect(kernel.getScore(), takesPart, ch, nullptr);
+    std::string kName = opTensorName(kernel, 1), vName = opTensorName(kernel, 2);
+    collect(kernel.getQAt(), takesPart, ch, "q");
+    collect(kernel.getKAt(), takesPart, hkOf, kName.c_str());
+    collect(kernel.getVAt(), takesPart, hkOf, vName.c_str());
+    // Channel vectors: computed for the rows (keys) of pairs that take part,
+    // every element (docs/language.md).
+    if (!kernel.getVectors().empty())
+      for (Operation &o : kernel.getVectors().front())
+        if (auto vop = llvm::dyn_cast<attn::VectorOp>(o)) {
+          Var c(Halide::Internal::unique_name("cvec"));
+          Expr length;
+          if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(vop.getLength()))
+            length = Expr((int)lit.getInt());
+          else
+            length = tr.size(llvm::cast<mlir::StringAttr>(vop.getLength()).str());
+          bool key = vop.getSide() == "key", constant = vop.getSide() == "constant";
+          collect(vop.getBody(), constant ? const_true() : takesPart, key ? hkOf : Expr(ch), nullptr,
+                  {{c.name(), length}}, c);
+        }
+    // The extent each of this source's indices must stay below: a tensor's
+    // dimension or a channel vector's length.
+    for (size_t n = firstSite; n < sites.size(); ++n) {
+      Site &site = sites[n];
+      site.Lk = Lk;
+      if (auto vec = vectors.find(site.check.tensor); vec != vectors.end())
+        site.limit = vec->second.length;
+      else
+        site.limit = tr.tensor(site.check.tensor)
+                         .dim(tr.rank(site.check.tensor) - 1 - site.check.dim)
+                         .extent();
+    }
+
+    keyOffset = keyOffset + Lk;
+    blockOffset = blockOffset + (Lk + TK - 1) / TK;
   }
 
   if (alg.normalize == "topk") {

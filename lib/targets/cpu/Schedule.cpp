@@ -135,163 +135,163 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
     alg.acc.compute_at(alg.out, t);
   }
   alg.acc.vectorize(dv, vec, TailStrategy::GuardWithIf);
-  // Each source updates the accumulator over its own key blocks; its
-  // stages are computed per block of that update (LoopLevel of its stage).
+  // Each source updates the accumulator over its own key blocks (update
+  // accStage - 1); its stages are computed per block of that update.
   for (KeySource &src : alg.sources) {
-  const int stage = src.accStage; // stage 0 is the pure definition
-  // Loop levels are found by name: each source's update has loops of its
-  // own names (rk_SOURCE, dvo_SOURCE, ...). One source's stages are at the
-  // query tile of its update; with several, qt names a loop of each update,
-  // so their query tiles are computed per key block.
-  auto own = [&src](const char *n) { return Var(src.name.empty() ? n : std::string(n) + "_" + src.name); };
-  Var dvo = own("dvo"), dvi = own("dvi"), io = own("io"), iii = own("iii");
-  LoopLevel perBlock(alg.acc, src.rk);
-  LoopLevel queryTile = alg.sources.size() == 1 ? LoopLevel(alg.acc, qt) : perBlock;
-  // Several sources with top-k: both passes read the query tile, so it is
-  // computed where they meet (per output tile; whole when lse keeps acc).
-  if (alg.sources.size() > 1 && alg.topkState.defined())
-    queryTile = alg.outputLse ? LoopLevel::root() : LoopLevel(alg.out, t);
-  alg.acc.update(stage - 1)
-      .split(dv, dvo, dvi, regV, TailStrategy::RoundUp)
-      .split(ii, io, iii, regI)
-      .reorder(dvi, iii, dvo, io, src.rk)
-      .vectorize(dvi, vec)
-      .unroll(dvi)
-      .unroll(iii)
-      // Partitioning the key-block loop would copy the whole block body
-      // (q.k, softmax, PV) for the first/last blocks: twice the code and
-      // compile time for a boundary test that costs nothing at run time.
-      .partition(src.rk, Partition::Never);
-
-  if (src.bf16Pairs) {
-    Var di = src.qT.args()[0];
-    src.qT.compute_at(queryTile).vectorize(di).vectorize(ii, vec);
-  } else {
-    src.qT.compute_at(queryTile).vectorize(ii, vec);
-  }
-
-  // The dot products of one register tile, accumulated in registers with
-  // the reduction over d outside the unrolled tile.
-  auto scheduleDots = [&](Func dots, LoopLevel at) {
-    dots.compute_at(at).vectorize(ii, vec).unroll(ii).unroll(jj);
-    if (src.bf16Pairs) {
-      // Pairs of bf16 products summed into one f32 lane: the VectorReduce
-      // Halide maps to vdpbf16ps on targets that have it.
-      dots.update()
-          .reorder(src.rd, ii, jj, src.rdPair)
-          .atomic()
-          .vectorize(src.rd)
-          .vectorize(ii, vec)
-          .unroll(ii)
-          .unroll(jj);
-    } else {
-      dots.update().reorder(ii, jj, src.rd).vectorize(ii, vec).unroll(ii).unroll(jj);
-    }
-  };
-
-  // QKᵀ: the score block in register tiles, the dot product accumulated in
-  // registers; computed at `at`.
-  // The mask of a register tile, computed beside its dot products.
-  auto scheduleMask = [&](Func mask, LoopLevel at) {
-    if (mask.defined())
-      mask.compute_at(at).vectorize(ii, vec).unroll(ii).unroll(jj);
-  };
-  auto scheduleScores = [&](Func scores, Func dots, Func mask, LoopLevel at) {
-    scores.compute_at(at)
-        .split(ii, io, iii, regQ)
-        .split(jj, jo, ji, regK)
-        .reorder(iii, ji, io, jo)
-        .vectorize(iii, vec)
+    const int stage = src.accStage; // stage 0 is the pure definition
+    // Loop levels are found by name: each source's update has loops of its
+    // own names (rk_SOURCE, dvo_SOURCE, ...). One source's stages are at the
+    // query tile of its update; with several, qt names a loop of each update,
+    // so their query tiles are computed per key block.
+    auto own = [&src](const char *n) { return Var(src.name.empty() ? n : std::string(n) + "_" + src.name); };
+    Var dvo = own("dvo"), dvi = own("dvi"), io = own("io"), iii = own("iii");
+    LoopLevel perBlock(alg.acc, src.rk);
+    LoopLevel queryTile = alg.sources.size() == 1 ? LoopLevel(alg.acc, qt) : perBlock;
+    // Several sources with top-k: both passes read the query tile, so it is
+    // computed where they meet (per output tile; whole when lse keeps acc).
+    if (alg.sources.size() > 1 && alg.topkState.defined())
+      queryTile = alg.outputLse ? LoopLevel::root() : LoopLevel(alg.out, t);
+    alg.acc.update(stage - 1)
+        .split(dv, dvo, dvi, regV, TailStrategy::RoundUp)
+        .split(ii, io, iii, regI)
+        .reorder(dvi, iii, dvo, io, src.rk)
+        .vectorize(dvi, vec)
+        .unroll(dvi)
         .unroll(iii)
-        .unroll(ji);
-    scheduleDots(dots, LoopLevel(scores, io));
-    scheduleMask(mask, LoopLevel(scores, io));
-  };
-  if (src.scoreRegisterTiles) {
-    // The same register tiles, as an update over the tiles the mask does not
-    // empty; q.k is computed per visited tile.
-    // Every point of an update domain writes its own element and reads no
-    // other: vectorizing the tile's queries cannot race, which Halide cannot
-    // prove through the where clause.
-    auto registerTiles = [&](Func f, const KeySource::TileUpdate &t, Func dots) {
-      const RVar &q = t.q, &k = t.k, &qo = t.qo, &ko = t.ko;
-      f.compute_at(perBlock).vectorize(ii, vec);
-      f.update()
-          .allow_race_conditions()
-          .reorder(q, k, qo, ko)
-          .vectorize(q, vec)
-          .unroll(q)
-          .unroll(k);
-      scheduleDots(dots, LoopLevel(f, qo));
-    };
-    registerTiles(src.scoreFull, src.fullTiles, src.dotAccFull);
-    registerTiles(src.score, src.partialTiles, src.dotAcc);
-    scheduleMask(src.maskTile, LoopLevel(src.score, src.partialTiles.qo));
-  } else {
-    scheduleScores(src.score, src.dotAcc, src.maskTile, perBlock);
-  }
+        // Partitioning the key-block loop would copy the whole block body
+        // (q.k, softmax, PV) for the first/last blocks: twice the code and
+        // compile time for a boundary test that costs nothing at run time.
+        .partition(src.rk, Partition::Never);
 
-  if (alg.topkState.defined()) {
-    const int ts = stage - 1; // this source's update of topkState
-    // Pass 1 of top-k computes its own copy of the scores, block by block,
-    // before the accumulator's loop over key blocks.
-    Func raw = src.rawScore.clone_in(alg.topkState);
-    Func mask = src.maskTile.defined() ? src.maskTile.clone_in(raw) : Func();
-    std::vector<Func> dotCallers;
-    if (src.scoreUsesDot)
-      dotCallers.push_back(raw);
-    if (src.maskUsesDot && mask.defined())
-      dotCallers.push_back(mask);
-    // One source: computed per query tile; several: every source's update
-    // reads it, so per output tile (or once, when lse keeps acc whole).
-    if (alg.sources.size() == 1)
-      alg.topkState.compute_at(alg.acc, qt);
-    else if (alg.outputLse)
-      alg.topkState.compute_root();
-    else
-      alg.topkState.compute_at(alg.out, t);
-    alg.topkState.vectorize(ii, vec);
-    alg.topkState.update(ts).reorder(ii, src.rtSlot, src.rtKey, src.rtBlock).vectorize(ii, vec);
-    LoopLevel topkBlock(alg.topkState, src.rtBlock);
-    if (dotCallers.empty()) {
-      raw.compute_at(topkBlock).vectorize(ii, vec);
-      scheduleMask(mask, topkBlock);
+    if (src.bf16Pairs) {
+      Var di = src.qT.args()[0];
+      src.qT.compute_at(queryTile).vectorize(di).vectorize(ii, vec);
     } else {
-      Func dots = src.dotAcc.clone_in(dotCallers);
-      // Keys in another element type, or gathered through an index map, are
-      // converted per block in each pass.
-      if ((alg.tensors[src.kTensor].type() != alg.computeType || src.kGathered) && !src.bf16Pairs)
-        src.kf.clone_in(dots)
-            .compute_at(topkBlock)
-            .vectorize(src.kf.args()[0], vec, TailStrategy::GuardWithIf);
-      scheduleScores(raw, dots, mask, topkBlock);
+      src.qT.compute_at(queryTile).vectorize(ii, vec);
     }
-  }
 
-  if (src.blockSum.defined()) {
-    src.blockSum.compute_at(perBlock).vectorize(ii, vec);
-    src.blockSum.update().reorder(ii, src.rj).vectorize(ii, vec);
-  }
-  if (blockStats && src.blockMax.defined()) {
-    src.blockMax.compute_at(perBlock).vectorize(ii, vec);
-    src.blockMax.update().reorder(ii, src.rj).vectorize(ii, vec);
-  }
-  if (src.blockArg.defined()) {
-    src.blockArg.compute_at(perBlock).vectorize(ii, vec);
-    src.blockArg.update().reorder(ii, src.rj).vectorize(ii, vec);
-  }
-  src.weight.compute_at(perBlock).vectorize(ii, vec);
+    // The dot products of one register tile, accumulated in registers with
+    // the reduction over d outside the unrolled tile.
+    auto scheduleDots = [&](Func dots, LoopLevel at) {
+      dots.compute_at(at).vectorize(ii, vec).unroll(ii).unroll(jj);
+      if (src.bf16Pairs) {
+        // Pairs of bf16 products summed into one f32 lane: the VectorReduce
+        // Halide maps to vdpbf16ps on targets that have it.
+        dots.update()
+            .reorder(src.rd, ii, jj, src.rdPair)
+            .atomic()
+            .vectorize(src.rd)
+            .vectorize(ii, vec)
+            .unroll(ii)
+            .unroll(jj);
+      } else {
+        dots.update().reorder(ii, jj, src.rd).vectorize(ii, vec).unroll(ii).unroll(jj);
+      }
+    };
 
-  // PV: accumulated in registers at the accumulator's register tile.
-  src.pvAcc.compute_at(alg.acc, dvo).vectorize(dv, vec).unroll(dv).unroll(ii);
-  src.pvAcc.update().reorder(dv, ii, src.rj).vectorize(dv, vec).unroll(dv).unroll(ii);
+    // QKᵀ: the score block in register tiles, the dot product accumulated in
+    // registers; computed at `at`.
+    // The mask of a register tile, computed beside its dot products.
+    auto scheduleMask = [&](Func mask, LoopLevel at) {
+      if (mask.defined())
+        mask.compute_at(at).vectorize(ii, vec).unroll(ii).unroll(jj);
+    };
+    auto scheduleScores = [&](Func scores, Func dots, Func mask, LoopLevel at) {
+      scores.compute_at(at)
+          .split(ii, io, iii, regQ)
+          .split(jj, jo, ji, regK)
+          .reorder(iii, ji, io, jo)
+          .vectorize(iii, vec)
+          .unroll(iii)
+          .unroll(ji);
+      scheduleDots(dots, LoopLevel(scores, io));
+      scheduleMask(mask, LoopLevel(scores, io));
+    };
+    if (src.scoreRegisterTiles) {
+      // The same register tiles, as an update over the tiles the mask does not
+      // empty; q.k is computed per visited tile.
+      // Every point of an update domain writes its own element and reads no
+      // other: vectorizing the tile's queries cannot race, which Halide cannot
+      // prove through the where clause.
+      auto registerTiles = [&](Func f, const KeySource::TileUpdate &t, Func dots) {
+        const RVar &q = t.q, &k = t.k, &qo = t.qo, &ko = t.ko;
+        f.compute_at(perBlock).vectorize(ii, vec);
+        f.update()
+            .allow_race_conditions()
+            .reorder(q, k, qo, ko)
+            .vectorize(q, vec)
+            .unroll(q)
+            .unroll(k);
+        scheduleDots(dots, LoopLevel(f, qo));
+      };
+      registerTiles(src.scoreFull, src.fullTiles, src.dotAccFull);
+      registerTiles(src.score, src.partialTiles, src.dotAcc);
+      scheduleMask(src.maskTile, LoopLevel(src.score, src.partialTiles.qo));
+    } else {
+      scheduleScores(src.score, src.dotAcc, src.maskTile, perBlock);
+    }
 
-  // Keys and values in another element type are converted once per block;
-  // rows found through an index map are gathered once per block.
-  if (alg.tensors[src.kTensor].type() != alg.computeType || src.kGathered)
-    src.kf.compute_at(perBlock).vectorize(src.kf.args()[0], vec, TailStrategy::GuardWithIf);
-  if (alg.tensors[src.vTensor].type() != alg.computeType || src.vGathered)
-    src.vf.compute_at(perBlock).vectorize(src.vf.args()[0], vec, TailStrategy::GuardWithIf);
+    if (alg.topkState.defined()) {
+      const int ts = stage - 1; // this source's update of topkState
+      // Pass 1 of top-k computes its own copy of the scores, block by block,
+      // before the accumulator's loop over key blocks.
+      Func raw = src.rawScore.clone_in(alg.topkState);
+      Func mask = src.maskTile.defined() ? src.maskTile.clone_in(raw) : Func();
+      std::vector<Func> dotCallers;
+      if (src.scoreUsesDot)
+        dotCallers.push_back(raw);
+      if (src.maskUsesDot && mask.defined())
+        dotCallers.push_back(mask);
+      // One source: computed per query tile; several: every source's update
+      // reads it, so per output tile (or once, when lse keeps acc whole).
+      if (alg.sources.size() == 1)
+        alg.topkState.compute_at(alg.acc, qt);
+      else if (alg.outputLse)
+        alg.topkState.compute_root();
+      else
+        alg.topkState.compute_at(alg.out, t);
+      alg.topkState.vectorize(ii, vec);
+      alg.topkState.update(ts).reorder(ii, src.rtSlot, src.rtKey, src.rtBlock).vectorize(ii, vec);
+      LoopLevel topkBlock(alg.topkState, src.rtBlock);
+      if (dotCallers.empty()) {
+        raw.compute_at(topkBlock).vectorize(ii, vec);
+        scheduleMask(mask, topkBlock);
+      } else {
+        Func dots = src.dotAcc.clone_in(dotCallers);
+        // Keys in another element type, or gathered through an index map, are
+        // converted per block in each pass.
+        if ((alg.tensors[src.kTensor].type() != alg.computeType || src.kGathered) && !src.bf16Pairs)
+          src.kf.clone_in(dots)
+              .compute_at(topkBlock)
+              .vectorize(src.kf.args()[0], vec, TailStrategy::GuardWithIf);
+        scheduleScores(raw, dots, mask, topkBlock);
+      }
+    }
+
+    if (src.blockSum.defined()) {
+      src.blockSum.compute_at(perBlock).vectorize(ii, vec);
+      src.blockSum.update().reorder(ii, src.rj).vectorize(ii, vec);
+    }
+    if (blockStats && src.blockMax.defined()) {
+      src.blockMax.compute_at(perBlock).vectorize(ii, vec);
+      src.blockMax.update().reorder(ii, src.rj).vectorize(ii, vec);
+    }
+    if (src.blockArg.defined()) {
+      src.blockArg.compute_at(perBlock).vectorize(ii, vec);
+      src.blockArg.update().reorder(ii, src.rj).vectorize(ii, vec);
+    }
+    src.weight.compute_at(perBlock).vectorize(ii, vec);
+
+    // PV: accumulated in registers at the accumulator's register tile.
+    src.pvAcc.compute_at(alg.acc, dvo).vectorize(dv, vec).unroll(dv).unroll(ii);
+    src.pvAcc.update().reorder(dv, ii, src.rj).vectorize(dv, vec).unroll(dv).unroll(ii);
+
+    // Keys and values in another element type are converted once per block;
+    // rows found through an index map are gathered once per block.
+    if (alg.tensors[src.kTensor].type() != alg.computeType || src.kGathered)
+      src.kf.compute_at(perBlock).vectorize(src.kf.args()[0], vec, TailStrategy::GuardWithIf);
+    if (alg.tensors[src.vTensor].type() != alg.computeType || src.vGathered)
+      src.vf.compute_at(perBlock).vectorize(src.vf.args()[0], vec, TailStrategy::GuardWithIf);
   }
 
   scheduleHelpers(alg);
