@@ -8,6 +8,7 @@
 
 #include "attn/compiler/Dialect.h"
 #include "attn/compiler/LinearAttention.h"
+#include "attn/compiler/Passes.h"
 
 #include <algorithm>
 #include <cmath>
@@ -790,6 +791,8 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
     alg.decode = d.str();
   if (auto c = first->getAttrOfType<mlir::FloatAttr>("decode_scale"); c && !grouped)
     alg.decodeScale = c.getValueAsDouble();
+  if (auto g = first->getAttrOfType<mlir::FloatAttr>("decode_decay"); g && !grouped)
+    alg.decodeDecay = g.getValueAsDouble();
 
   // One translator per source, over inputs declared in call order: q, each
   // source's k and v, then the aux tensors.
@@ -1170,8 +1173,19 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
       fk(n, x, hh, bb) = vectorElem(dotK, n, min(x, Lk - 1), min(hh, Hk - 1), min(bb, B - 1));
       vals(dv, x, hh, bb) = cast(ct, readRow(2, min(dv, v.dim(0).extent() - 1), min(x, Lk - 1),
                                              min(hh, Hk - 1), min(bb, B - 1)));
+      // A decay pow(g, i - j): g per query head, from the score's slice.
+      Func decay;
+      if (mlir::Value g = attn::matchLinearScore(kernel).decayBase) {
+        PointEnv genv;
+        genv.b = 0;
+        genv.h = min(hh, H - 1);
+        genv.i = 0;
+        genv.j = 0;
+        decay = Func(N("linDecay"));
+        decay(hh) = cast(ct, tr.evalSlice(g, genv));
+      }
       alg.linear = buildLinearAttention(fq, fk, vals, dotLength, Lq, Lk, group, Hk, causal,
-                                        alg.normalize == "linear", ct);
+                                        alg.normalize == "linear", ct, decay);
       alg.linearInputs = {fq, fk, vals};
     } else {
 

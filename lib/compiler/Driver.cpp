@@ -58,6 +58,7 @@ std::string KernelManifest::toJson() const {
   j["strategy"] = strategy;
   j["decode"] = decode;
   j["decode_scale"] = decodeScale;
+  j["decode_decay"] = decodeDecay;
   j["has_index_check"] = hasIndexCheck;
   j["has_tile_map"] = hasTileMap;
   j["tile_q"] = tileQ;
@@ -99,6 +100,7 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
     m.strategy = j.value("strategy", "");
     m.decode = j.value("decode", "none");
     m.decodeScale = j.value("decode_scale", 1.0);
+    m.decodeDecay = j.value("decode_decay", 1.0);
     m.hasIndexCheck = j.value("has_index_check", false);
     m.hasTileMap = j.value("has_tile_map", false);
     int64_t tileQ, tileK, soSize;
@@ -124,7 +126,8 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
     }
     if (m.name.empty() || !(m.decode == "none" || m.decode == "hull" || m.decode == "scan" ||
                                m.decode == "linear") ||
-        !std::isfinite(m.decodeScale) || (m.hasIndexCheck && m.indexChecks.empty()))
+        !std::isfinite(m.decodeScale) || !(m.decodeDecay > 0 && m.decodeDecay <= 1) ||
+        (m.hasIndexCheck && m.indexChecks.empty()))
       return false;
     out = std::move(m);
     return true;
@@ -339,6 +342,7 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
   manifest.strategy = a.strategy;
   manifest.decode = a.decode;
   manifest.decodeScale = a.decodeScale;
+  manifest.decodeDecay = a.decodeDecay;
   Halide::Pipeline kernel(a.outputs());
   std::vector<Halide::Module> modules{kernel.compile_to_module(a.arguments(), a.name, built.target)};
   if (a.hasTileMap) {

@@ -6,7 +6,8 @@ using namespace Halide;
 namespace attn {
 
 LinearAttention buildLinearAttention(Func fq, Func fk, Func vv, Expr N, Expr Lq, Expr Lk,
-                                     Expr group, Expr Hk, bool causal, bool normalized, Type ct) {
+                                     Expr group, Expr Hk, bool causal, bool normalized, Type ct,
+                                     Func decay) {
   LinearAttention la;
   la.causal = causal;
   la.normalized = normalized;
@@ -30,7 +31,11 @@ LinearAttention buildLinearAttention(Func fq, Func fk, Func vv, Expr N, Expr Lq,
     la.denominator(i, h, b) = sum(rn, fq(rn, i, h, b) * la.norm(rn, hkOf, b));
   } else {
     // A chunked scan: the state of the chunks before query i's, plus the
-    // keys j <= i of its own chunk, quadratic within the chunk only.
+    // keys j <= i of its own chunk, quadratic within the chunk only. With a
+    // decay g, chunk c's state holds Σ_{j < cC} g^(cC - 1 - j) φ(k_j) v_jᵀ
+    // (so state(c + 1) = g^C state(c) + chunk c decayed to its last key),
+    // query i takes it times g^(i + 1 - cC), and its own chunk's keys times
+    // g^(i - j). The states are then per query head (g is).
     const int C = la.chunk;
     Expr nC = (Lk + C - 1) / C;
     RDom rr(0, C, "rr");
@@ -38,32 +43,55 @@ LinearAttention buildLinearAttention(Func fq, Func fk, Func vv, Expr N, Expr Lq,
     Expr jr = c * C + rr;
     Expr live = jr < Lk;
     Expr jc = min(jr, Lk - 1);
+    bool decays = decay.defined();
+    // The head the states are kept for, and the key head it reads.
+    Var sh = decays ? h : hk;
+    Expr kh = decays ? hkOf : Expr(hk);
+    Expr one = Internal::make_const(ct, 1.0);
+    if (decays) {
+      la.powers = Func("linPowers");
+      la.powers(la.e, h) = pow(decay(h), cast(ct, la.e));
+    }
+    auto pw = [&](Expr exponent) { return decays ? la.powers(exponent, h) : one; };
+    Expr toEnd = pw(C - 1 - rr);
     la.chunkState = Func("linChunkState");
-    la.chunkState(n, dv, c, hk, b) = zero;
-    la.chunkState(n, dv, c, hk, b) += select(live, fk(n, jc, hk, b) * vv(dv, jc, hk, b), zero);
+    la.chunkState(n, dv, c, sh, b) = zero;
+    la.chunkState(n, dv, c, sh, b) +=
+        select(live, toEnd * fk(n, jc, kh, b) * vv(dv, jc, kh, b), zero);
     la.chunkNorm = Func("linChunkNorm");
-    la.chunkNorm(n, c, hk, b) = zero;
-    la.chunkNorm(n, c, hk, b) += select(live, fk(n, jc, hk, b), zero);
-    // state(c) = Σ_{c' < c} chunkState(c'), for c in [0, nC].
+    la.chunkNorm(n, c, sh, b) = zero;
+    la.chunkNorm(n, c, sh, b) += select(live, toEnd * fk(n, jc, kh, b), zero);
+    // state(c) = Σ_{c' < c} chunkState(c') (decayed), for c in [0, nC].
     RDom rc(1, nC, "rc");
     la.rc = RVar(rc.x);
+    Expr perChunk = decays ? la.powers(C, h) : one;
     la.state = Func("linState");
-    la.state(n, dv, c, hk, b) = zero;
-    la.state(n, dv, rc, hk, b) = la.state(n, dv, rc - 1, hk, b) + la.chunkState(n, dv, rc - 1, hk, b);
+    la.state(n, dv, c, sh, b) = zero;
+    la.state(n, dv, rc, sh, b) =
+        perChunk * la.state(n, dv, rc - 1, sh, b) + la.chunkState(n, dv, rc - 1, sh, b);
     la.norm = Func("linNorm");
-    la.norm(n, c, hk, b) = zero;
-    la.norm(n, rc, hk, b) = la.norm(n, rc - 1, hk, b) + la.chunkNorm(n, rc - 1, hk, b);
+    la.norm(n, c, sh, b) = zero;
+    la.norm(n, rc, sh, b) = perChunk * la.norm(n, rc - 1, sh, b) + la.chunkNorm(n, rc - 1, sh, b);
     Expr ci = min(i / C, nC);
+    Expr stateHead = decays ? Expr(h) : hkOf;
     Expr j = (i / C) * C + r;
     la.scores = Func("linScores");
     la.scores(r, i, h, b) =
-        select(j <= i && j < Lk, sum(rn, fq(rn, i, h, b) * fk(rn, min(j, Lk - 1), hkOf, b)), zero);
+        select(j <= i && j < Lk,
+               pw(clamp(i - j, 0, C)) * sum(rn, fq(rn, i, h, b) * fk(rn, min(j, Lk - 1), hkOf, b)),
+               zero);
+    Expr inter = one;
+    if (decays) {
+      la.queryDecay = Func("linQueryDecay");
+      la.queryDecay(i, h) = pow(decay(h), cast(ct, i + 1 - ci * C));
+      inter = la.queryDecay(i, h);
+    }
     Expr jj = min((i / C) * C + rr, Lk - 1);
     la.numerator = Func("linNumerator");
-    la.numerator(dv, i, h, b) = sum(rn, fq(rn, i, h, b) * la.state(rn, dv, ci, hkOf, b)) +
+    la.numerator(dv, i, h, b) = inter * sum(rn, fq(rn, i, h, b) * la.state(rn, dv, ci, stateHead, b)) +
                                 sum(rr, la.scores(rr, i, h, b) * vv(dv, jj, hkOf, b));
     la.denominator = Func("linDenominator");
-    la.denominator(i, h, b) = sum(rn, fq(rn, i, h, b) * la.norm(rn, ci, hkOf, b)) +
+    la.denominator(i, h, b) = inter * sum(rn, fq(rn, i, h, b) * la.norm(rn, ci, stateHead, b)) +
                               sum(rr, la.scores(rr, i, h, b));
   }
   la.value = Func("linValue");

@@ -2,6 +2,7 @@
 #include "attn/compiler/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/IR/Matchers.h"
 
 #include <optional>
@@ -70,70 +71,142 @@ StringRef decodeStrategy(attn::KernelOp kernel, std::optional<double> scale) {
   return "scan";
 }
 
-/// LANGUAGE.md §8.4: with normalize = linear or none, no mask or a causal
-/// one and a score c * dot(x, y) of a query and a key vector (c > 0 a
-/// constant), attention factorises: out_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ (over
-/// j <= i when causal), O(L) instead of O(L²). Empty when it applies (with
-/// the constant in `scale`), else why not.
-std::string linearWhyNot(attn::KernelOp kernel, double &scale) {
+/// True when `base` depends on the head only: constants, sizes, params and
+/// aux reads whose indices depend on h alone (no b, i, j, dot or vectors).
+bool isPerHead(Value base) {
+  std::vector<Value> stack{base};
+  llvm::SmallPtrSet<void *, 16> seen;
+  while (!stack.empty()) {
+    Value v = stack.back();
+    stack.pop_back();
+    if (!seen.insert(v.getAsOpaquePointer()).second)
+      continue;
+    if (auto arg = llvm::dyn_cast<BlockArgument>(v)) {
+      if (arg.getArgNumber() != 1) // (b, h, i, j): only h
+        return false;
+      continue;
+    }
+    Operation *def = v.getDefiningOp();
+    StringRef dialect = def->getName().getDialectNamespace();
+    bool allowed = dialect == "arith" || dialect == "math" ||
+                   llvm::isa<attn::SizeOp, attn::ParamOp, attn::LoadOp, attn::IntOp>(def);
+    if (!allowed || def->getNumRegions())
+      return false;
+    for (Value in : def->getOperands())
+      stack.push_back(in);
+  }
+  return true;
+}
+
+/// True when `e` is `i - j` (as the float pow() takes it).
+bool isQueryMinusKey(Value e) {
+  if (auto cast = e.getDefiningOp<arith::SIToFPOp>())
+    e = cast.getIn();
+  auto sub = e.getDefiningOp<arith::SubIOp>();
+  if (!sub)
+    return false;
+  auto i = llvm::dyn_cast<BlockArgument>(sub.getLhs());
+  auto j = llvm::dyn_cast<BlockArgument>(sub.getRhs());
+  return i && j && i.getArgNumber() == 2 && j.getArgNumber() == 3;
+}
+
+} // namespace
+
+attn::LinearScore attn::matchLinearScore(attn::KernelOp kernel) {
+  LinearScore ls;
+  auto fail = [&](std::string why) {
+    ls.whyNot = std::move(why);
+    ls.decayBase = nullptr;
+    return ls;
+  };
   StringRef norm = kernel.getNormalize();
   if (norm != "linear" && norm != "none")
-    return "normalize is " + norm.str() + ", not linear or none";
-  if (!(maskIsAlwaysTrue(kernel) || maskIsCausal(kernel)))
-    return "the mask is neither absent nor causal (j <= i)";
+    return fail("normalize is " + norm.str() + ", not linear or none");
+  bool causal = maskIsCausal(kernel);
+  if (!(maskIsAlwaysTrue(kernel) || causal))
+    return fail("the mask is neither absent nor causal (j <= i)");
   if (kernel->getAttr("source"))
-    return "a kernel of several key/value sources";
+    return fail("a kernel of several key/value sources");
   if (kernel.hasIndexMaps())
-    return "index maps (`at`): the linear kernels read [B, H, L, D] rows";
+    return fail("index maps (`at`): the linear kernels read [B, H, L, D] rows");
+  // The score as a product of factors: constants (or divisions by them),
+  // one dot, at most one decay pow(g, i - j).
   auto yield = llvm::cast<attn::YieldOp>(kernel.getScore().front().getTerminator());
-  Value s = yield.getValue();
-  scale = 1;
-  for (int peel = 0; peel < 4; ++peel) {
-    auto mul = s.getDefiningOp<arith::MulFOp>();
-    if (!mul)
-      break;
+  std::vector<Value> factors{yield.getValue()};
+  Value dot;
+  Operation *decay = nullptr;
+  while (!factors.empty()) {
+    Value f = factors.back();
+    factors.pop_back();
     FloatAttr c;
-    if (matchPattern(mul.getRhs(), m_Constant(&c)))
-      s = mul.getLhs();
-    else if (matchPattern(mul.getLhs(), m_Constant(&c)))
-      s = mul.getRhs();
-    else
-      break;
-    scale *= c.getValueAsDouble();
+    if (auto mul = f.getDefiningOp<arith::MulFOp>()) {
+      factors.push_back(mul.getLhs());
+      factors.push_back(mul.getRhs());
+    } else if (auto div = f.getDefiningOp<arith::DivFOp>();
+               div && matchPattern(div.getRhs(), m_Constant(&c))) {
+      factors.push_back(div.getLhs());
+      ls.scale /= c.getValueAsDouble();
+    } else if (matchPattern(f, m_Constant(&c))) {
+      ls.scale *= c.getValueAsDouble();
+    } else if ((f.getDefiningOp<attn::DotOp>() || f.getDefiningOp<attn::VectorDotOp>()) && !dot) {
+      dot = f;
+    } else if (auto pow = f.getDefiningOp<math::PowFOp>(); pow && !decay) {
+      if (!isQueryMinusKey(pow.getRhs()))
+        return fail("the score's pow() is not a decay pow(g, i - j)");
+      if (!isPerHead(pow.getLhs()))
+        return fail("the decay pow(g, i - j) has a g that is not per head (it may read h only)");
+      if (matchPattern(pow.getLhs(), m_Constant(&c)) &&
+          !(c.getValueAsDouble() > 0 && c.getValueAsDouble() <= 1))
+        return fail("the decay pow(g, i - j) has g = " + std::to_string(c.getValueAsDouble()) +
+                    ", not in (0, 1]");
+      decay = pow;
+      ls.decayBase = pow.getLhs();
+    } else {
+      return fail("the score is not a constant times dot(x, y) of a query and a key vector");
+    }
   }
-  if (!s.getDefiningOp<attn::DotOp>() && !s.getDefiningOp<attn::VectorDotOp>()) {
-    for (Operation &op : kernel.getScore().front())
-      if (op.getName().getStringRef() == "math.powf")
-        return "the score has a pow() decay, which the linear kernels do not take yet";
-    return "the score is not a constant times dot(x, y) of a query and a key vector";
-  }
-  if (!(scale > 0))
-    return "the score's constant factor is not positive";
-  return "";
+  if (!dot)
+    return fail("the score is not a constant times dot(x, y) of a query and a key vector");
+  if (!(ls.scale > 0))
+    return fail("the score's constant factor is not positive");
+  ls.qkDot = bool(dot.getDefiningOp<attn::DotOp>());
+  if (decay && !causal)
+    return fail("a decay pow(g, i - j) needs the causal mask (j <= i): g^(i - j) grows for j > i");
+  return ls;
 }
+
+namespace {
 
 struct SelectStrategyPass : attn::impl::SelectStrategyBase<SelectStrategyPass> {
   void runOnOperation() override {
     attn::KernelOp kernel = getOperation();
     StringRef strategy = maskIsAlwaysTrue(kernel) ? "dense" : "masked";
-    double linearScale = 1;
-    std::string whyNot = linearWhyNot(kernel, linearScale);
-    if (whyNot.empty()) {
+    attn::LinearScore linear = attn::matchLinearScore(kernel);
+    if (linear.whyNot.empty()) {
       strategy = "linear";
-      kernel->setAttr("linear_scale", FloatAttr::get(Float64Type::get(&getContext()), linearScale));
+      kernel->setAttr("linear_scale", FloatAttr::get(Float64Type::get(&getContext()), linear.scale));
       kernel->setAttr("linear_causal", BoolAttr::get(&getContext(), maskIsCausal(kernel)));
+      if (linear.decayBase)
+        kernel->setAttr("linear_decay", BoolAttr::get(&getContext(), true));
     } else if (kernel.getNormalize() == "linear" || kernel.getNormalize() == "none") {
-      kernel->setAttr("linear_why_not", StringAttr::get(&getContext(), whyNot));
+      kernel->setAttr("linear_why_not", StringAttr::get(&getContext(), linear.whyNot));
     }
     kernel->setAttr("strategy", StringAttr::get(&getContext(), strategy));
     std::optional<double> scale = dotScale(kernel);
     StringRef decode = decodeStrategy(kernel, scale);
-    // A linear kernel of c·dot(q, k) decodes through a constant-size state.
-    if (strategy == "linear" && decode == "scan")
+    // A linear kernel of c·dot(q, k) [· pow(g, i - j), g a constant] and no
+    // aux tensors decodes through a constant-size state.
+    FloatAttr g;
+    bool constantDecay = !linear.decayBase || matchPattern(linear.decayBase, m_Constant(&g));
+    if (strategy == "linear" && linear.qkDot && constantDecay && kernel.getTensors().size() == 3) {
       decode = "linear";
+      scale = linear.scale;
+    }
     kernel->setAttr("decode", StringAttr::get(&getContext(), decode));
     if (decode != "none")
       kernel->setAttr("decode_scale", FloatAttr::get(Float64Type::get(&getContext()), *scale));
+    if (decode == "linear" && g)
+      kernel->setAttr("decode_decay", FloatAttr::get(Float64Type::get(&getContext()), g.getValueAsDouble()));
   }
 };
 

@@ -47,17 +47,24 @@ private:
   runtime::HullCache cache_;
 };
 
-/// Linear attention (attn-select-strategy's `linear` with score c·dot(q, k)):
-/// the state Σ k vᵀ (d × dv) and Σ k, constant in size whatever the number
-/// of positions; out = c q·S [/ c q·z], 0 where the normalizer is 0.
+/// Linear attention (attn-select-strategy's `linear` with score c·dot(q, k),
+/// optionally times pow(g, i - j)): the state Σ g^(n-1-j) k vᵀ (d × dv) and
+/// Σ g^(n-1-j) k over the n positions so far, constant in size; out = c q·S
+/// [/ c q·z], 0 where the normalizer is 0.
 class LinearDecoder final : public Decoder {
 public:
-  LinearDecoder(double scale, bool normalized, int d, int dv)
-      : Decoder(d, dv), scale_(scale), normalized_(normalized), state_(size_t(d) * dv, 0.0),
-        norm_(size_t(d), 0.0) {}
+  LinearDecoder(double scale, double decay, bool normalized, int d, int dv)
+      : Decoder(d, dv), scale_(scale), decay_(decay), normalized_(normalized),
+        state_(size_t(d) * dv, 0.0), norm_(size_t(d), 0.0) {}
   const char *strategy() const override { return "linear"; }
   int64_t size() const override { return n_; }
   void append(const double *key, const double *value) override {
+    if (decay_ != 1) {
+      for (double &s : state_)
+        s *= decay_;
+      for (double &z : norm_)
+        z *= decay_;
+    }
     for (int a = 0; a < d_; ++a) {
       norm_[a] += key[a];
       double *row = &state_[size_t(a) * dv_];
@@ -84,7 +91,7 @@ public:
   }
 
 private:
-  double scale_;
+  double scale_, decay_;
   bool normalized_;
   std::vector<double> state_, norm_;
   int64_t n_ = 0;
@@ -202,7 +209,7 @@ private:
 
 std::unique_ptr<Decoder> Decoder::create(const std::string &strategy, double scale,
                                          const dsl::Normalize &normalize, int d, int dv,
-                                         std::string &error) {
+                                         std::string &error, double decay) {
   if (d < 1 || dv < 1) {
     error = "attnc: error: a decoder needs head dims of at least 1";
     return nullptr;
@@ -222,7 +229,12 @@ std::unique_ptr<Decoder> Decoder::create(const std::string &strategy, double sca
       error = "attnc: error: the linear decoder needs normalize = linear or none";
       return nullptr;
     }
-    return std::make_unique<LinearDecoder>(scale, normalize.kind == dsl::NormKind::Linear, d, dv);
+    if (!(decay > 0 && decay <= 1)) {
+      error = "attnc: error: the linear decoder's decay must be in (0, 1]";
+      return nullptr;
+    }
+    return std::make_unique<LinearDecoder>(scale, decay, normalize.kind == dsl::NormKind::Linear,
+                                           d, dv);
   }
   error = "attnc: error: unknown decode strategy '" + strategy + "'";
   return nullptr;
@@ -234,8 +246,9 @@ std::unique_ptr<Decoder> Decoder::create(const JitKernel &kernel, std::string &e
   const dsl::Kernel &k = kernel.kernel();
   if (m.decode != "hull" && m.decode != "scan" && m.decode != "linear") {
     error = "attnc: error: kernel '" + k.name +
-            "' cannot be decoded position by position: that needs a score c * dot(q, k), "
-            "no mask or a causal one (j <= i), and no aux tensors";
+            "' cannot be decoded position by position: that needs a score c * dot(q, k) "
+            "(times a constant decay pow(g, i - j) when linear), no mask or a causal one "
+            "(j <= i), and no aux tensors";
     return nullptr;
   }
   const dsl::Dim &qd = k.q->dims[3], &vd = k.v->dims[3];
@@ -248,7 +261,7 @@ std::unique_ptr<Decoder> Decoder::create(const JitKernel &kernel, std::string &e
             "' names its head dims; give them to Decoder::create";
     return nullptr;
   }
-  return create(m.decode, m.decodeScale, k.normalize, d, dv, error);
+  return create(m.decode, m.decodeScale, k.normalize, d, dv, error, m.decodeDecay);
 }
 
 void Decoder::step(const double *key, const double *value, const double *q, double *out,

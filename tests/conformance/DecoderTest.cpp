@@ -120,17 +120,19 @@ TEST(Decoder, ScanPrefillReproducesSoftmaxTopkAndThreeDimensionalHardmax) {
 }
 
 TEST(Decoder, LinearKernelsDecodeThroughAConstantState) {
-  for (const char *norm : {"linear", "none"}) {
+  // Plain linear attention, and retention's decay pow(g, i - j).
+  for (auto [norm, score] : {std::pair("linear", "dot(q, k) * 0.5"), std::pair("none", "dot(q, k) * 0.5"),
+                             std::pair("none", "dot(q, k) * pow(0.9, i - j) * 0.5"),
+                             std::pair("linear", "pow(0.97, i - j) * dot(q, k)")}) {
     auto k = compile(std::string("attention l { q: f64[B, H, L, 6]; k: f64[B, H, L, 6];"
-                                 " v: f64[B, H, L, 4]\n score = dot(q, k) * 0.5\n"
-                                 " mask = j <= i\n normalize = ") +
-                     norm + " }");
+                                 " v: f64[B, H, L, 4]\n score = ") +
+                     score + "\n mask = j <= i\n normalize = " + norm + " }");
     ASSERT_TRUE(k);
-    EXPECT_EQ(k->manifest().strategy, "linear");
+    EXPECT_EQ(k->manifest().strategy, "linear") << score;
     std::string error;
     auto dec = Decoder::create(*k, error);
     ASSERT_TRUE(dec) << error;
-    EXPECT_STREQ(dec->strategy(), "linear") << norm;
+    EXPECT_STREQ(dec->strategy(), "linear") << norm << " " << score;
     // Positive keys and queries keep the normalizer away from 0.
     auto in = stream(300, 6, 4, false, 5);
     for (const char *t : {"q", "k"})
@@ -145,7 +147,7 @@ TEST(Decoder, LinearKernelsDecodeThroughAConstantState) {
       err = std::max(err, std::abs(got[e] - out.getDouble(e)));
       scale = std::max(scale, std::abs(out.getDouble(e)));
     }
-    EXPECT_LE(err, 1e-10 * scale) << norm;
+    EXPECT_LE(err, 1e-10 * scale) << norm << " " << score;
     // An empty stream: 0 and lse -inf.
     auto fresh = Decoder::create(*k, error);
     double q[6] = {1, 1, 1, 1, 1, 1}, o[4] = {9, 9, 9, 9}, lse = 0;
@@ -153,6 +155,16 @@ TEST(Decoder, LinearKernelsDecodeThroughAConstantState) {
     EXPECT_EQ(o[0], 0.0);
     EXPECT_EQ(lse, -std::numeric_limits<double>::infinity());
   }
+}
+
+TEST(Decoder, ThePerHeadDecaysOfRetentionAreNotDecodedByTheLinearDecoder) {
+  // g depends on the head: one decoder per stream has no head to evaluate it.
+  auto k = compile("attention r { q: f64[B, H, L, 6]; k: f64[B, H, L, 6]; v: f64[B, H, L, 4]\n"
+                   " score = dot(q, k) * pow(1 - pow(2.0, -5 - h), i - j)\n mask = j <= i\n"
+                   " normalize = none }");
+  ASSERT_TRUE(k);
+  EXPECT_EQ(k->manifest().strategy, "linear");
+  EXPECT_EQ(k->manifest().decode, "none");
 }
 
 TEST(Decoder, KernelsThatCannotBeDecodedSaySo) {

@@ -93,8 +93,9 @@ struct AttentionAlgorithm {
   std::string normalize; // softmax, sigmoid, relu, none, hardmax, topk, linear
   std::string strategy;  // dense, masked, linear (several sources: each one's, joined by '+')
   std::string ties;      // hardmax: average, latest, first
-  std::string decode = "none"; // attn-select-strategy: hull, scan, none
+  std::string decode = "none"; // attn-select-strategy: hull, scan, linear, none
   double decodeScale = 1;      // the score is decodeScale * dot(q, k)
+  double decodeDecay = 1;      // linear: ... * pow(decodeDecay, i - j)
   bool outputLse = false;
   Halide::Type computeType;
   int tileQ = 64;  // queries per tile (i)

@@ -24,8 +24,9 @@ struct KernelManifest {
   std::string name;
   std::string target;   // the Halide target string it was compiled for
   std::string strategy; // attn-select-strategy's choice
-  std::string decode = "none"; // hull, scan or none (jit/Decoder.h)
+  std::string decode = "none"; // hull, scan, linear or none (jit/Decoder.h)
   double decodeScale = 1;      // decodable kernels: score = decodeScale * dot(q, k)
+  double decodeDecay = 1;      // linear: times pow(decodeDecay, i - j), in (0, 1]
   bool hasIndexCheck = false;
   /// Data-dependent masks: NAME_tile_map(inputs..., params..., map) builds
   /// the uint8 tile map [B][H][ceil(Lq/tileQ)][ceil(Lk/tileK)] that NAME

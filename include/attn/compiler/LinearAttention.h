@@ -21,6 +21,10 @@ struct LinearAttention {
   /// the sums over chunks before c (a scan over `rc`); scores(r, i, h, b)
   /// the scores of query i with key r of its own chunk (0 where j > i).
   Halide::Func state, norm, chunkState, chunkNorm, scores;
+  /// With a decay: powers(e, h) = g(h)^e, e in [0, chunk], and
+  /// queryDecay(i, h) = g(h)^(i + 1 - its chunk's start).
+  Halide::Func powers, queryDecay;
+  Halide::Var e{"e"};
   Halide::RVar rj, rc, rr;
   /// (dv, i, h, b) in the compute type: Σ s_ij v_j, and (i, h, b): Σ s_ij.
   Halide::Func numerator, denominator;
@@ -32,9 +36,13 @@ struct LinearAttention {
 /// fk(n, j, hk, b): key features; vv(dv, j, hk, b): values; all in the
 /// compute type `ct`, defined for every index in range. N features, Lq
 /// queries, Lk keys; query head h reads key head min(h / group, Hk - 1).
+/// `decay` (causal only; undefined for none): g(h), each score times
+/// g^(i - j) (retention) — the states are then per query head, decayed by
+/// g^C per chunk, and `powers(e, h)` = g^e for e in [0, chunk].
 LinearAttention buildLinearAttention(Halide::Func fq, Halide::Func fk, Halide::Func vv,
                                      Halide::Expr N, Halide::Expr Lq, Halide::Expr Lk,
                                      Halide::Expr group, Halide::Expr Hk, bool causal,
-                                     bool normalized, Halide::Type ct);
+                                     bool normalized, Halide::Type ct,
+                                     Halide::Func decay = Halide::Func());
 
 } // namespace attn

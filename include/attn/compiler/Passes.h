@@ -7,6 +7,7 @@
 #include "mlir/Pass/PassManager.h"
 
 #include <memory>
+#include <string>
 
 namespace attn {
 
@@ -16,6 +17,19 @@ std::unique_ptr<mlir::Pass> createAnalyzeMaskPass();
 #define GEN_PASS_DECL
 #define GEN_PASS_REGISTRATION
 #include "attn/compiler/Passes.h.inc"
+
+/// How attn-select-strategy reads a kernel for its `linear` strategy
+/// (LANGUAGE.md §8.4): normalize = linear or none, no mask or a causal one,
+/// and a score that is a product of positive constants, one dot(x, y) of a
+/// query and a key vector, and at most one decay pow(g, i - j) (causal only)
+/// with g per head. The lowering reads the decay's g from here.
+struct LinearScore {
+  std::string whyNot; // empty when the kernel is linear
+  double scale = 1;   // the product of the constants
+  mlir::Value decayBase; // g, or null without a decay
+  bool qkDot = false;    // the dot is dot(q, k) rather than of channel vectors
+};
+LinearScore matchLinearScore(attn::KernelOp kernel);
 
 /// canonicalize, cse, then the attn analyses; what every compile runs.
 void buildDefaultPipeline(mlir::OpPassManager &pm);

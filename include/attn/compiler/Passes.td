@@ -18,8 +18,19 @@ def SelectStrategy : Pass<"attn-select-strategy", "::attn::KernelOp"> {
     `dot(q, k)` times a positive constant and no mask or a causal one (the
     maximizer is a vertex of the keys' convex hull: O(log n) per step);
     `scan` for other kernels with a score of `dot(q, k)` times a constant,
-    no mask or a causal one and no aux tensors (O(n) per step); `none`
-    otherwise. `decode_scale` holds the constant.
+    no mask or a causal one and no aux tensors (O(n) per step); `linear`
+    for linear kernels of `dot(q, k)` (below) with no aux tensors and a
+    constant decay if any (a state of D x Dv + D, O(1) in n per step);
+    `none` otherwise. `decode_scale` holds the constant, `decode_decay` g.
+
+    `linear` (LANGUAGE.md §8.4) when normalize is linear or none, the mask
+    is none or causal (`j <= i`), there is one source without index maps,
+    and the score is a product of constants (> 0 together), one `dot(x, y)`
+    of a query and a key vector, and at most one decay `pow(g, i - j)`
+    (causal masks only) whose g reads nothing but h: the kernel is then
+    computed in O(L). `linear_scale`, `linear_causal` and `linear_decay`
+    record what the lowering needs; a kernel with normalize linear or none
+    that misses gets `linear_why_not`.
   }];
   let constructor = "::attn::createSelectStrategyPass()";
 }

@@ -10,7 +10,8 @@
 // other kernels whose score is c·dot(q, k) with no mask or a causal one and
 // no aux tensors — O(n·D) per step in double; `linear` for kernels
 // attn-select-strategy made linear (normalize = linear or none) with a score
-// c·dot(q, k) and no aux tensors — a recurrent state of D × Dv + D doubles,
+// c·dot(q, k), optionally times a constant decay pow(g, i - j), and no aux
+// tensors — a recurrent state of D × Dv + D doubles,
 // O(D·Dv) per step whatever the position. All have this interface, so
 // callers never need to know which one they got.
 #pragma once
@@ -35,10 +36,11 @@ public:
   static std::unique_ptr<Decoder> create(const JitKernel &kernel, std::string &error,
                                          int d = 0, int dv = 0);
   /// The decoder from its parts: strategy "hull", "scan" or "linear", the score scale
-  /// c, the normalization, and the head dims of keys (d) and values (dv).
+  /// c, the normalization, the head dims of keys (d) and values (dv), and for
+  /// "linear" the decay g of a score c·dot(q, k)·pow(g, i - j), in (0, 1].
   static std::unique_ptr<Decoder> create(const std::string &strategy, double scale,
                                          const dsl::Normalize &normalize, int d, int dv,
-                                         std::string &error);
+                                         std::string &error, double decay = 1);
 
   /// "hull", "scan" or "linear".
   virtual const char *strategy() const = 0;

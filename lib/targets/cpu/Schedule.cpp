@@ -92,6 +92,10 @@ void scheduleLinear(AttentionAlgorithm &alg, const Target &target) {
     la.chunkNorm.compute_at(la.norm, la.rc).vectorize(la.n, vec, TailStrategy::GuardWithIf);
     la.chunkNorm.update().reorder(la.n, la.rr).vectorize(la.n, vec, TailStrategy::GuardWithIf);
     la.scores.compute_at(alg.out, alg.i).vectorize(la.r, vec, TailStrategy::GuardWithIf);
+    if (la.powers.defined()) { // a decay: g^e per head, and per query
+      la.powers.compute_at(alg.out, t);
+      la.queryDecay.compute_at(alg.out, alg.i);
+    }
   }
   if (la.normalized)
     la.denominator.compute_at(alg.out, alg.i);
