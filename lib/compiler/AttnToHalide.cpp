@@ -1183,6 +1183,12 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
         genv.j = 0;
         decay = Func(N("linDecay"));
         decay(hh) = cast(ct, tr.evalSlice(g, genv));
+        if (kernel->getAttr("decode_decay_per_head")) {
+          // For the decoder: g of every head, from h alone (no inputs).
+          genv.h = hh;
+          alg.decayTable = Func(N("decayTable"));
+          alg.decayTable(hh) = cast(Float(64), cast(ct, tr.evalSlice(g, genv)));
+        }
       }
       alg.linear = buildLinearAttention(fq, fk, vals, dotLength, Lq, Lk, group, Hk, causal,
                                         alg.normalize == "linear", ct, decay);

@@ -61,6 +61,7 @@ std::string KernelManifest::toJson() const {
   j["decode_decay"] = decodeDecay;
   j["has_index_check"] = hasIndexCheck;
   j["has_tile_map"] = hasTileMap;
+  j["has_decay_table"] = hasDecayTable;
   j["tile_q"] = tileQ;
   j["tile_k"] = tileK;
   if (soSize) {
@@ -103,6 +104,7 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
     m.decodeDecay = j.value("decode_decay", 1.0);
     m.hasIndexCheck = j.value("has_index_check", false);
     m.hasTileMap = j.value("has_tile_map", false);
+    m.hasDecayTable = j.value("has_decay_table", false);
     int64_t tileQ, tileK, soSize;
     if (!integer(j, "tile_q", 64, 1, 1 << 16, tileQ) ||
         !integer(j, "tile_k", 128, 1, 1 << 16, tileK) ||
@@ -352,6 +354,11 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
     manifest.hasTileMap = true;
     manifest.tileQ = a.tileQ;
     manifest.tileK = a.tileK;
+  }
+  if (a.decayTable.defined() && a.decode == "linear") {
+    Halide::Pipeline decay(a.decayTable);
+    modules.push_back(decay.compile_to_module({}, a.name + "_decay", built.target));
+    manifest.hasDecayTable = true;
   }
   if (a.indexBounds.defined()) {
     Halide::Pipeline check(a.indexBounds);

@@ -98,6 +98,17 @@ bool isPerHead(Value base) {
   return true;
 }
 
+/// True when `v` is computed from h and constants only (no sizes, params or
+/// loads).
+bool dependsOnHeadAlone(Value v) {
+  if (llvm::isa<BlockArgument>(v))
+    return true; // isPerHead checked it is h
+  Operation *def = v.getDefiningOp();
+  if (llvm::isa<attn::SizeOp, attn::ParamOp, attn::LoadOp>(def))
+    return false;
+  return llvm::all_of(def->getOperands(), dependsOnHeadAlone);
+}
+
 /// True when `e` is `i - j` (as the float pow() takes it).
 bool isQueryMinusKey(Value e) {
   if (auto cast = e.getDefiningOp<arith::SIToFPOp>())
@@ -198,9 +209,15 @@ struct SelectStrategyPass : attn::impl::SelectStrategyBase<SelectStrategyPass> {
     // aux tensors decodes through a constant-size state.
     FloatAttr g;
     bool constantDecay = !linear.decayBase || matchPattern(linear.decayBase, m_Constant(&g));
-    if (strategy == "linear" && linear.qkDot && constantDecay && kernel.getTensors().size() == 3) {
+    // A g computed from h alone (no sizes or params, which a decoder cannot
+    // know) is tabulated per head by the kernel's NAME_decay entry point.
+    bool tabulated = linear.decayBase && !constantDecay && dependsOnHeadAlone(linear.decayBase);
+    if (strategy == "linear" && linear.qkDot && (constantDecay || tabulated) &&
+        kernel.getTensors().size() == 3) {
       decode = "linear";
       scale = linear.scale;
+      if (tabulated)
+        kernel->setAttr("decode_decay_per_head", BoolAttr::get(&getContext(), true));
     }
     kernel->setAttr("decode", StringAttr::get(&getContext(), decode));
     if (decode != "none")

@@ -241,7 +241,7 @@ std::unique_ptr<Decoder> Decoder::create(const std::string &strategy, double sca
 }
 
 std::unique_ptr<Decoder> Decoder::create(const JitKernel &kernel, std::string &error, int d,
-                                         int dv) {
+                                         int dv, int64_t head) {
   const KernelManifest &m = kernel.manifest();
   const dsl::Kernel &k = kernel.kernel();
   if (m.decode != "hull" && m.decode != "scan" && m.decode != "linear") {
@@ -261,7 +261,19 @@ std::unique_ptr<Decoder> Decoder::create(const JitKernel &kernel, std::string &e
             "' names its head dims; give them to Decoder::create";
     return nullptr;
   }
-  return create(m.decode, m.decodeScale, k.normalize, d, dv, error, m.decodeDecay);
+  double decay = m.decodeDecay;
+  if (m.hasDecayTable) {
+    if (runtime::Status s = kernel.decayOfHead(head, decay); !s) {
+      error = s.message();
+      return nullptr;
+    }
+    if (!(decay > 0 && decay <= 1)) {
+      error = "attnc: error: kernel '" + k.name + "': the decay of head " + std::to_string(head) +
+              " is " + std::to_string(decay) + ", not in (0, 1]";
+      return nullptr;
+    }
+  }
+  return create(m.decode, m.decodeScale, k.normalize, d, dv, error, decay);
 }
 
 void Decoder::step(const double *key, const double *value, const double *q, double *out,

@@ -459,10 +459,13 @@ std::string JitKernel::load(const std::string &so) {
   tileMap_ = manifest_.hasTileMap
                  ? (int (*)(void **))dlsym(handle_, (kernel_->name + "_tile_map_argv").c_str())
                  : nullptr;
+  decay_ = manifest_.hasDecayTable
+               ? (int (*)(void **))dlsym(handle_, (kernel_->name + "_decay_argv").c_str())
+               : nullptr;
   auto setHandler = (void (*)(void (*)(void *, const char *)))dlsym(handle_,
                                                                      "halide_set_error_handler");
   if (!entry_ || (manifest_.hasIndexCheck && !check_) || (manifest_.hasTileMap && !tileMap_) ||
-      !setHandler) {
+      (manifest_.hasDecayTable && !decay_) || !setHandler) {
     dlclose(handle_);
     handle_ = nullptr;
     return "it lacks its entry points";
@@ -552,6 +555,24 @@ Status JitKernel::prepareBound(const std::map<std::string, runtime::TensorRef> &
   }
   if (!viewError)
     return viewError;
+  return Status::ok();
+}
+
+Status JitKernel::decayOfHead(int64_t head, double &g) const {
+  if (!decay_)
+    return Status::error("attnc: error: kernel '" + kernel_->name +
+                         "' has no per-head decay table");
+  if (head < 0 || head >= (int64_t(1) << 20))
+    return Status::error("attnc: error: head " + std::to_string(head) + " is out of range");
+  HostTensor table(dsl::ElemType::F64, {head + 1});
+  BufferView v;
+  if (Status s = makeView("decay", table, halide_type_t(halide_type_float, 64), v); !s)
+    return s;
+  void *argv[] = {&v.buf};
+  if (decay_(argv) != 0)
+    return Status::error("attnc: error: the decay table of '" + kernel_->name +
+                         "' failed: " + lastHalideError);
+  g = table.getDouble(head);
   return Status::ok();
 }
 

@@ -157,14 +157,71 @@ TEST(Decoder, LinearKernelsDecodeThroughAConstantState) {
   }
 }
 
-TEST(Decoder, ThePerHeadDecaysOfRetentionAreNotDecodedByTheLinearDecoder) {
-  // g depends on the head: one decoder per stream has no head to evaluate it.
+TEST(Decoder, RetentionsPerHeadDecaysDecodeThroughTheKernelsDecayTable) {
+  // RetNet's g_h = 1 - 2^(-5 - h): the kernel tabulates it (NAME_decay) and
+  // the decoder of head h's stream takes g_h.
   auto k = compile("attention r { q: f64[B, H, L, 6]; k: f64[B, H, L, 6]; v: f64[B, H, L, 4]\n"
-                   " score = dot(q, k) * pow(1 - pow(2.0, -5 - h), i - j)\n mask = j <= i\n"
-                   " normalize = none }");
+                   " score = dot(q, k) * pow(1 - pow(2.0, -1 - h), i - j)\n mask = j <= i\n"
+                   " normalize = linear }");
   ASSERT_TRUE(k);
   EXPECT_EQ(k->manifest().strategy, "linear");
-  EXPECT_EQ(k->manifest().decode, "none");
+  EXPECT_EQ(k->manifest().decode, "linear");
+  EXPECT_TRUE(k->manifest().hasDecayTable);
+  const int64_t H = 4, L = 200;
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<double> u(0.1, 2);
+  std::map<std::string, HostTensor> in;
+  for (auto [name, w] : {std::pair("q", 6), std::pair("k", 6), std::pair("v", 4)}) {
+    HostTensor t(dsl::ElemType::F64, {1, H, L, w});
+    for (int64_t e = 0; e < t.numel(); ++e)
+      t.setDouble(e, u(rng));
+    in[name] = std::move(t);
+  }
+  HostTensor out;
+  ASSERT_TRUE(k->run(in, {}, out, nullptr));
+  for (int64_t h = 0; h < H; ++h) {
+    double g = 0;
+    ASSERT_TRUE(k->decayOfHead(h, g));
+    EXPECT_DOUBLE_EQ(g, 1 - std::pow(2.0, -1.0 - h));
+    std::string error;
+    auto dec = Decoder::create(*k, error, 0, 0, h);
+    ASSERT_TRUE(dec) << error;
+    std::vector<double> got(L * 4);
+    dec->prefill(L, in["q"].as<double>() + h * L * 6, in["k"].as<double>() + h * L * 6,
+                 in["v"].as<double>() + h * L * 4, got.data());
+    double err = 0;
+    for (int64_t e = 0; e < L * 4; ++e)
+      err = std::max(err, std::abs(got[e] - out.getDouble(h * L * 4 + e)));
+    EXPECT_LE(err, 1e-10) << "head " << h;
+    // The decay of head 0 (g = 1/2) is not head 3's: a decoder for the
+    // wrong head gives other rows.
+    if (h == 3) {
+      auto wrong = Decoder::create(*k, error, 0, 0, 0);
+      std::vector<double> other(L * 4);
+      wrong->prefill(L, in["q"].as<double>() + h * L * 6, in["k"].as<double>() + h * L * 6,
+                     in["v"].as<double>() + h * L * 4, other.data());
+      double diff = 0;
+      for (int64_t e = 0; e < L * 4; ++e)
+        diff = std::max(diff, std::abs(other[e] - got[e]));
+      EXPECT_GT(diff, 1e-3);
+    }
+  }
+  std::string error;
+  EXPECT_FALSE(Decoder::create(*k, error, 0, 0, -1));
+  EXPECT_NE(error.find("out of range"), std::string::npos) << error;
+}
+
+TEST(Decoder, DecaysThatReadSizesOrAuxTensorsAreNotDecoded) {
+  for (const char *decl_score :
+       {"score = dot(q, k) * pow(1 - 1.0 / (H + 1 + h), i - j)",
+        "gamma: f64[H]\n score = dot(q, k) * pow(gamma[h], i - j)"}) {
+    auto k = compile(std::string("attention r { q: f64[B, H, L, 6]; k: f64[B, H, L, 6];"
+                                 " v: f64[B, H, L, 4]\n") +
+                     decl_score + "\n mask = j <= i\n normalize = none }");
+    ASSERT_TRUE(k);
+    EXPECT_EQ(k->manifest().strategy, "linear") << decl_score;
+    EXPECT_EQ(k->manifest().decode, "none") << decl_score;
+  }
 }
 
 TEST(Decoder, KernelsThatCannotBeDecodedSaySo) {

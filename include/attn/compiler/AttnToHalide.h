@@ -156,6 +156,9 @@ struct AttentionAlgorithm {
   bool hasTileMap = false;
   Halide::ImageParam tileMapInput;
   Halide::Func tileMap; // (kb, qt, h, b)
+  /// Linear kernels with a per-head decay g(h) computed from h alone: g as
+  /// f64 over h, the NAME_decay entry point the decoder reads.
+  Halide::Func decayTable;
 
   /// Kernel arguments: tensors, the tile map (when any), params.
   std::vector<Halide::Argument> arguments() const;

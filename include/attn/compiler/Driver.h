@@ -32,6 +32,7 @@ struct KernelManifest {
   /// the uint8 tile map [B][H][ceil(Lq/tileQ)][ceil(Lk/tileK)] that NAME
   /// takes after its aux tensors.
   bool hasTileMap = false;
+  bool hasDecayTable = false; // NAME_decay(out f64[H]): the per-head decay g
   int tileQ = 64, tileK = 128;
   struct Check {
     std::string tensor;

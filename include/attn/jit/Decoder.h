@@ -10,8 +10,9 @@
 // other kernels whose score is c·dot(q, k) with no mask or a causal one and
 // no aux tensors — O(n·D) per step in double; `linear` for kernels
 // attn-select-strategy made linear (normalize = linear or none) with a score
-// c·dot(q, k), optionally times a constant decay pow(g, i - j), and no aux
-// tensors — a recurrent state of D × Dv + D doubles,
+// c·dot(q, k), optionally times a decay pow(g, i - j) (g a constant, or
+// computed from h: the kernel tabulates it), and no aux tensors — a
+// recurrent state of D × Dv + D doubles,
 // O(D·Dv) per step whatever the position. All have this interface, so
 // callers never need to know which one they got.
 #pragma once
@@ -32,9 +33,11 @@ public:
 
   /// The decoder for a compiled kernel; null with `error` set when the
   /// kernel is not decodable (manifest().decode == "none"). Head dims that
-  /// the kernel names (D, Dv) rather than fixes must be given.
+  /// the kernel names (D, Dv) rather than fixes must be given. `head` is
+  /// the query head of the stream; only a decay computed per head (RetNet's
+  /// 1 - 2^(-5 - h)) depends on it.
   static std::unique_ptr<Decoder> create(const JitKernel &kernel, std::string &error,
-                                         int d = 0, int dv = 0);
+                                         int d = 0, int dv = 0, int64_t head = 0);
   /// The decoder from its parts: strategy "hull", "scan" or "linear", the score scale
   /// c, the normalization, the head dims of keys (d) and values (dv), and for
   /// "linear" the decay g of a score c·dot(q, k)·pow(g, i - j), in (0, 1].

@@ -86,6 +86,11 @@ public:
                       const std::map<std::string, std::string> &params,
                       runtime::HostTensor &out, runtime::HostTensor *lse) const;
 
+  /// The decay g of query head `head` of a linear kernel whose score decays
+  /// by pow(g, i - j) with g computed from h (manifest().hasDecayTable):
+  /// what the decoder of that head's streams uses.
+  runtime::Status decayOfHead(int64_t head, double &g) const;
+
   /// The default cache directory.
   static std::string defaultCacheDir();
 
@@ -107,6 +112,7 @@ private:
   int (*entry_)(void **) = nullptr;
   int (*check_)(void **) = nullptr;
   int (*tileMap_)(void **) = nullptr;
+  int (*decay_)(void **) = nullptr;
   bool cacheHit_ = false;
   double compileSeconds_ = 0;
 };
