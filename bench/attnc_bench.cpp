@@ -171,10 +171,13 @@ int runPrefill(int64_t L) {
 /// recurrent decoder of a linear-attention kernel (D = Dv = 64): the time
 /// of one step (append + query) over the last 10% of `steps` steps, and
 /// the decoder's state, which does not grow with the position.
-int runLinearDecode(int64_t steps) {
-  const std::string source = "attention lin { q: f64[B, H, L, 64]; k: f64[B, H, L, 64];"
-                             " v: f64[B, H, L, 64]\n score = dot(q, k) * 0.125\n"
-                             " mask = j <= i\n normalize = linear }";
+int runLinearDecode(int64_t steps, bool retention) {
+  // Retention: RetNet's per-head decay, the decoder of head 3's stream.
+  const std::string source =
+      std::string("attention lin { q: f64[B, H, L, 64]; k: f64[B, H, L, 64];"
+                  " v: f64[B, H, L, 64]\n score = dot(q, k) * 0.125") +
+      (retention ? " * pow(1 - pow(2.0, -5 - h), i - j)" : "") +
+      "\n mask = j <= i\n normalize = linear }";
   std::string messages;
   auto kernel = attn::JitKernel::compile({"linear.attn", source}, {}, messages);
   if (!kernel) {
@@ -182,7 +185,7 @@ int runLinearDecode(int64_t steps) {
     return 1;
   }
   std::string error;
-  auto decoder = attn::Decoder::create(*kernel, error);
+  auto decoder = attn::Decoder::create(*kernel, error, 0, 0, retention ? 3 : 0);
   if (!decoder || std::string(decoder->strategy()) != "linear") {
     std::fprintf(stderr, "attnc-bench: no linear decoder: %s\n", error.c_str());
     return 1;
@@ -203,7 +206,8 @@ int runLinearDecode(int64_t steps) {
     gSink = gSink + out[0];
   }
   double t1 = nowNs(false);
-  std::printf("linear n=%lld ns_per_step=%.1f state_doubles=%d\n", (long long)steps,
+  std::printf("%s n=%lld ns_per_step=%.1f state_doubles=%d\n",
+              retention ? "retention" : "linear", (long long)steps,
               (t1 - t0) / double(timed), 64 * 64 + 64);
   return 0;
 }
@@ -310,11 +314,14 @@ int main(int argc, char **argv) {
       "linear-decode", "steps of the recurrent decoder of a causal linear-attention kernel");
   int64_t linSteps = 1000000;
   linearCmd->add_option("--n", linSteps, "number of steps")->check(CLI::PositiveNumber);
+  bool linRetention = false;
+  linearCmd->add_flag("--retention", linRetention,
+                      "with RetNet's per-head decay pow(1 - 2^(-5 - h), i - j)");
 
   CLI11_PARSE(app, argc, argv);
 
   if (linearCmd->parsed())
-    return runLinearDecode(linSteps);
+    return runLinearDecode(linSteps, linRetention);
 
   if (prefill->parsed())
     return runPrefill(L);
