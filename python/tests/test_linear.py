@@ -33,6 +33,22 @@ def numpy_linear(fq, fk, v, causal, normalized, scale=1.0):
     return np.where(den != 0, num / np.where(den != 0, den, 1), 0)
 
 
+def linear_and_quadratic(src):
+    """The kernel attn-select-strategy makes linear, and the quadratic one of
+    the same source."""
+    fast = attnc.compile(src)
+    assert fast.strategy == "linear", fast.emit("mlir-opt")
+    slow = attnc.compile(src, analyse=False)
+    assert slow.strategy != "linear"
+    return fast, slow
+
+
+def numpy_dtype(dtype):
+    if dtype == "bf16":
+        return pytest.importorskip("ml_dtypes").bfloat16
+    return {"f32": np.float32, "f64": np.float64}[dtype]
+
+
 def elu1(x):
     return np.where(x > 0, x + 1, np.exp(x))
 
@@ -45,13 +61,8 @@ def test_linear_kernels_against_numpy_reference_and_quadratic(rng, causal, norm,
     if causal and Lq != Lk and Lq > Lk:
         pytest.skip("covered by the equal-length cases")
     src = ELU.format(tag="t", t=dtype, d=d, mask="mask = j <= i" if causal else "", norm=norm)
-    fast = attnc.compile(src)
-    assert fast.strategy == "linear", fast.emit("mlir-opt")
-    slow = attnc.compile(src, analyse=False)
-    assert slow.strategy != "linear"
-    np_dtype = {"f32": np.float32, "f64": np.float64}.get(dtype)
-    if dtype == "bf16":
-        np_dtype = pytest.importorskip("ml_dtypes").bfloat16
+    fast, slow = linear_and_quadratic(src)
+    np_dtype = numpy_dtype(dtype)
     B, H, G = 2, 4, 2
     q = (0.5 * rng.standard_normal((B, H, Lq, d))).astype(np_dtype)
     k = (0.5 * rng.standard_normal((B, G, Lk, d))).astype(np_dtype)
@@ -157,14 +168,9 @@ def test_retention_decay_against_numpy_reference_and_quadratic(rng, decay, norm,
     decl, score, gammas = DECAYS[decay]
     d = 16
     src = RETENTION.format(tag=decay, t=dtype, d=d, decl=decl, score=score, norm=norm)
-    fast = attnc.compile(src)
-    assert fast.strategy == "linear", fast.emit("mlir-opt")
+    fast, slow = linear_and_quadratic(src)
     assert "linear_decay = true" in fast.emit("mlir-opt")
-    slow = attnc.compile(src, analyse=False)
-    assert slow.strategy != "linear"
-    np_dtype = {"f32": np.float32, "f64": np.float64}.get(dtype)
-    if dtype == "bf16":
-        np_dtype = pytest.importorskip("ml_dtypes").bfloat16
+    np_dtype = numpy_dtype(dtype)
     B, H, G = 2, 4, 2
     # Positive features keep the linear normalizer away from 0.
     q = np.abs(rng.standard_normal((B, H, Lq, d))).astype(np_dtype)
