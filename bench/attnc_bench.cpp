@@ -171,11 +171,15 @@ int runPrefill(int64_t L) {
 /// recurrent decoder of a linear-attention kernel (D = Dv = 64): the time
 /// of one step (append + query) over the last 10% of `steps` steps, and
 /// the decoder's state, which does not grow with the position.
-int runLinearDecode(int64_t steps, bool retention) {
+int runLinearDecode(int64_t steps, bool retention, bool features) {
   // Retention: RetNet's per-head decay, the decoder of head 3's stream.
+  // Features: elu+1 feature maps, computed per step by the kernel.
   const std::string source =
       std::string("attention lin { q: f64[B, H, L, 64]; k: f64[B, H, L, 64];"
-                  " v: f64[B, H, L, 64]\n score = dot(q, k) * 0.125") +
+                  " v: f64[B, H, L, 64]\n") +
+      (features ? " let fq[c] = select(q[c] > 0, q[c] + 1, exp(q[c]))\n"
+                  " let fk[c] = select(k[c] > 0, k[c] + 1, exp(k[c]))\n score = dot(fq, fk)"
+                : " score = dot(q, k) * 0.125") +
       (retention ? " * pow(1 - pow(2.0, -5 - h), i - j)" : "") +
       "\n mask = j <= i\n normalize = linear }";
   std::string messages;
@@ -206,8 +210,8 @@ int runLinearDecode(int64_t steps, bool retention) {
     gSink = gSink + out[0];
   }
   double t1 = nowNs(false);
-  std::printf("%s n=%lld ns_per_step=%.1f state_doubles=%d\n",
-              retention ? "retention" : "linear", (long long)steps,
+  std::printf("%s%s n=%lld ns_per_step=%.1f state_doubles=%d\n",
+              retention ? "retention" : "linear", features ? "+elu-features" : "", (long long)steps,
               (t1 - t0) / double(timed), 64 * 64 + 64);
   return 0;
 }
@@ -314,14 +318,15 @@ int main(int argc, char **argv) {
       "linear-decode", "steps of the recurrent decoder of a causal linear-attention kernel");
   int64_t linSteps = 1000000;
   linearCmd->add_option("--n", linSteps, "number of steps")->check(CLI::PositiveNumber);
-  bool linRetention = false;
+  bool linRetention = false, linFeatures = false;
+  linearCmd->add_flag("--features", linFeatures, "elu+1 feature maps, computed by the kernel");
   linearCmd->add_flag("--retention", linRetention,
                       "with RetNet's per-head decay pow(1 - 2^(-5 - h), i - j)");
 
   CLI11_PARSE(app, argc, argv);
 
   if (linearCmd->parsed())
-    return runLinearDecode(linSteps, linRetention);
+    return runLinearDecode(linSteps, linRetention, linFeatures);
 
   if (prefill->parsed())
     return runPrefill(L);

@@ -1192,6 +1192,20 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
       }
       alg.linear = buildLinearAttention(fq, fk, vals, dotLength, Lq, Lk, group, Hk, causal,
                                         alg.normalize == "linear", ct, decay);
+      if (kernel->getAttr("decode_features")) {
+        // For the decoder: the features of the rows it is given (f64).
+        alg.featureQ = Func(N("featureQ"));
+        alg.featureQ(n, x, hh, bb) = cast(Float(64), fq(n, x, hh, bb));
+        alg.featureK = Func(N("featureK"));
+        alg.featureK(n, x, hh, bb) = cast(Float(64), fk(n, x, hh, bb));
+        for (Operation &o : kernel.getVectors().front())
+          if (auto vop = llvm::dyn_cast<attn::VectorOp>(o); vop && vop.getName() == dotQ) {
+            if (auto lit = llvm::dyn_cast<mlir::IntegerAttr>(vop.getLength()))
+              alg.featureLength = std::to_string(lit.getInt());
+            else
+              alg.featureLength = llvm::cast<mlir::StringAttr>(vop.getLength()).str();
+          }
+      }
       alg.linearInputs = {fq, fk, vals};
     } else {
 

@@ -62,6 +62,8 @@ std::string KernelManifest::toJson() const {
   j["has_index_check"] = hasIndexCheck;
   j["has_tile_map"] = hasTileMap;
   j["has_decay_table"] = hasDecayTable;
+  j["has_features"] = hasFeatures;
+  j["feature_length"] = featureLength;
   j["tile_q"] = tileQ;
   j["tile_k"] = tileK;
   if (soSize) {
@@ -105,6 +107,8 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
     m.hasIndexCheck = j.value("has_index_check", false);
     m.hasTileMap = j.value("has_tile_map", false);
     m.hasDecayTable = j.value("has_decay_table", false);
+    m.hasFeatures = j.value("has_features", false);
+    m.featureLength = j.value("feature_length", "");
     int64_t tileQ, tileK, soSize;
     if (!integer(j, "tile_q", 64, 1, 1 << 16, tileQ) ||
         !integer(j, "tile_k", 128, 1, 1 << 16, tileK) ||
@@ -129,6 +133,7 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
     if (m.name.empty() || !(m.decode == "none" || m.decode == "hull" || m.decode == "scan" ||
                                m.decode == "linear") ||
         !std::isfinite(m.decodeScale) || !(m.decodeDecay > 0 && m.decodeDecay <= 1) ||
+        (m.hasFeatures && m.featureLength.empty()) ||
         (m.hasIndexCheck && m.indexChecks.empty()))
       return false;
     out = std::move(m);
@@ -359,6 +364,13 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
     Halide::Pipeline decay(a.decayTable);
     modules.push_back(decay.compile_to_module({}, a.name + "_decay", built.target));
     manifest.hasDecayTable = true;
+  }
+  if (a.featureQ.defined() && a.decode == "linear") {
+    Halide::Pipeline features({a.featureQ, a.featureK});
+    modules.push_back(
+        features.compile_to_module(a.inputArguments(), a.name + "_features", built.target));
+    manifest.hasFeatures = true;
+    manifest.featureLength = a.featureLength;
   }
   if (a.indexBounds.defined()) {
     Halide::Pipeline check(a.indexBounds);

@@ -109,6 +109,55 @@ bool dependsOnHeadAlone(Value v) {
   return llvm::all_of(def->getOperands(), dependsOnHeadAlone);
 }
 
+/// Whether `name` is a dimension of q, k or v other than the last: a size a
+/// decoder's one-row stream does not have.
+bool isStreamSize(attn::KernelOp kernel, StringRef name) {
+  for (const char *t : {"q", "k", "v"}) {
+    auto dims = kernel.getTensor(t).getAs<ArrayAttr>("dims");
+    for (unsigned d = 0; d + 1 < dims.size(); ++d)
+      if (auto s = llvm::dyn_cast<StringAttr>(dims[d]); s && s.getValue() == name)
+        return true;
+  }
+  return false;
+}
+
+/// Whether channel vector `name` (q and k included) is a function of its
+/// own row's channels alone: constants, aux tensors, sizes other than the
+/// stream's, other such vectors; not b, h, i, j, params, stream sizes or
+/// int() (an aux index computed from the data). The decoder then computes
+/// it one row at a time through the kernel's NAME_features entry point.
+bool isRowFeature(attn::KernelOp kernel, StringRef name, int depth = 0) {
+  if (name == "q" || name == "k")
+    return true;
+  if (depth > 16 || kernel.getVectors().empty())
+    return false;
+  attn::VectorOp vec;
+  for (Operation &o : kernel.getVectors().front())
+    if (auto v = llvm::dyn_cast<attn::VectorOp>(o); v && v.getName() == name)
+      vec = v;
+  if (!vec)
+    return false;
+  if (auto len = llvm::dyn_cast<StringAttr>(vec.getLength()); len && isStreamSize(kernel, len))
+    return false;
+  Block *body = &vec.getBody().front();
+  bool ok = true;
+  vec.getBody().walk([&](Operation *op) {
+    if (llvm::isa<attn::IntOp, attn::ParamOp, attn::DotOp, attn::VectorDotOp>(op))
+      ok = false;
+    if (auto s = llvm::dyn_cast<attn::SizeOp>(op); s && isStreamSize(kernel, s.getName()))
+      ok = false;
+    if (auto e = llvm::dyn_cast<attn::ElemOp>(op))
+      ok = ok && isRowFeature(kernel, e.getVector(), depth + 1);
+    if (auto e = llvm::dyn_cast<attn::VectorSqnormOp>(op))
+      ok = ok && isRowFeature(kernel, e.getX(), depth + 1);
+    for (Value in : op->getOperands())
+      if (auto arg = llvm::dyn_cast<BlockArgument>(in);
+          arg && arg.getOwner() == body && arg.getArgNumber() < 4)
+        ok = false; // b, h, i or j
+  });
+  return ok;
+}
+
 /// True when `e` is `i - j` (as the float pow() takes it).
 bool isQueryMinusKey(Value e) {
   if (auto cast = e.getDefiningOp<arith::SIToFPOp>())
@@ -181,6 +230,10 @@ attn::LinearScore attn::matchLinearScore(attn::KernelOp kernel) {
   if (!(ls.scale > 0))
     return fail("the score's constant factor is not positive");
   ls.qkDot = bool(dot.getDefiningOp<attn::DotOp>());
+  if (auto vdot = dot.getDefiningOp<attn::VectorDotOp>()) {
+    ls.dotX = vdot.getX().str();
+    ls.dotY = vdot.getY().str();
+  }
   if (decay && !causal)
     return fail("a decay pow(g, i - j) needs the causal mask (j <= i): g^(i - j) grows for j > i");
   return ls;
@@ -212,12 +265,20 @@ struct SelectStrategyPass : attn::impl::SelectStrategyBase<SelectStrategyPass> {
     // A g computed from h alone (no sizes or params, which a decoder cannot
     // know) is tabulated per head by the kernel's NAME_decay entry point.
     bool tabulated = linear.decayBase && !constantDecay && dependsOnHeadAlone(linear.decayBase);
-    if (strategy == "linear" && linear.qkDot && (constantDecay || tabulated) &&
-        kernel.getTensors().size() == 3) {
+    // Features that are channel vectors of their own row alone (elu+1,
+    // Performer through an aux projection) are computed per row by the
+    // kernel's NAME_features entry point; aux tensors can then only be
+    // theirs (the score of a linear kernel reads none but a decay's).
+    bool rowFeatures = !linear.qkDot && isRowFeature(kernel, linear.dotX) &&
+                       isRowFeature(kernel, linear.dotY);
+    if (strategy == "linear" && (constantDecay || tabulated) &&
+        ((linear.qkDot && kernel.getTensors().size() == 3) || rowFeatures)) {
       decode = "linear";
       scale = linear.scale;
       if (tabulated)
         kernel->setAttr("decode_decay_per_head", BoolAttr::get(&getContext(), true));
+      if (rowFeatures)
+        kernel->setAttr("decode_features", BoolAttr::get(&getContext(), true));
     }
     kernel->setAttr("decode", StringAttr::get(&getContext(), decode));
     if (decode != "none")

@@ -13,6 +13,8 @@
 
 namespace attn {
 
+using runtime::HostTensor;
+
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -95,6 +97,48 @@ private:
   bool normalized_;
   std::vector<double> state_, norm_;
   int64_t n_ = 0;
+};
+
+/// A linear kernel whose features are channel vectors of their own row
+/// (elu+1, Performer): the kernel's NAME_features entry point maps each raw
+/// q and k row to φ(q) (the score's constant included) and φ(k), and a
+/// LinearDecoder over the features keeps the state (N × dv + N).
+class FeatureDecoder final : public Decoder {
+public:
+  FeatureDecoder(const JitKernel &kernel, JitKernel::FeatureCall fc, double decay, bool normalized,
+                 int d, int dv)
+      : Decoder(d, dv), kernel_(kernel), fc_(std::move(fc)),
+        state_(1.0, decay, normalized, fc_.length, dv), zeros_(size_t(d), 0.0) {}
+  const char *strategy() const override { return "linear"; }
+  int64_t size() const override { return state_.size(); }
+  void append(const double *key, const double *value) override {
+    state_.append(featuresOf(zeros_.data(), key).second, value);
+  }
+  void query(const double *q, double *out, double *lse) const override {
+    state_.query(featuresOf(q, zeros_.data()).first, out, lse);
+  }
+  void step(const double *key, const double *value, const double *q, double *out,
+            double *lse) override {
+    auto [fq, fk] = featuresOf(q, key); // one call for both rows
+    state_.append(fk, value);
+    state_.query(fq, out, lse);
+  }
+
+private:
+  /// φ(q), φ(k); NaN features when the kernel fails (it cannot for the
+  /// checked aux tensors: their indices were checked by prepareFeatures).
+  std::pair<const double *, const double *> featuresOf(const double *q, const double *k) const {
+    if (!kernel_.features(fc_, q, k)) {
+      for (HostTensor *t : {&fc_.fq, &fc_.fk})
+        for (int64_t e = 0; e < t->numel(); ++e)
+          t->setDouble(e, std::nan(""));
+    }
+    return {fc_.fq.as<double>(), fc_.fk.as<double>()};
+  }
+  const JitKernel &kernel_;
+  mutable JitKernel::FeatureCall fc_;
+  LinearDecoder state_;
+  std::vector<double> zeros_;
 };
 
 class ScanDecoder final : public Decoder {
@@ -241,7 +285,8 @@ std::unique_ptr<Decoder> Decoder::create(const std::string &strategy, double sca
 }
 
 std::unique_ptr<Decoder> Decoder::create(const JitKernel &kernel, std::string &error, int d,
-                                         int dv, int64_t head) {
+                                         int dv, int64_t head,
+                                         const std::map<std::string, HostTensor> &aux) {
   const KernelManifest &m = kernel.manifest();
   const dsl::Kernel &k = kernel.kernel();
   if (m.decode != "hull" && m.decode != "scan" && m.decode != "linear") {
@@ -272,6 +317,19 @@ std::unique_ptr<Decoder> Decoder::create(const JitKernel &kernel, std::string &e
               " is " + std::to_string(decay) + ", not in (0, 1]";
       return nullptr;
     }
+  }
+  if (m.hasFeatures) {
+    JitKernel::FeatureCall fc;
+    if (runtime::Status s = kernel.prepareFeatures(aux, d, dv, fc); !s) {
+      error = s.message();
+      return nullptr;
+    }
+    return std::make_unique<FeatureDecoder>(kernel, std::move(fc), decay,
+                                            k.normalize.kind == dsl::NormKind::Linear, d, dv);
+  }
+  if (!aux.empty()) {
+    error = "attnc: error: kernel '" + k.name + "' decodes without aux tensors";
+    return nullptr;
   }
   return create(m.decode, m.decodeScale, k.normalize, d, dv, error, decay);
 }

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -459,13 +460,17 @@ std::string JitKernel::load(const std::string &so) {
   tileMap_ = manifest_.hasTileMap
                  ? (int (*)(void **))dlsym(handle_, (kernel_->name + "_tile_map_argv").c_str())
                  : nullptr;
+  features_ = manifest_.hasFeatures
+                  ? (int (*)(void **))dlsym(handle_, (kernel_->name + "_features_argv").c_str())
+                  : nullptr;
   decay_ = manifest_.hasDecayTable
                ? (int (*)(void **))dlsym(handle_, (kernel_->name + "_decay_argv").c_str())
                : nullptr;
   auto setHandler = (void (*)(void (*)(void *, const char *)))dlsym(handle_,
                                                                      "halide_set_error_handler");
   if (!entry_ || (manifest_.hasIndexCheck && !check_) || (manifest_.hasTileMap && !tileMap_) ||
-      (manifest_.hasDecayTable && !decay_) || !setHandler) {
+      (manifest_.hasDecayTable && !decay_) || (manifest_.hasFeatures && !features_) ||
+      !setHandler) {
     dlclose(handle_);
     handle_ = nullptr;
     return "it lacks its entry points";
@@ -530,6 +535,7 @@ Status JitKernel::prepareBound(const std::map<std::string, runtime::TensorRef> &
   if (Status s = checkIndices(call, helperArgv); !s)
     return s;
 
+  call.inputArgv = helperArgv;
   call.argv = tensors;
   if (manifest_.hasTileMap) {
     int64_t nQT = (bd.Lq + manifest_.tileQ - 1) / manifest_.tileQ;
@@ -555,6 +561,58 @@ Status JitKernel::prepareBound(const std::map<std::string, runtime::TensorRef> &
   }
   if (!viewError)
     return viewError;
+  return Status::ok();
+}
+
+Status JitKernel::prepareFeatures(const std::map<std::string, HostTensor> &aux, int d, int dv,
+                                  FeatureCall &fc) const {
+  const dsl::Kernel &k = *kernel_;
+  if (!features_)
+    return Status::error("attnc: error: kernel '" + k.name +
+                         "' has no feature entry point (manifest has_features)");
+  std::map<std::string, HostTensor> inputs;
+  for (const auto &[name, t] : aux) {
+    if (name == "q" || name == "k" || name == "v")
+      return Status::error("attnc: error: '" + name + "' is not an aux tensor of '" + k.name +
+                           "'");
+    inputs.emplace(name, t);
+  }
+  // One position: q, k, v of shape [1, 1, 1, d] (v: dv).
+  inputs["q"] = HostTensor(k.q->type, {1, 1, 1, d});
+  inputs["k"] = HostTensor(k.k->type, {1, 1, 1, d});
+  inputs["v"] = HostTensor(k.v->type, {1, 1, 1, dv});
+  if (Status s = prepare(inputs, std::map<std::string, std::string>{}, fc.call); !s)
+    return s;
+  fc.inputs = std::move(inputs); // the call's views point at these (moved, not copied)
+  const std::string &len = manifest_.featureLength;
+  int64_t n = std::all_of(len.begin(), len.end(), ::isdigit) ? std::stoll(len)
+              : fc.call.bindings.sizes.count(len) ? fc.call.bindings.sizes.at(len)
+                                                  : -1;
+  if (n < 1 || n > (1 << 20))
+    return Status::error("attnc: error: kernel '" + k.name + "': no feature length '" + len + "'");
+  fc.length = int(n);
+  fc.fq = HostTensor(dsl::ElemType::F64, {1, 1, 1, n});
+  fc.fk = HostTensor(dsl::ElemType::F64, {1, 1, 1, n});
+  fc.argv = fc.call.inputArgv;
+  for (HostTensor *t : {&fc.fq, &fc.fk}) {
+    auto v = std::make_shared<BufferView>();
+    if (Status s = makeView("features", *t, halide_type_t(halide_type_float, 64), *v); !s)
+      return s;
+    fc.views.push_back(v);
+    fc.argv.push_back(&v->buf);
+  }
+  return Status::ok();
+}
+
+Status JitKernel::features(FeatureCall &fc, const double *q, const double *k) const {
+  HostTensor &tq = fc.inputs.at("q"), &tk = fc.inputs.at("k");
+  for (int64_t c = 0; c < tq.numel(); ++c) {
+    tq.setDouble(c, q[c]);
+    tk.setDouble(c, k[c]);
+  }
+  if (features_(fc.argv.data()) != 0)
+    return Status::error("attnc: error: the features of '" + kernel_->name +
+                         "' failed: " + lastHalideError);
   return Status::ok();
 }
 

@@ -211,6 +211,88 @@ TEST(Decoder, RetentionsPerHeadDecaysDecodeThroughTheKernelsDecayTable) {
   EXPECT_NE(error.find("out of range"), std::string::npos) << error;
 }
 
+/// Max |prefill - kernel| over head 0 of a causal [1, 1, L, d] stream, aux
+/// tensors given to both.
+double featurePrefillError(const JitKernel &kernel, Decoder &dec, int64_t L,
+                           const std::map<std::string, HostTensor> &aux, unsigned seed) {
+  auto in = stream(L, dec.keyDim(), dec.valueDim(), false, seed);
+  for (const char *t : {"q", "k"}) // keep exp() features in range
+    for (int64_t e = 0; e < in[t].numel(); ++e)
+      in[t].setDouble(e, in[t].getDouble(e) / 3);
+  for (const auto &[name, t] : aux)
+    in[name] = t;
+  HostTensor out;
+  auto s = kernel.run(in, {}, out, nullptr);
+  EXPECT_TRUE(s) << s.message();
+  std::vector<double> got(L * dec.valueDim());
+  dec.prefill(L, in["q"].as<double>(), in["k"].as<double>(), in["v"].as<double>(), got.data());
+  double err = 0, scale = 1;
+  for (int64_t e = 0; e < out.numel(); ++e) {
+    err = std::max(err, std::abs(got[e] - out.getDouble(e)));
+    scale = std::max(scale, std::abs(out.getDouble(e)));
+  }
+  return err / scale;
+}
+
+TEST(Decoder, FeatureMapsDecodeThroughTheKernelsFeatureEntryPoint) {
+  // elu+1 (Katharopoulos et al.), with and without a decay: the decoder
+  // maps each row through NAME_features and keeps an N x dv state.
+  const char *elu =
+      "attention e { q: f64[B, H, L, 6]; k: f64[B, H, L, 6]; v: f64[B, H, L, 4]\n"
+      " let fq[c] = select(q[c] > 0, q[c] + 1, exp(q[c]))\n"
+      " let fk[c] = select(k[c] > 0, k[c] + 1, exp(k[c]))\n"
+      " score = dot(fq, fk) * 0.5%s\n mask = j <= i\n normalize = linear }";
+  for (const char *decay : {"", " * pow(0.95, i - j)"}) {
+    char text[1024];
+    std::snprintf(text, sizeof text, elu, decay);
+    auto k = compile(text);
+    ASSERT_TRUE(k);
+    EXPECT_EQ(k->manifest().decode, "linear") << decay;
+    EXPECT_TRUE(k->manifest().hasFeatures) << decay;
+    std::string error;
+    auto dec = Decoder::create(*k, error);
+    ASSERT_TRUE(dec) << error;
+    EXPECT_STREQ(dec->strategy(), "linear");
+    EXPECT_LE(featurePrefillError(*k, *dec, 300, {}, 11), 1e-12) << decay;
+  }
+  // Performer: positive random features through an aux projection w [R, 6]
+  // (R = 10 from w), given to the decoder.
+  auto k = compile("attention p { q: f64[B, H, L, 6]; k: f64[B, H, L, 6]; v: f64[B, H, L, 4]\n"
+                   " w: f64[R, 6]\n"
+                   " let fq[r < R] = exp(sum(c < 6: w[r, c] * q[c]) * 0.6 - sqnorm(q) / 4)\n"
+                   " let fk[r < R] = exp(sum(c < 6: w[r, c] * k[c]) * 0.6 - sqnorm(k) / 4)\n"
+                   " score = dot(fq, fk)\n mask = j <= i\n normalize = linear }");
+  ASSERT_TRUE(k);
+  EXPECT_TRUE(k->manifest().hasFeatures);
+  EXPECT_EQ(k->manifest().featureLength, "R");
+  HostTensor w(dsl::ElemType::F64, {10, 6});
+  std::mt19937 rng(4);
+  std::normal_distribution<double> n01;
+  for (int64_t e = 0; e < w.numel(); ++e)
+    w.setDouble(e, n01(rng));
+  std::string error;
+  auto dec = Decoder::create(*k, error, 0, 0, 0, {{"w", w}});
+  ASSERT_TRUE(dec) << error;
+  EXPECT_LE(featurePrefillError(*k, *dec, 300, {{"w", w}}, 12), 1e-12);
+  // Without w, or with a w of the wrong width: an error naming it.
+  EXPECT_FALSE(Decoder::create(*k, error));
+  EXPECT_NE(error.find("w"), std::string::npos) << error;
+  HostTensor narrow(dsl::ElemType::F64, {10, 5});
+  EXPECT_FALSE(Decoder::create(*k, error, 0, 0, 0, {{"w", narrow}}));
+  EXPECT_NE(error.find("w"), std::string::npos) << error;
+}
+
+TEST(Decoder, FeaturesThatReadTheHeadOrPositionAreNotDecoded) {
+  for (const char *fk : {"k[c] * (1 + hk)", "k[c] + j", "k[c] + b", "k[c] * L"}) {
+    auto k = compile(std::string("attention f { q: f64[B, H, L, 6]; k: f64[B, H, L, 6];"
+                                 " v: f64[B, H, L, 4]\n let fk[c] = ") +
+                     fk + "\n score = dot(q, fk)\n mask = j <= i\n normalize = none }");
+    ASSERT_TRUE(k);
+    EXPECT_EQ(k->manifest().strategy, "linear") << fk;
+    EXPECT_EQ(k->manifest().decode, "none") << fk;
+  }
+}
+
 TEST(Decoder, DecaysThatReadSizesOrAuxTensorsAreNotDecoded) {
   for (const char *decl_score :
        {"score = dot(q, k) * pow(1 - 1.0 / (H + 1 + h), i - j)",

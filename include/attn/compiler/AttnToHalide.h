@@ -159,6 +159,12 @@ struct AttentionAlgorithm {
   /// Linear kernels with a per-head decay g(h) computed from h alone: g as
   /// f64 over h, the NAME_decay entry point the decoder reads.
   Halide::Func decayTable;
+  /// Linear kernels whose features are channel vectors of their own row
+  /// (decode_features): φ(q) with the score's constant, (n, i, h, b), and
+  /// φ(k), (n, j, hk, b), as f64 — the NAME_features entry point (inputs and
+  /// params as the kernel's) the decoder calls one row at a time.
+  Halide::Func featureQ, featureK;
+  std::string featureLength; // N: a literal or a size name
 
   /// Kernel arguments: tensors, the tile map (when any), params.
   std::vector<Halide::Argument> arguments() const;

@@ -33,6 +33,8 @@ struct KernelManifest {
   /// takes after its aux tensors.
   bool hasTileMap = false;
   bool hasDecayTable = false; // NAME_decay(out f64[H]): the per-head decay g
+  bool hasFeatures = false;   // NAME_features(inputs, params, out φq, out φk)
+  std::string featureLength;  // their length N: a literal or a size name
   int tileQ = 64, tileK = 128;
   struct Check {
     std::string tensor;

@@ -28,6 +28,7 @@ struct LinearScore {
   double scale = 1;   // the product of the constants
   mlir::Value decayBase; // g, or null without a decay
   bool qkDot = false;    // the dot is dot(q, k) rather than of channel vectors
+  std::string dotX, dotY; // otherwise the query and the key vector
 };
 LinearScore matchLinearScore(attn::KernelOp kernel);
 

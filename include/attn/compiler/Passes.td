@@ -19,8 +19,11 @@ def SelectStrategy : Pass<"attn-select-strategy", "::attn::KernelOp"> {
     maximizer is a vertex of the keys' convex hull: O(log n) per step);
     `scan` for other kernels with a score of `dot(q, k)` times a constant,
     no mask or a causal one and no aux tensors (O(n) per step); `linear`
-    for linear kernels of `dot(q, k)` (below) with no aux tensors and a
-    constant decay if any (a state of D x Dv + D, O(1) in n per step);
+    for linear kernels (below) of `dot(q, k)` with no aux tensors, or of
+    `dot(x, y)` of channel vectors computed from their own row alone
+    (`decode_features`), with a decay that is constant or computed from h
+    alone (`decode_decay_per_head`) if any (a state of N x Dv + N, O(1) in n
+    per step);
     `none` otherwise. `decode_scale` holds the constant, `decode_decay` g.
 
     `linear` (LANGUAGE.md §8.4) when normalize is linear or none, the mask

@@ -11,15 +11,19 @@
 // no aux tensors — O(n·D) per step in double; `linear` for kernels
 // attn-select-strategy made linear (normalize = linear or none) with a score
 // c·dot(q, k), optionally times a decay pow(g, i - j) (g a constant, or
-// computed from h: the kernel tabulates it), and no aux tensors — a
-// recurrent state of D × Dv + D doubles,
+// computed from h: the kernel tabulates it), and no aux tensors, or a score
+// dot(φ(q), φ(k)) of channel vectors of their own rows, which the kernel's
+// NAME_features entry point computes per step — a recurrent state of
+// D × Dv + D (N × Dv + N) doubles,
 // O(D·Dv) per step whatever the position. All have this interface, so
 // callers never need to know which one they got.
 #pragma once
 
 #include "attn/dsl/AST.h"
+#include "attn/runtime/Tensor.h"
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -36,8 +40,12 @@ public:
   /// the kernel names (D, Dv) rather than fixes must be given. `head` is
   /// the query head of the stream; only a decay computed per head (RetNet's
   /// 1 - 2^(-5 - h)) depends on it.
+  /// Linear kernels whose features are channel vectors (elu+1, Performer)
+  /// compute them through the kernel, which must outlive the decoder, with
+  /// the kernel's aux tensors given in `aux` (a Performer's projection).
   static std::unique_ptr<Decoder> create(const JitKernel &kernel, std::string &error,
-                                         int d = 0, int dv = 0, int64_t head = 0);
+                                         int d = 0, int dv = 0, int64_t head = 0,
+                                         const std::map<std::string, runtime::HostTensor> &aux = {});
   /// The decoder from its parts: strategy "hull", "scan" or "linear", the score scale
   /// c, the normalization, the head dims of keys (d) and values (dv), and for
   /// "linear" the decay g of a score c·dot(q, k)·pow(g, i - j), in (0, 1].

@@ -62,7 +62,28 @@ public:
     /// (uint8 [B, H, query tiles, key blocks]); reused by every execute.
     runtime::HostTensor tileMap;
     double tileMapSeconds = 0; // time prepare() spent building it
+    /// What the helper pipelines take: the inputs, then the params.
+    std::vector<void *> inputArgv;
   };
+
+  /// One position's features, for the decoder of a linear kernel whose
+  /// score is dot(x, y) of channel vectors computed from their own row
+  /// (manifest().hasFeatures: elu+1, Performer): q, k and v of one position
+  /// ([1, 1, 1, d]; v unused), the aux tensors given once, and φ(q) (the
+  /// score's constant included) and φ(k) as f64 [1, 1, 1, length].
+  struct FeatureCall {
+    std::map<std::string, runtime::HostTensor> inputs;
+    runtime::HostTensor fq, fk;
+    int length = 0;
+    Call call;
+    std::vector<void *> argv;
+    std::vector<std::shared_ptr<void>> views;
+  };
+  /// Checks the aux tensors (every one the kernel declares) and sets up `fc`.
+  runtime::Status prepareFeatures(const std::map<std::string, runtime::HostTensor> &aux, int d,
+                                  int dv, FeatureCall &fc) const;
+  /// φ(q) and φ(k) of the rows q and k (d doubles each) into fc.fq, fc.fk.
+  runtime::Status features(FeatureCall &fc, const double *q, const double *k) const;
 
   /// Checks every argument (names, dtypes, ranks, sizes, params) and every
   /// aux-tensor index, builds the tile map of a data-dependent mask, and
@@ -113,6 +134,7 @@ private:
   int (*check_)(void **) = nullptr;
   int (*tileMap_)(void **) = nullptr;
   int (*decay_)(void **) = nullptr;
+  int (*features_)(void **) = nullptr;
   bool cacheHit_ = false;
   double compileSeconds_ = 0;
 };
