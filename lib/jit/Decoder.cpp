@@ -291,9 +291,10 @@ std::unique_ptr<Decoder> Decoder::create(const JitKernel &kernel, std::string &e
   const dsl::Kernel &k = kernel.kernel();
   if (m.decode != "hull" && m.decode != "scan" && m.decode != "linear") {
     error = "attnc: error: kernel '" + k.name +
-            "' cannot be decoded position by position: that needs a score c * dot(q, k) "
-            "(times a constant decay pow(g, i - j) when linear), no mask or a causal one "
-            "(j <= i), and no aux tensors";
+            "' cannot be decoded position by position: that needs no mask or a causal one "
+            "(j <= i) and a score c * dot(q, k) without aux tensors, or a linear kernel "
+            "whose features and decay depend on their own row and head alone "
+            "(docs/language.md)";
     return nullptr;
   }
   const dsl::Dim &qd = k.q->dims[3], &vd = k.v->dims[3];

@@ -6,9 +6,9 @@
 
 #include "HalideRuntime.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -453,24 +453,21 @@ std::string JitKernel::load(const std::string &so) {
   handle_ = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle_)
     return dlerror();
-  entry_ = (int (*)(void **))dlsym(handle_, (kernel_->name + "_argv").c_str());
-  check_ = manifest_.hasIndexCheck
-               ? (int (*)(void **))dlsym(handle_, (kernel_->name + "_check_indices_argv").c_str())
-               : nullptr;
-  tileMap_ = manifest_.hasTileMap
-                 ? (int (*)(void **))dlsym(handle_, (kernel_->name + "_tile_map_argv").c_str())
-                 : nullptr;
-  features_ = manifest_.hasFeatures
-                  ? (int (*)(void **))dlsym(handle_, (kernel_->name + "_features_argv").c_str())
-                  : nullptr;
-  decay_ = manifest_.hasDecayTable
-               ? (int (*)(void **))dlsym(handle_, (kernel_->name + "_decay_argv").c_str())
-               : nullptr;
+  // NAME_argv and the helper pipelines the manifest says the .so has.
+  bool missing = false;
+  auto entry = [&](const char *suffix, bool present) {
+    auto f = present ? (int (*)(void **))dlsym(handle_, (kernel_->name + suffix).c_str()) : nullptr;
+    missing = missing || (present && !f);
+    return f;
+  };
+  entry_ = entry("_argv", true);
+  check_ = entry("_check_indices_argv", manifest_.hasIndexCheck);
+  tileMap_ = entry("_tile_map_argv", manifest_.hasTileMap);
+  features_ = entry("_features_argv", manifest_.hasFeatures);
+  decay_ = entry("_decay_argv", manifest_.hasDecayTable);
   auto setHandler = (void (*)(void (*)(void *, const char *)))dlsym(handle_,
                                                                      "halide_set_error_handler");
-  if (!entry_ || (manifest_.hasIndexCheck && !check_) || (manifest_.hasTileMap && !tileMap_) ||
-      (manifest_.hasDecayTable && !decay_) || (manifest_.hasFeatures && !features_) ||
-      !setHandler) {
+  if (missing || !setHandler) {
     dlclose(handle_);
     handle_ = nullptr;
     return "it lacks its entry points";
