@@ -1,9 +1,10 @@
 // attnc-attention-bench: Google Benchmark of JIT-compiled kernels from
 // examples/variants, side by side in one run. Counters: GFLOP/s on
 // DESIGN.md's work measure (participating pairs only) and % of the FP32 peak
-// (ATTNC_PEAK_GFLOPS, default 466). Use --benchmark_repetitions=5
+// measured once per CPU and cached (attn/runtime/Peak.h). Use --benchmark_repetitions=5
 // --benchmark_report_aggregates_only=true for medians.
 #include "attn/jit/Jit.h"
+#include "attn/runtime/Peak.h"
 #include "attn/runtime/Reference.h"
 
 #include <benchmark/benchmark.h>

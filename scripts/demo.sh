@@ -9,11 +9,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/build.sh"
 cd "$root"
 echo
-echo "== this machine's FP32 peak (DESIGN.md assumes 466 GFLOP/s: 2 Zen 5 cores) =="
+echo "== this machine's FP32 peak, measured (and cached beside the kernel cache) =="
 "$root/build/bench/attnc-fp32-peak"
 echo
 echo "== every variant in examples/variants, against the float64 reference =="
-echo "   (% peak is against 466 GFLOP/s; set ATTNC_PEAK_GFLOPS to use another figure)"
+echo "   (% peak is against the measured peak above; ATTNC_PEAK_GFLOPS overrides it)"
 "$root/build/tools/attnc-demo" "$root/examples/variants"
 echo
 echo "== attnc run --bench: causal f32, B=1 H=8 L=2048 D=128 =="

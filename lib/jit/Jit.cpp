@@ -1,6 +1,7 @@
 // The JIT runtime (see Jit.h): compile-or-load through the on-disk cache,
 // argument checking, aux-index checking and the call through NAME_argv.
 #include "attn/jit/Jit.h"
+#include "attn/runtime/Peak.h"
 
 #include "attn/dsl/Sema.h"
 
@@ -277,21 +278,7 @@ Status checkSizes(const dsl::Kernel &k, const runtime::Bindings &bd, const Kerne
 
 } // namespace
 
-std::string JitKernel::defaultCacheDir() {
-  if (const char *d = std::getenv("ATTNC_CACHE_DIR"); d && *d)
-    return d;
-  if (const char *d = std::getenv("XDG_CACHE_HOME"); d && *d)
-    return std::string(d) + "/attnc";
-  if (const char *d = std::getenv("HOME"); d && *d)
-    return std::string(d) + "/.cache/attnc";
-  // No home: a per-user folder in the temp directory, created 0700; its
-  // owner and mode are checked before use like any cache directory's.
-  std::error_code ec;
-  fs::path tmp = fs::temp_directory_path(ec);
-  if (ec)
-    tmp = "/tmp";
-  return (tmp / ("attnc-cache-" + std::to_string(::geteuid()))).string();
-}
+std::string JitKernel::defaultCacheDir() { return runtime::defaultCacheDir(); }
 
 JitKernel::~JitKernel() {
   if (handle_)

@@ -1437,11 +1437,4 @@ Status referenceWeightsOfHead(const dsl::Kernel &k,
                    h, h + 1, weights, participates);
 }
 
-double peakGflops() {
-  if (const char *p = std::getenv("ATTNC_PEAK_GFLOPS"))
-    if (double v = std::atof(p); v > 0)
-      return v;
-  return 466.0;
-}
-
 } // namespace attn::runtime

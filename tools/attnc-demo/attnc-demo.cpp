@@ -5,6 +5,7 @@
 // Sizes: B=1, H=8, head dims 64 and 512 for every other size, unless the
 // file has a line `# demo-sizes: NAME=N ...`.
 #include "attn/jit/Jit.h"
+#include "attn/runtime/Peak.h"
 #include "attn/runtime/Reference.h"
 
 #include <fmt/core.h>

@@ -6,6 +6,7 @@
 #include "attn/jit/Jit.h"
 #include "attn/runtime/Merge.h"
 #include "attn/runtime/Npy.h"
+#include "attn/runtime/Peak.h"
 #include "attn/runtime/Reference.h"
 
 #include <CLI/CLI.hpp>

@@ -77,9 +77,4 @@ Status countParticipatingPairs(const dsl::Kernel &k,
 double attentionFlops(const dsl::Kernel &k, const Bindings &bind,
                       const std::map<std::string, HostTensor> &inputs);
 
-/// The FP32 peak GFLOP/s that "% of peak" figures are reported against:
-/// $ATTNC_PEAK_GFLOPS, else DESIGN.md's 466 (two Zen 5 cores). Measure a
-/// machine's own with attnc-fp32-peak.
-double peakGflops();
-
 } // namespace attn::runtime
