@@ -9,7 +9,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/build.sh"
 cd "$root"
 echo
-echo "== this machine's FP32 peak, measured (and cached beside the kernel cache) =="
+echo "== this machine's FP32 peak, measured =="
 "$root/build/bench/attnc-fp32-peak"
 echo
 echo "== every variant in examples/variants, against the float64 reference =="

@@ -133,8 +133,11 @@ double peakGflops() {
           return v;
       }
     }
-    // About 0.5 s on the machines seen here (2 cores, 256-bit FMA).
-    double v = measurePeakGflops(40'000'000);
+    // The best of three short runs (about 0.5 s in all on the machines seen
+    // here): a guest's rate dips from run to run, and the file keeps it.
+    double v = 0;
+    for (int run = 0; run < 3; ++run)
+      v = std::max(v, measurePeakGflops(13'000'000));
     if (v <= 0)
       return 100.0; // no AVX2/FMA: a nominal figure, not cached
     struct stat st {};

@@ -20,7 +20,7 @@ double measurePeakGflops(long iterations, bool *wide = nullptr);
 /// number; else the figure measured once on this CPU and cached as
 /// fp32-peak.txt in defaultCacheDir(), keyed by the CPU's model name and
 /// thread count (a different CPU, or a damaged file, is measured anew).
-/// Measuring takes about half a second; the file is written only into an
+/// Measuring (the best of three short runs) takes about half a second; the file is written only into an
 /// existing directory owned by the user, by atomic rename.
 double peakGflops();
 
