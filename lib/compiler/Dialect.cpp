@@ -214,6 +214,15 @@ LogicalResult KernelOp::verify() {
     return emitOpError("output lse is only defined for softmax, hardmax and topk");
   if (failed(verifyRegion(*this, getScore(), "score", ct)))
     return failure();
+  if (!getGrad().empty()) {
+    Block &block = getGrad().front();
+    auto yield = llvm::dyn_cast<YieldOp>(block.getTerminator());
+    auto wrt = (*this)->getAttrOfType<ArrayAttr>("grad_wrt");
+    if (block.getNumArguments() != 4 || !yield || !wrt ||
+        yield.getValues().size() < wrt.size() + 1 || yield.getValues().front().getType() != ct)
+      return emitOpError("grad must take (b, h, i, j), yield the score and one derivative "
+                         "per grad_wrt entry");
+  }
   return verifyRegion(*this, getMask(), "mask", IntegerType::get(getContext(), 1));
 }
 

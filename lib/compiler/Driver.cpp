@@ -25,6 +25,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <mutex>
+#include <optional>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,6 +71,9 @@ std::string KernelManifest::toJson() const {
     j["so_size"] = soSize;
     j["so_fnv1a64"] = soHash;
   }
+  j["has_backward"] = hasBackward;
+  j["has_lse"] = hasLse;
+  j["grad_names"] = gradNames;
   j["index_checks"] = nlohmann::json::array();
   for (const Check &c : indexChecks)
     j["index_checks"].push_back({{"tensor", c.tensor}, {"dim", c.dim}});
@@ -109,6 +113,9 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
     m.hasDecayTable = j.value("has_decay_table", false);
     m.hasFeatures = j.value("has_features", false);
     m.featureLength = j.value("feature_length", "");
+    m.hasBackward = j.value("has_backward", false);
+    m.hasLse = j.value("has_lse", false);
+    m.gradNames = j.value("grad_names", std::vector<std::string>());
     int64_t tileQ, tileK, soSize;
     if (!integer(j, "tile_q", 64, 1, 1 << 16, tileQ) ||
         !integer(j, "tile_k", 128, 1, 1 << 16, tileK) ||
@@ -134,7 +141,8 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
                                m.decode == "linear") ||
         !std::isfinite(m.decodeScale) || !(m.decodeDecay > 0 && m.decodeDecay <= 1) ||
         (m.hasFeatures && m.featureLength.empty()) ||
-        (m.hasIndexCheck && m.indexChecks.empty()))
+        (m.hasIndexCheck && m.indexChecks.empty()) ||
+        (m.hasBackward && (m.gradNames.size() < 3 || m.gradNames[0] != "q")))
       return false;
     out = std::move(m);
     return true;
@@ -231,6 +239,7 @@ Halide::Target resolveHalideTarget(const std::string &spec, std::string &err) {
 struct Built {
   AttentionAlgorithm alg;
   Halide::Target target;
+  std::optional<BackwardAlgorithm> backward; // CompileOptions::backward
 };
 
 /// AttnToHalide + the target schedule. Throws Halide::Error.
@@ -242,6 +251,11 @@ Built buildHalide(Lowered &low, const CompileOptions &opts, std::string &err) {
                                               kernelComputeType(first)),
                              opts.skipTiles);
   cpu::schedule(built.alg, built.target);
+  if (opts.backward) {
+    built.backward = buildBackward(low.kernelOps, TileSizes{built.alg.tileQ, built.alg.tileK,
+                                                            built.alg.regQ, built.alg.regK});
+    cpu::scheduleBackward(*built.backward, built.target);
+  }
   return built;
 }
 
@@ -380,6 +394,21 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
     manifest.hasIndexCheck = true;
     for (const IndexCheck &c : a.indexChecks)
       manifest.indexChecks.push_back({c.tensor, c.dim});
+  }
+  if (built.backward) {
+    BackwardAlgorithm &bw = *built.backward;
+    Halide::Pipeline backward(bw.outputs);
+    modules.push_back(
+        backward.compile_to_module(bw.arguments(), a.name + "_backward", built.target));
+    manifest.hasBackward = true;
+    manifest.gradNames = bw.gradNames;
+    if (bw.lseRows.defined()) {
+      std::vector<Halide::Argument> args(bw.tensors.begin(), bw.tensors.end());
+      args.insert(args.end(), bw.params.begin(), bw.params.end());
+      Halide::Pipeline lse(bw.lseRows);
+      modules.push_back(lse.compile_to_module(args, a.name + "_lse", built.target));
+      manifest.hasLse = true;
+    }
   }
   return Halide::link_modules(a.name, modules);
 }

@@ -9,4 +9,7 @@ void attn::buildDefaultPipeline(mlir::OpPassManager &pm) {
   mlir::OpPassManager &kernels = pm.nest<KernelOp>();
   kernels.addPass(createSelectStrategyPass());
   kernels.addPass(createAnalyzeMaskPass());
+  kernels.addPass(createDifferentiatePass());
+  kernels.addPass(mlir::createCanonicalizerPass());
+  kernels.addPass(mlir::createCSEPass());
 }

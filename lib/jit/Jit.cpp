@@ -312,7 +312,7 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
   uint64_t h = 1469598103934665603ull;
   const char *tiles = std::getenv("ATTNC_TILES"); // a tuning override of the schedule
   for (const std::string &part : {std::string(version()), std::string(buildId()), std::string(tiles ? tiles : ""),
-                                  std::string(opts.skipTiles ? "skip" : "noskip"), std::to_string(HALIDE_VERSION_MAJOR) + "." +
+                                  std::string(opts.skipTiles ? "skip" : "noskip"), std::string(opts.backward ? "backward" : ""), std::to_string(HALIDE_VERSION_MAJOR) + "." +
                                                                 std::to_string(HALIDE_VERSION_MINOR),
                                   target, k->kernel_->name, src.text})
     h = fnv1a(h, part);
@@ -382,6 +382,7 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
     copts.kernel = k->kernel_->name;
     copts.target = target;
     copts.skipTiles = opts.skipTiles;
+    copts.backward = opts.backward;
     KernelManifest manifest;
     if (!compileSharedObject(src, copts, tmpSo.string(), manifest, messages))
       return nullptr;
@@ -452,6 +453,8 @@ std::string JitKernel::load(const std::string &so) {
   tileMap_ = entry("_tile_map_argv", manifest_.hasTileMap);
   features_ = entry("_features_argv", manifest_.hasFeatures);
   decay_ = entry("_decay_argv", manifest_.hasDecayTable);
+  backward_ = entry("_backward_argv", manifest_.hasBackward);
+  lse_ = entry("_lse_argv", manifest_.hasLse);
   auto setHandler = (void (*)(void (*)(void *, const char *)))dlsym(handle_,
                                                                      "halide_set_error_handler");
   if (missing || !setHandler) {
@@ -712,6 +715,140 @@ Status JitKernel::run(const std::map<std::string, HostTensor> &inputs,
   out = std::move(call.out);
   if (lse)
     *lse = std::move(call.lse);
+  return Status::ok();
+}
+
+Status JitKernel::backward(const std::map<std::string, HostTensor> &inputs,
+                          const std::map<std::string, std::string> &params,
+                          const HostTensor &out, const HostTensor &dout, const HostTensor *lse,
+                          std::map<std::string, HostTensor> &grads, const HostTensor *dlse) const {
+  std::map<std::string, runtime::TensorRef> refs;
+  for (const auto &[name, t] : inputs)
+    refs.emplace(name, runtime::TensorRef(t));
+  runtime::TensorRef lseRef = lse ? runtime::TensorRef(*lse) : runtime::TensorRef();
+  runtime::TensorRef dlseRef = dlse ? runtime::TensorRef(*dlse) : runtime::TensorRef();
+  const runtime::TensorRef *l = lse ? &lseRef : nullptr, *dl = dlse ? &dlseRef : nullptr;
+  Call call;
+  if (!backward_)
+    return backwardPrepared(call, refs, out, dout, l, dl, grads);
+  try {
+    if (Status s = prepare(refs, params, call); !s)
+      return s;
+  } catch (const std::bad_alloc &) {
+    return Status::error("attnc: error: out of memory preparing a call of '" + kernel_->name + "'");
+  }
+  return backwardPrepared(call, refs, out, dout, l, dl, grads);
+}
+
+Status JitKernel::backward(const std::map<std::string, runtime::TensorRef> &inputs,
+                          const std::map<std::string, dsl::Literal> &params,
+                          const runtime::TensorRef &out, const runtime::TensorRef &dout,
+                          const runtime::TensorRef *lse,
+                          std::map<std::string, HostTensor> &grads,
+                          const runtime::TensorRef *dlse) const {
+  Call call;
+  if (!backward_)
+    return backwardPrepared(call, inputs, out, dout, lse, dlse, grads);
+  try {
+    if (Status s = prepare(inputs, params, call); !s)
+      return s;
+  } catch (const std::bad_alloc &) {
+    return Status::error("attnc: error: out of memory preparing a call of '" + kernel_->name + "'");
+  }
+  return backwardPrepared(call, inputs, out, dout, lse, dlse, grads);
+}
+
+Status JitKernel::backwardPrepared(Call &call,
+                                  const std::map<std::string, runtime::TensorRef> &inputs,
+                                  const runtime::TensorRef &out, const runtime::TensorRef &dout,
+                                  const runtime::TensorRef *lse, const runtime::TensorRef *dlse,
+                                  std::map<std::string, HostTensor> &grads) const {
+  const dsl::Kernel &k = *kernel_;
+  if (!backward_)
+    return Status::error("attnc: error: kernel '" + k.name +
+                         "' was compiled without its backward (JitOptions::backward)");
+  const runtime::Bindings &bd = call.bindings;
+  // out, dout and lse: the forward's shapes and types.
+  auto expect = [&](const char *name, const runtime::TensorRef &t, dsl::ElemType type,
+                    std::vector<int64_t> shape) -> Status {
+    if (t.type != type)
+      return Status::error(std::string("attnc: error: tensor '") + name + "' must be " +
+                           dsl::toString(type) + ", got " + dsl::toString(t.type));
+    if (t.shape.size() != shape.size())
+      return Status::error(std::string("attnc: error: tensor '") + name + "' must have rank " +
+                           std::to_string(shape.size()) + ", got " + std::to_string(t.shape.size()));
+    for (size_t d = 0; d < shape.size(); ++d)
+      if (t.shape[d] != shape[d])
+        return Status::error(std::string("attnc: error: tensor '") + name + "', dimension " +
+                             std::to_string(d) + ": expected " + std::to_string(shape[d]) +
+                             " (the forward's output), got " + std::to_string(t.shape[d]));
+    return Status::ok();
+  };
+  std::vector<int64_t> outShape{bd.B, bd.H, bd.Lq, bd.Dv}, lseShape{bd.B, bd.H, bd.Lq};
+  for (auto [name, t] :
+       {std::pair<const char *, const runtime::TensorRef *>{"out", &out}, {"dout", &dout}})
+    if (Status s = expect(name, *t, k.q->type, outShape); !s)
+      return s;
+  std::vector<std::shared_ptr<BufferView>> views;
+  Status viewError = Status::ok();
+  auto view = [&](const std::string &name, const runtime::TensorRef &t) {
+    auto v = std::make_shared<BufferView>();
+    if (Status s = makeView(name, t, halideType(t.type), *v); !s && viewError)
+      viewError = s;
+    views.push_back(v);
+    return (void *)&v->buf;
+  };
+  std::vector<void *> argv = call.inputArgv;
+  argv.push_back(view("out", out));
+  argv.push_back(view("dout", dout));
+  HostTensor lseOwn, dlseZero;
+  if (k.normalize.kind == dsl::NormKind::Softmax) {
+    if (lse) {
+      if (Status s = expect("lse", *lse, dsl::ElemType::F32, lseShape); !s)
+        return s;
+      argv.push_back(view("lse", *lse));
+    } else {
+      if (!lse_)
+        return Status::error("attnc: error: kernel '" + k.name + "' outputs lse: pass it");
+      lseOwn = HostTensor(dsl::ElemType::F32, lseShape);
+      std::vector<void *> la = call.inputArgv;
+      la.push_back(view("lse", lseOwn));
+      if (!viewError)
+        return viewError;
+      if (lse_(la.data()) != 0)
+        return Status::error("attnc: error: the lse of '" + k.name + "' failed: " + lastHalideError);
+      argv.push_back(view("lse", lseOwn));
+    }
+    if (dlse) {
+      if (Status s = expect("dlse", *dlse, dsl::ElemType::F32, lseShape); !s)
+        return s;
+      argv.push_back(view("dlse", *dlse));
+    } else {
+      dlseZero = HostTensor(dsl::ElemType::F32, lseShape); // zero-filled
+      argv.push_back(view("dlse", dlseZero));
+    }
+  }
+  // The gradients: q, k, v and aux tensors as their inputs, params 0-d.
+  grads.clear();
+  try {
+    for (const std::string &name : manifest_.gradNames) {
+      HostTensor g;
+      if (auto it = inputs.find(name); it != inputs.end())
+        g = HostTensor(it->second.type, it->second.shape);
+      else if (const dsl::ParamDecl *p = k.findParam(name))
+        g = HostTensor(p->type, {});
+      else
+        return Status::error("attnc: error: kernel '" + k.name + "' has no input '" + name + "'");
+      HostTensor &slot = grads[name] = std::move(g);
+      argv.push_back(view(name, slot));
+    }
+  } catch (const std::bad_alloc &) {
+    return Status::error("attnc: error: out of memory allocating the gradients of '" + k.name + "'");
+  }
+  if (!viewError)
+    return viewError;
+  if (backward_(argv.data()) != 0)
+    return Status::error("attnc: error: the backward of '" + k.name + "' failed: " + lastHalideError);
   return Status::ok();
 }
 

@@ -16,6 +16,7 @@ the same cache as the ``attnc`` command line. See docs/python.md.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -63,11 +64,14 @@ class Kernel:
     A kernel may be called from several threads at once; the GIL is released
     while it runs."""
 
-    def __init__(self, impl, source: str, filename: str, target: str):
+    def __init__(self, impl, source: str, filename: str, target: str, options=None):
         self._impl = impl
         self._source = source
         self._filename = filename
         self._target = target
+        self._options = dict(options or {})  # compile()'s keyword options
+        self._grad_impl = impl if impl.has_backward else None
+        self._grad_lock = threading.Lock()
         self._tensors = impl.tensors()  # (name, role, dtype, dims)
         self._params = impl.params()  # (name, dtype, default)
         self._declared = {name: dtype for name, _, dtype, _ in self._tensors}
@@ -238,6 +242,47 @@ class Kernel:
                 lse = _convert(lse, kind, "f32")
         return (out, lse) if return_lse else out
 
+    @property
+    def has_backward(self) -> bool:
+        """Whether the backward is compiled already (``compile(...,
+        backward=True)``, or a first :meth:`backward` call)."""
+        return self._grad_impl is not None
+
+    def _backward_impl(self):
+        """The kernel compiled with its backward: this one, or the same
+        source compiled again with ``backward=True`` on first use (once; the
+        compile cache keeps it)."""
+        with self._grad_lock:
+            if self._grad_impl is None:
+                opts = self._options
+                impl, messages = _attnc.compile(
+                    self._source, self._filename, self.name, self._target,
+                    opts.get("cache", True), opts.get("cache_dir", ""), opts.get("analyse", True), True
+                )
+                if impl is None:
+                    raise CompileError(messages)
+                self._grad_impl = impl
+            return self._grad_impl
+
+    def backward(self, q, k=None, v=None, /, *, out, dout, lse=None, dlse=None,
+                 **named) -> Dict[str, Any]:
+        """The gradients of a loss L through this kernel, given the forward's
+        ``out`` and ``dout`` = dL/dout (q's dtype, [B, H, Lq, Dv]) and, for a
+        softmax kernel that outputs it, its ``lse`` (else None: the kernel
+        computes it), and ``dlse`` = dL/dlse when the loss reads lse too
+        (float32 [B, H, Lq]; None: 0). Returns a dict by name: ``q``, ``k``, ``v`` (their
+        shapes and dtypes), every float aux tensor the score reads and every
+        float param (a 0-d array), as arrays of q's kind. Compiles the
+        backward on first use when the kernel was compiled without it; a
+        kernel attnc cannot differentiate yet (hardmax, topk, ...) raises
+        :class:`CompileError` saying why."""
+        k, v = self._heads(q, k, v)
+        aux, params = self._route(named)
+        grads, kind = self._backward_impl().backward(q, k, v, aux, params, out, dout, lse, dlse)
+        dtypes = dict(self._declared)
+        dtypes.update({name: dtype for name, dtype, _ in self._params})
+        return {name: _convert(g, kind, dtypes[name]) for name, g in grads}
+
     def reference(self, q, k=None, v=None, /, *, return_lse: bool = False, **named):
         """The same call evaluated by attnc's float64 reference interpreter
         (the oracle of its test suites): out (and lse) in float64. Slow:
@@ -351,22 +396,26 @@ def compile(
     cache_dir: Optional[str] = None,
     filename: str = "<string>",
     analyse: bool = True,
+    backward: bool = False,
 ) -> Kernel:
     """Compiles one kernel of ``.attn`` source text (or loads it from the
     compile cache). ``kernel`` names the block when the source has several.
     ``analyse=False`` builds the unanalysed kernel: every pair evaluated, no
     tile skipped, and quadratic where attn-select-strategy chose linear (for
-    comparing the two). Raises :class:`CompileError` with the compiler's
-    diagnostics."""
+    comparing the two). ``backward=True`` also compiles the backward pass
+    (:meth:`Kernel.backward`; otherwise compiled on its first use). Raises
+    :class:`CompileError` with the compiler's diagnostics."""
     if not isinstance(source, str):
         raise TypeError(f"source must be the .attn text as a str, not {type(source).__name__}")
     impl, messages = _attnc.compile(
         source, filename, kernel or "", target, bool(cache),
-        os.fspath(cache_dir) if cache_dir else "", bool(analyse)
+        os.fspath(cache_dir) if cache_dir else "", bool(analyse), bool(backward)
     )
     if impl is None:
         raise CompileError(messages)
-    return Kernel(impl, source, filename, target)
+    options = {"cache": bool(cache), "cache_dir": os.fspath(cache_dir) if cache_dir else "",
+               "analyse": bool(analyse)}
+    return Kernel(impl, source, filename, target, options)
 
 
 def load(path, kernel: Optional[str] = None, target: str = "host", **options) -> Kernel:

@@ -512,6 +512,47 @@ public:
     return {out, lse, (int)a.kind};
   }
 
+  /// The gradients of a loss given dout = dL/dout (JitKernel::backward),
+  /// for a kernel compiled with its backward: (name, NumPy array) pairs in
+  /// the manifest's gradNames order (q, k, v, float aux tensors, float
+  /// params as 0-d arrays) and the kind of q. `lse` and `dlse` may be None.
+  std::pair<std::vector<std::pair<std::string, nb::object>>, int>
+  backward(nb::handle q, nb::handle k, nb::handle v, const nb::tuple &aux, const nb::dict &params,
+           nb::handle out, nb::handle dout, nb::handle lse, nb::handle dlse) const {
+    Arguments a = gather(q, k, v, aux, params);
+    ArrayKind ignored;
+    std::vector<HostTensor> copies;
+    copies.reserve(4);
+    auto ref = [&](const char *name, nb::handle obj) {
+      TensorRef r = anyRef(name, obj, ignored, a.keep);
+      if (r.rank() && r.strides.back() != 1 && r.shape.back() > 1) {
+        copies.push_back(attn::runtime::copyToHost(r));
+        r = TensorRef(copies.back());
+      }
+      return r;
+    };
+    TensorRef o = ref("out", out), d = ref("dout", dout), l, dl;
+    if (!lse.is_none())
+      l = ref("lse", lse);
+    if (!dlse.is_none())
+      dl = ref("dlse", dlse);
+    std::map<std::string, HostTensor> grads;
+    Status status = Status::ok();
+    {
+      nb::gil_scoped_release release;
+      status = jit->backward(a.refs, a.params, o, d, lse.is_none() ? nullptr : &l, grads,
+                             dlse.is_none() ? nullptr : &dl);
+    }
+    if (!status)
+      throw nb::value_error(status.message().c_str());
+    std::vector<std::pair<std::string, nb::object>> r;
+    for (const std::string &name : jit->manifest().gradNames)
+      r.emplace_back(name, toNumpy(std::move(grads.at(name))));
+    return {std::move(r), (int)a.kind};
+  }
+
+  bool hasBackward() const { return jit->manifest().hasBackward; }
+
   /// Binds the arguments and copies them into host tensors for the float64
   /// reference (attn/runtime/Reference.h).
   std::pair<attn::runtime::Bindings, std::map<std::string, HostTensor>>
@@ -666,8 +707,9 @@ std::pair<std::optional<Kernel>, std::string> compileKernel(const std::string &s
                                                             const std::string &target,
                                                             bool useCache,
                                                             const std::string &cacheDir,
-                                                            bool analyse) {
+                                                            bool analyse, bool backward) {
   attn::JitOptions opts;
+  opts.backward = backward;
   opts.kernel = kernel;
   opts.skipTiles = analyse;
   opts.target = target;
@@ -746,6 +788,9 @@ NB_MODULE(_attnc, m) {
       .def("params", &Kernel::params)
       .def("output_dims", &Kernel::outputDims)
       .def("call", &Kernel::call, "q"_a, "k"_a, "v"_a, "aux"_a, "params"_a, "want_lse"_a)
+      .def("backward", &Kernel::backward, "q"_a, "k"_a, "v"_a, "aux"_a, "params"_a, "out"_a,
+           "dout"_a, "lse"_a.none(), "dlse"_a.none())
+      .def_prop_ro("has_backward", &Kernel::hasBackward)
       .def("reference", &Kernel::reference, "q"_a, "k"_a, "v"_a, "aux"_a, "params"_a,
            "want_lse"_a)
       .def("weights", &Kernel::weights, "q"_a, "k"_a, "v"_a, "aux"_a, "params"_a, "b"_a, "h"_a)
@@ -753,7 +798,7 @@ NB_MODULE(_attnc, m) {
       .def("heatmap_title", &Kernel::heatmapTitle, "b"_a, "h"_a, "Lq"_a, "Lk"_a);
 
   m.def("compile", &compileKernel, "source"_a, "file_name"_a, "kernel"_a, "target"_a,
-        "use_cache"_a, "cache_dir"_a, "analyse"_a = true);
+        "use_cache"_a, "cache_dir"_a, "analyse"_a = true, "backward"_a = false);
   m.def("emit", &emit, "source"_a, "file_name"_a, "stage"_a, "kernel"_a, "target"_a);
   m.def("check", &check, "source"_a, "file_name"_a);
   m.def("default_cache_dir", &attn::JitKernel::defaultCacheDir);

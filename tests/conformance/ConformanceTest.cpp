@@ -3,6 +3,7 @@
 // meaningful content) at ragged sizes, and compared with the float64
 // reference (Reference.h) within a tolerance that depends on the element
 // type. Fully masked rows must give out = 0 and lse = -inf; no NaN anywhere.
+#include "ConformanceUtil.h"
 #include "attn/jit/Jit.h"
 #include "attn/runtime/Reference.h"
 
@@ -22,81 +23,14 @@
 #include <sstream>
 #include <unistd.h>
 
-#ifndef ATTN_VARIANTS_DIR
-#error "ATTN_VARIANTS_DIR must name the source tree's examples/variants"
-#endif
-
 namespace fs = std::filesystem;
 using namespace attn;
 using namespace attn::runtime;
+using namespace attn::conformance;
 
 namespace {
 
-const double kInf = std::numeric_limits<double>::infinity();
-
-/// One temporary kernel cache per test process, removed at exit.
-class CacheDir : public ::testing::Environment {
-public:
-  static fs::path path() {
-    static fs::path p = fs::temp_directory_path() /
-                        ("attn-conformance-" + std::to_string(::getpid()));
-    return p;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(path(), ec);
-  }
-};
 const auto *const kCacheEnv = ::testing::AddGlobalTestEnvironment(new CacheDir);
-
-SourceFile readVariant(const std::string &file) {
-  fs::path p = fs::path(ATTN_VARIANTS_DIR) / file;
-  std::ifstream in(p, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "cannot read " << p;
-  std::stringstream s;
-  s << in.rdbuf();
-  return {p.string(), s.str()};
-}
-
-std::unique_ptr<JitKernel> compileVariant(const std::string &file,
-                                          const std::string &cacheDir = "") {
-  JitOptions opts;
-  opts.cacheDir = cacheDir.empty() ? CacheDir::path().string() : cacheDir;
-  std::string messages;
-  auto k = JitKernel::compile(readVariant(file), opts, messages);
-  EXPECT_TRUE(k) << file << ":\n" << messages;
-  return k;
-}
-
-/// Uniform random values in [lo, hi), stored in the tensor's type (rounded to
-/// nearest-even for bf16/f16, so kernel and reference see the same values).
-HostTensor uniform(ElemType type, std::vector<int64_t> shape, std::mt19937 &rng,
-                   double lo = -1.0, double hi = 1.0) {
-  HostTensor t(type, std::move(shape));
-  std::uniform_real_distribution<double> dist(lo, hi);
-  for (int64_t n = 0; n < t.numel(); ++n)
-    t.setDouble(n, dist(rng));
-  return t;
-}
-
-HostTensor filled(ElemType type, std::vector<int64_t> shape, double value = 0) {
-  HostTensor t(type, std::move(shape));
-  for (int64_t n = 0; n < t.numel(); ++n)
-    t.setDouble(n, value);
-  return t;
-}
-
-/// q [B, H, Lq, D], k [B, Hk, Lk, D], v [B, Hk, Lk, Dv]; q scaled by qScale to
-/// make the softmax more or less peaked.
-std::map<std::string, HostTensor> qkv(ElemType type, int64_t B, int64_t H, int64_t Hk,
-                                      int64_t Lq, int64_t Lk, int64_t D, int64_t Dv,
-                                      std::mt19937 &rng, double qScale = 2.0) {
-  std::map<std::string, HostTensor> in;
-  in["q"] = uniform(type, {B, H, Lq, D}, rng, -qScale, qScale);
-  in["k"] = uniform(type, {B, Hk, Lk, D}, rng);
-  in["v"] = uniform(type, {B, Hk, Lk, Dv}, rng);
-  return in;
-}
 
 /// Relative-to-max|ref| and absolute tolerance on out, by element type.
 struct Tolerance {
@@ -260,27 +194,6 @@ TEST(Conformance, PrefixLM) {
 }
 
 /// doc ids as sorted runs of random lengths, then `pad` tokens of -1.
-HostTensor documentIds(int64_t B, int64_t L, int64_t pad, std::mt19937 &rng) {
-  HostTensor doc(ElemType::I32, {B, L});
-  std::uniform_int_distribution<int64_t> len(1, std::max<int64_t>(1, L / 3));
-  for (int64_t b = 0; b < B; ++b) {
-    int64_t id = b * 100, left = 0; // ids differ between rows of the batch
-    for (int64_t i = 0; i < L; ++i) {
-      if (i >= L - pad) {
-        doc.as<int32_t>()[b * L + i] = -1;
-        continue;
-      }
-      if (left == 0) {
-        left = i == 1 ? 1 : len(rng); // a one-token document at position 1
-        ++id;
-      }
-      doc.as<int32_t>()[b * L + i] = (int32_t)id;
-      --left;
-    }
-  }
-  return doc;
-}
-
 TEST(Conformance, PackedDocumentsWithPaddingRows) {
   auto k = compileVariant("packed_documents.attn");
   ASSERT_TRUE(k);

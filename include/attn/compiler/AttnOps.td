@@ -32,6 +32,9 @@ def Attn_KernelOp : Attn_Op<"kernel", [IsolatedFromAbove, Symbol,
     (b, h, i, j) for q_at and (b, hk, i, j) for k_at and v_at. A tensor
     without `at` has an empty region and is read [b, h, i, :] (q) or
     [b, hk, j, :] (k, v).
+
+    `grad`, added by attn-differentiate, yields the score and its partial
+    derivatives (the `grad_wrt` attribute names them; Passes.td).
   }];
   let arguments = (ins
     SymbolNameAttr:$sym_name,
@@ -45,10 +48,10 @@ def Attn_KernelOp : Attn_Op<"kernel", [IsolatedFromAbove, Symbol,
   );
   let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask,
                  AnyRegion:$ranges, AnyRegion:$q_at, AnyRegion:$k_at, AnyRegion:$v_at,
-                 AnyRegion:$vectors);
+                 AnyRegion:$vectors, AnyRegion:$grad);
   let assemblyFormat = [{
     $sym_name attr-dict-with-keyword (`ranges` $ranges^)? (`q_at` $q_at^)? (`k_at` $k_at^)?
-    (`v_at` $v_at^)? (`vectors` $vectors^)? `score` $score `mask` $mask
+    (`v_at` $v_at^)? (`vectors` $vectors^)? `score` $score `mask` $mask (`grad` $grad^)?
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{

@@ -202,4 +202,82 @@ Halide::Type kernelComputeType(mlir::Operation *kernelOp);
 AttentionAlgorithm buildAlgorithm(const std::vector<mlir::Operation *> &kernelOps, TileSizes tiles,
                                   bool skipTiles = true);
 
+/// The backward pass of a kernel (FlashAttention-2's structure; nothing of
+/// size Lq x Lk is stored): from the forward's inputs and params, out, dout
+/// and (softmax) lse, the gradients of q, k, v, of every float aux tensor
+/// the score reads and of every float param. The score's derivatives come
+/// from the `grad` region attn-differentiate adds. Stages are tile-shaped
+/// like the forward's: (ii, jj, qt, kb, h, b) with i = qt * tileQ + ii and
+/// j = kb * tileK + jj.
+struct BackwardAlgorithm {
+  std::string name;      // the kernel's; the entry point is NAME_backward
+  std::string normalize; // softmax, sigmoid, relu, none
+  Halide::Type computeType;
+  int tileQ = 64, tileK = 128;
+
+  std::vector<Halide::ImageParam> tensors; // the forward's inputs, in call order
+  std::vector<Halide::Param<>> params;
+  Halide::ImageParam out, dout; // [B, H, Lq, Dv], q's element type
+  Halide::ImageParam lse;       // [B, H, Lq] f32, softmax only
+  Halide::ImageParam dlse;      // [B, H, Lq] f32, softmax only: dL/dlse (zeros if unused)
+
+  Halide::Var c{"c"}, ii{"ii"}, jj{"jj"}, qt{"qt"}, kb{"kb"}, h{"h"}, b{"b"}, i{"i"}, j{"j"};
+
+  /// The per-pair stages, built once for each consumer loop nest that needs
+  /// them (a Func has one schedule): the key tile transposed, (jj, d, kb,
+  /// hk, b); q.k and dout.v over the tile; the mask (uint8); and `pair`, a
+  /// Tuple {p, ds·∂s/∂dot, ds·∂s/∂sqnorm(q), ds·∂s/∂sqnorm(k), ds·∂s/∂x
+  /// for every other leaf x, in gradOf order}.
+  struct PairStages {
+    Halide::Func kT, vT, dot, dpv, mask, pair;
+    Halide::RVar rd, rdv; // the reductions of dot and dpv
+  };
+  /// dK and dV: Tuple {dk, dv} (c, jj, kb, hk, b) over c < max(D, Dv),
+  /// summed over the query heads of the group (rq.y) and the query tiles
+  /// (rq.z) that may take part; rq.x runs over the rows of a tile.
+  Halide::Func dkv;
+  Halide::RVar dkvRows, dkvHeads, dkvTiles;
+  PairStages dkvPairs;
+  /// dQ (c, ii, qt, h, b), summed over the key blocks that may take part.
+  Halide::Func dq;
+  Halide::RVar dqKeys, dqBlocks;
+  PairStages dqPairs;
+  /// Float params: one Tuple () of their gradients over every pair; float
+  /// aux tensors: each load's derivative scattered to the indices it read.
+  Halide::Func dparams;
+  Halide::RVar extraRows, extraKeys, extraBlocks;
+  PairStages paramPairs;
+  struct AuxGrad {
+    std::string tensor;
+    Halide::Func grad; // the tensor's shape, compute type
+    Halide::RVar rows, keys, blocks;
+    PairStages pairs;
+  };
+  std::vector<AuxGrad> auxGrads; // one per float aux tensor the score reads
+  Halide::Func delta; // softmax: (i, h, b) sum of dout * out
+  std::vector<Halide::Func> extra; // sqnorm(q), sqnorm(k), mask tile summaries: compute_root
+
+  /// What NAME_backward writes, in order: dq, dk, dv, then one per
+  /// `gradNames` entry after them (aux tensors, then params as 0-d buffers).
+  std::vector<Halide::Func> outputs;
+  std::vector<std::string> gradNames; // "q", "k", "v", aux tensor names, params' names
+
+  /// Softmax kernels without `output lse`: NAME_lse (inputs, params -> lse
+  /// f32 [B, H, Lq]) gives the backward its lse.
+  Halide::Func lseRows;   // (i, h, b)
+  Halide::Func lseStats;  // (ii, qt, h, b) {m, l}, over lseKeys, lseBlocks
+  Halide::RVar lseKeys, lseBlocks;
+  PairStages lsePairs;
+
+  /// NAME_backward's arguments: tensors, params, out, dout, lse and dlse
+  /// (softmax).
+  std::vector<Halide::Argument> arguments() const;
+};
+
+/// Builds the backward of `kernelOps` (one kernel op, after the default
+/// pipeline). Throws Halide::CompileError naming what it does not
+/// differentiate (sources, index maps, hardmax and topk for now, or the
+/// kernel's grad_why_not).
+BackwardAlgorithm buildBackward(const std::vector<mlir::Operation *> &kernelOps, TileSizes tiles);
+
 } // namespace attn

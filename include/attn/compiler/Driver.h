@@ -41,6 +41,13 @@ struct KernelManifest {
     int dim = 0;
   };
   std::vector<Check> indexChecks; // in the order of NAME_check_indices' rows
+  /// CompileOptions::backward: NAME_backward(inputs..., params..., out, dout[,
+  /// lse, dlse], dq, dk, dv, then one gradient per gradNames entry after "q", "k",
+  /// "v"); softmax kernels without `output lse` also NAME_lse(inputs...,
+  /// params..., lse).
+  bool hasBackward = false;
+  bool hasLse = false;
+  std::vector<std::string> gradNames;
   /// JIT cache entries: the shared object's size and FNV-1a 64 hash (16 hex
   /// digits), checked before it is loaded. 0 / empty elsewhere.
   uint64_t soSize = 0;
@@ -57,6 +64,8 @@ struct CompileOptions {
   /// false: evaluate the mask on every pair and skip no tile (for tests
   /// that compare the analysed kernel with the unanalysed one).
   bool skipTiles = true;
+  /// Also compile the backward (NAME_backward; KernelManifest::hasBackward).
+  bool backward = false;
 };
 
 /// Diagnostics (clang-style for source errors, `attnc: error: ...` for the

@@ -13,6 +13,7 @@ namespace attn {
 
 std::unique_ptr<mlir::Pass> createSelectStrategyPass();
 std::unique_ptr<mlir::Pass> createAnalyzeMaskPass();
+std::unique_ptr<mlir::Pass> createDifferentiatePass();
 
 #define GEN_PASS_DECL
 #define GEN_PASS_REGISTRATION
@@ -32,7 +33,8 @@ struct LinearScore {
 };
 LinearScore matchLinearScore(attn::KernelOp kernel);
 
-/// canonicalize, cse, then the attn analyses; what every compile runs.
+/// canonicalize, cse, the attn analyses, then attn-differentiate (and a
+/// canonicalize and cse of what it built); what every compile runs.
 void buildDefaultPipeline(mlir::OpPassManager &pm);
 
 } // namespace attn

@@ -73,4 +73,24 @@ def AnalyzeMask : Pass<"attn-analyze-mask", "::attn::KernelOp"> {
   ];
 }
 
+def Differentiate : Pass<"attn-differentiate", "::attn::KernelOp"> {
+  let summary = "derive the partial derivatives of the score for the backward kernels";
+  let description = [{
+    Adds a `grad` region to each `attn.kernel` (block arguments b, h, i, j)
+    that yields the score, then its partial derivative with respect to each
+    thing the score reads, as `grad_wrt` names them in order:
+    `"dot"` (dot(q, k)), `"sqnorm q"`, `"sqnorm k"`, `"param NAME"` (float
+    params) and `"load NAME"` (each float attn.load op of the score region;
+    the derivative is followed in the yield by the indices the load reads,
+    so that a backward kernel can scatter it). The region is the score's
+    ops followed by a reverse-mode sweep over them (adjoints of every float
+    value, seeded with 1 at the score). Integer ops, comparisons, floor,
+    ceil and int stop the sweep (zero almost everywhere); the kinks of abs,
+    min, max, clamp and select follow PyTorch (docs/language.md,
+    "Gradients"). A score the pass cannot differentiate (channel vectors,
+    sum) gets `grad_why_not` instead of the region.
+  }];
+  let constructor = "::attn::createDifferentiatePass()";
+}
+
 #endif // ATTN_PASSES_TD

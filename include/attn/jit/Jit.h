@@ -33,6 +33,7 @@ struct JitOptions {
   bool useCache = true;
   std::string cacheDir;      // empty: the default cache directory
   bool skipTiles = true;     // see CompileOptions::skipTiles
+  bool backward = false;     // also compile the backward (JitKernel::backward)
 };
 
 class JitKernel {
@@ -107,6 +108,28 @@ public:
                       const std::map<std::string, std::string> &params,
                       runtime::HostTensor &out, runtime::HostTensor *lse) const;
 
+  /// Gradients, for a kernel compiled with JitOptions::backward: from the
+  /// forward's inputs and params, its out and the gradient of a loss with
+  /// respect to it, dout (both q's type, [B, H, Lq, Dv]), and for softmax its
+  /// lse (f32 [B, H, Lq]; null: the kernel's NAME_lse computes it) and, when
+  /// the loss reads lse too, dlse = dL/dlse (f32 [B, H, Lq]; null: 0), writes
+  /// `grads`: "q", "k", "v" (their shapes and types), every float aux tensor
+  /// the score reads, and every float param (a 0-d tensor), as
+  /// manifest().gradNames lists them. Errors name the tensor and dimension.
+  runtime::Status backward(const std::map<std::string, runtime::HostTensor> &inputs,
+                           const std::map<std::string, std::string> &params,
+                           const runtime::HostTensor &out, const runtime::HostTensor &dout,
+                           const runtime::HostTensor *lse,
+                           std::map<std::string, runtime::HostTensor> &grads,
+                           const runtime::HostTensor *dlse = nullptr) const;
+  /// The same on views (read in place) with params as literals.
+  runtime::Status backward(const std::map<std::string, runtime::TensorRef> &inputs,
+                           const std::map<std::string, dsl::Literal> &params,
+                           const runtime::TensorRef &out, const runtime::TensorRef &dout,
+                           const runtime::TensorRef *lse,
+                           std::map<std::string, runtime::HostTensor> &grads,
+                           const runtime::TensorRef *dlse = nullptr) const;
+
   /// The decay g of query head `head` of a linear kernel whose score decays
   /// by pow(g, i - j) with g computed from h (manifest().hasDecayTable):
   /// what the decoder of that head's streams uses.
@@ -120,6 +143,11 @@ private:
   runtime::Status prepareBound(const std::map<std::string, runtime::TensorRef> &inputs,
                                Call &call) const;
   runtime::Status checkIndices(Call &call, const std::vector<void *> &inputArgv) const;
+  runtime::Status backwardPrepared(Call &call,
+                                   const std::map<std::string, runtime::TensorRef> &inputs,
+                                   const runtime::TensorRef &out, const runtime::TensorRef &dout,
+                                   const runtime::TensorRef *lse, const runtime::TensorRef *dlse,
+                                   std::map<std::string, runtime::HostTensor> &grads) const;
   /// Validates a cache entry (manifest fields, the .so's size and hash)
   /// and loads it; empty on success, else why it is unusable.
   std::string loadCached(const std::string &so, const std::string &manifestPath);
@@ -135,6 +163,8 @@ private:
   int (*tileMap_)(void **) = nullptr;
   int (*decay_)(void **) = nullptr;
   int (*features_)(void **) = nullptr;
+  int (*backward_)(void **) = nullptr;
+  int (*lse_)(void **) = nullptr;
   bool cacheHit_ = false;
   double compileSeconds_ = 0;
 };

@@ -302,3 +302,80 @@ void schedule(AttentionAlgorithm &alg, const Target &target) {
 }
 
 } // namespace attn::cpu
+
+namespace attn::cpu {
+
+// The backward (BackwardAlgorithm): two loop nests, as FlashAttention-2.
+//   dk, dv: per (b, hk, key block kb) in parallel over kb
+//     kT, vT = the key and value block, transposed (keys contiguous)
+//     for each query head of the group, for each query tile that may take
+//     part: q.k and dout.v over the tile (vectorized over keys), the pair
+//     stage (score, p, ds·∂s/∂x), then dk += ds·∂s/∂dot q, dv += p dout,
+//     vectorized over channels
+//   dq: per (b, h, query tile qt) in parallel over qt, the same per key block
+//     that may take part, then dq += ds·∂s/∂dot k
+// Gradients of float aux tensors and params scatter or sum over every pair,
+// one serial loop nest each (a scatter's indices are data).
+void scheduleBackward(BackwardAlgorithm &bw, const Target &target) {
+  const int vec = target.natural_vector_size(bw.computeType);
+  for (Func &f : bw.extra)
+    f.compute_root();
+  if (bw.delta.defined())
+    bw.delta.compute_root().parallel(bw.b).update().parallel(bw.b);
+  // The pair stages of one consumer: the key block at `block`, the tile at
+  // `tile`.
+  auto pairs = [&](BackwardAlgorithm::PairStages &st, Func consumer, RVar block, RVar tile,
+                   bool blockIsPure, Var pureBlock) {
+    LoopLevel atBlock = blockIsPure ? LoopLevel(consumer, pureBlock) : LoopLevel(consumer, block);
+    LoopLevel atTile(consumer, tile);
+    st.kT.compute_at(atBlock).vectorize(bw.jj, vec);
+    if (st.vT.defined())
+      st.vT.compute_at(atBlock).vectorize(bw.jj, vec);
+    st.dot.compute_at(atTile).vectorize(bw.jj, vec);
+    st.dot.update().reorder(bw.jj, st.rd, bw.ii).vectorize(bw.jj, vec);
+    if (st.dpv.defined()) {
+      st.dpv.compute_at(atTile).vectorize(bw.jj, vec);
+      st.dpv.update().reorder(bw.jj, st.rdv, bw.ii).vectorize(bw.jj, vec);
+    }
+    if (st.mask.defined())
+      st.mask.compute_at(atTile).vectorize(bw.jj, vec);
+    st.pair.compute_at(atTile).vectorize(bw.jj, vec);
+  };
+
+  bw.dkv.compute_root().vectorize(bw.c, vec).parallel(bw.kb);
+  Var hk = bw.dkv.args()[3];
+  bw.dkv.update()
+      .reorder(bw.c, bw.dkvRows, bw.jj, bw.dkvHeads, bw.dkvTiles, bw.kb, hk, bw.b)
+      .vectorize(bw.c, vec)
+      .parallel(bw.kb);
+  pairs(bw.dkvPairs, bw.dkv, bw.dkvTiles, bw.dkvHeads, true, bw.kb);
+
+  bw.dq.compute_root().vectorize(bw.c, vec).parallel(bw.qt);
+  bw.dq.update()
+      .reorder(bw.c, bw.ii, bw.dqKeys, bw.dqBlocks, bw.qt, bw.h, bw.b)
+      .vectorize(bw.c, vec)
+      .parallel(bw.qt);
+  pairs(bw.dqPairs, bw.dq, bw.dqBlocks, bw.dqBlocks, false, Var());
+
+  for (BackwardAlgorithm::AuxGrad &ag : bw.auxGrads) {
+    ag.grad.compute_root();
+    pairs(ag.pairs, ag.grad, ag.blocks, ag.blocks, false, Var());
+  }
+  if (bw.dparams.defined()) {
+    bw.dparams.compute_root();
+    pairs(bw.paramPairs, bw.dparams, bw.extraBlocks, bw.extraBlocks, false, Var());
+  }
+  if (bw.lseStats.defined()) {
+    bw.lseStats.compute_root().parallel(bw.qt);
+    bw.lseStats.update().reorder(bw.ii, bw.lseKeys, bw.lseBlocks, bw.qt, bw.h, bw.b).parallel(bw.qt);
+    auto &st = bw.lsePairs;
+    st.kT.compute_at(bw.lseStats, bw.lseBlocks).vectorize(bw.jj, vec);
+    st.dot.compute_at(bw.lseStats, bw.lseBlocks).vectorize(bw.jj, vec);
+    st.dot.update().reorder(bw.jj, st.rd, bw.ii).vectorize(bw.jj, vec);
+    if (st.mask.defined())
+      st.mask.compute_at(bw.lseStats, bw.lseBlocks).vectorize(bw.jj, vec);
+    st.pair.compute_at(bw.lseStats, bw.lseBlocks).vectorize(bw.jj, vec);
+  }
+}
+
+} // namespace attn::cpu

@@ -23,4 +23,7 @@ TileSizes chooseTiles(const Halide::Target &target, const std::string &strategy,
 /// with an online softmax; QKᵀ and PV accumulated in register tiles.
 void schedule(AttentionAlgorithm &alg, const Halide::Target &target);
 
+/// The CPU schedule of the backward (loop structure in Schedule.cpp).
+void scheduleBackward(BackwardAlgorithm &bw, const Halide::Target &target);
+
 } // namespace attn::cpu

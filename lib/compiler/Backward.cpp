@@ -1,0 +1,424 @@
+// The backward pass of an attention kernel as Halide pipelines
+// (BackwardAlgorithm in AttnToHalide.h): FlashAttention-2's structure, with
+// the score's derivatives from the `grad` region of attn-differentiate.
+//
+// For a pair (i, j) that takes part, with s its score and p its weight:
+//   softmax   p = exp(s - lse_i),    ds = p (dP_ij - Δ_i), Δ_i = Σ dout_i ∘ out_i
+//                                    (- dlse_i, when the loss reads lse too)
+//   sigmoid   p = σ(s),              ds = dP_ij σ(s) (1 - σ(s))
+//   relu      p = max(s, 0),         ds = dP_ij [s > 0]
+//   none      p = s,                 ds = dP_ij
+// with dP_ij = dout_i · v_j. Then dv_j = Σ_i p dout_i, and each leaf x the
+// score reads gets ds · ∂s/∂x: dq_i = Σ_j ds ∂s/∂dot k_j (+ 2 q_i Σ_j ds
+// ∂s/∂sqnorm(q)), dk_j likewise over i and the query heads of its group,
+// float params summed over every pair, float aux tensors scattered to the
+// indices each load read. Pairs that do not take part contribute exactly 0
+// (selects, not products, so an infinite derivative never makes a NaN).
+//
+// dk and dv are one loop nest parallel over key blocks, dq another parallel
+// over query tiles; each recomputes q.k and dout.v per tile (nothing of size
+// Lq x Lk is stored). Tiles the mask provably empties are skipped in both,
+// by the forward's tile test. The schedule is in targets/cpu.
+#include "Translator.h"
+
+#include <cmath>
+#include <limits>
+
+namespace attn {
+
+using namespace lower;
+
+namespace {
+
+/// One entry of grad_wrt: where its derivative sits in the grad region's
+/// yield, and for a load where its indices follow.
+struct Leaf {
+  std::string kind; // dot, sqnorm, param, load
+  std::string name; // q / k for sqnorm; the param or tensor
+  int value = 0;    // position of the derivative in the yield
+  int rank = 0;     // loads: the number of indices after it
+};
+
+} // namespace
+
+std::vector<Argument> BackwardAlgorithm::arguments() const {
+  std::vector<Argument> args;
+  for (const ImageParam &p : tensors)
+    args.push_back(p);
+  for (const Param<> &p : params)
+    args.push_back(p);
+  args.push_back(out);
+  args.push_back(dout);
+  if (normalize == "softmax") {
+    args.push_back(lse);
+    args.push_back(dlse);
+  }
+  return args;
+}
+
+BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes tiles) {
+  if (ops.size() != 1)
+    throw CompileError("attnc: no backward for a kernel with several key/value sources yet");
+  auto kernel = llvm::cast<attn::KernelOp>(ops.front());
+  std::string name = kernel.getSymName().str();
+  auto refuse = [&](const std::string &why) {
+    throw CompileError("attnc: no backward for kernel '" + name + "': " + why);
+  };
+  if (auto why = kernel->getAttrOfType<mlir::StringAttr>("grad_why_not"))
+    refuse(why.str());
+  if (kernel.getGrad().empty())
+    refuse("the score was not differentiated (attn-differentiate has not run)");
+  if (kernel.hasIndexMaps())
+    refuse("q, k or v has an index map (`at`); not supported yet");
+  if (!kernel.getVectors().empty())
+    refuse("the kernel has channel vectors; not supported yet");
+  std::string norm = kernel.getNormalize().str();
+  if (norm != "softmax" && norm != "sigmoid" && norm != "relu" && norm != "none")
+    refuse("normalize = " + norm + " has no backward yet (softmax, sigmoid, relu and none do)");
+
+  BackwardAlgorithm bw;
+  bw.name = name;
+  bw.normalize = norm;
+  bw.computeType = halideType(kernel.getComputeType());
+  bw.tileQ = tiles.q;
+  bw.tileK = tiles.k;
+  const int TQ = tiles.q, TK = tiles.k;
+  Type ct = bw.computeType;
+
+  // The forward's inputs, declared by the forward's translator.
+  AttentionAlgorithm fwd;
+  fwd.computeType = ct;
+  fwd.tileQ = TQ;
+  fwd.tileK = TK;
+  Translator tr(kernel, fwd);
+  std::map<std::string, Expr> shared;
+  for (unsigned t = 0; t < kernel.getTensors().size(); ++t)
+    tr.declareTensor(t, shared);
+  tr.declareParams();
+  ImageParam &q = fwd.tensors[0], &k = fwd.tensors[1], &v = fwd.tensors[2];
+  Expr D = q.dim(0).extent(), Lq = q.dim(1).extent(), H = q.dim(2).extent(),
+       B = q.dim(3).extent();
+  Expr Lk = k.dim(1).extent(), Hk = k.dim(2).extent(), Dv = v.dim(0).extent();
+  Expr G = H / Hk; // query heads per key head (the runtime checks H % Hk == 0)
+  tr.setExtents(Lq, Lk);
+
+  bw.out = ImageParam(q.type(), 4, "out");
+  bw.dout = ImageParam(q.type(), 4, "dout");
+  Expr extents[4] = {Dv, Lq, H, B};
+  for (ImageParam *p : {&bw.out, &bw.dout})
+    for (int d = 0; d < 4; ++d)
+      p->dim(d).set_min(0).set_extent(extents[d]);
+  bw.lse = ImageParam(Float(32), 3, "lse");
+  bw.dlse = ImageParam(Float(32), 3, "dlse");
+  for (ImageParam *p : {&bw.lse, &bw.dlse})
+    for (int d = 0; d < 3; ++d)
+      p->dim(d).set_min(0).set_extent(extents[d + 1]);
+
+  // grad_wrt: the leaves, in the grad region's yield order.
+  std::vector<Leaf> leaves;
+  {
+    int pos = 1;
+    for (mlir::Attribute a : kernel->getAttrOfType<mlir::ArrayAttr>("grad_wrt")) {
+      std::string w = llvm::cast<mlir::StringAttr>(a).str();
+      size_t sp = w.find(' ');
+      Leaf l{w.substr(0, sp), sp == std::string::npos ? "" : w.substr(sp + 1), pos, 0};
+      if (l.kind == "load")
+        l.rank = tr.rank(l.name);
+      pos += 1 + l.rank;
+      leaves.push_back(l);
+    }
+  }
+  auto findLeaf = [&](const std::string &kind, const std::string &nm) -> const Leaf * {
+    for (const Leaf &l : leaves)
+      if (l.kind == kind && l.name == nm)
+        return &l;
+    return nullptr;
+  };
+  // sqnorm helpers for the score's and the mask's reads.
+  bool usesQn = false, usesKn = false;
+  for (mlir::Region *r : {&kernel.getGrad(), &kernel.getMask()})
+    for (Operation &o : r->front())
+      if (auto s = llvm::dyn_cast<attn::SqnormOp>(o))
+        (s.getOf() == "q" ? usesQn : usesKn) = true;
+  Var i = bw.i, j = bw.j, h = bw.h, b = bw.b, c = bw.c, ii = bw.ii, jj = bw.jj, qt = bw.qt,
+      kb = bw.kb;
+  Var hkv("hk");
+  Expr zero = make_const(ct, 0.0);
+  Expr negInf = make_const(ct, -std::numeric_limits<double>::infinity());
+  Func qnorm("bw_qnorm"), knorm("bw_knorm");
+  if (usesQn) {
+    RDom r(0, D, "rqn");
+    qnorm(i, h, b) = zero;
+    qnorm(i, h, b) += cast(ct, q(r, i, h, b)) * cast(ct, q(r, i, h, b));
+    bw.extra.push_back(qnorm);
+  }
+  if (usesKn) {
+    RDom r(0, D, "rkn");
+    knorm(j, hkv, b) = zero;
+    knorm(j, hkv, b) += cast(ct, k(r, j, hkv, b)) * cast(ct, k(r, j, hkv, b));
+    bw.extra.push_back(knorm);
+  }
+  if (norm == "softmax") {
+    RDom r(0, Dv, "rdelta");
+    // Δ_i = Σ dout∘out - dL/dlse_i: ∂lse_i/∂s_ij = p_ij, so a loss that
+    // reads lse adds p·dlse to ds.
+    bw.delta = Func("delta");
+    bw.delta(i, h, b) = -cast(ct, bw.dlse(i, h, b));
+    bw.delta(i, h, b) += cast(ct, bw.dout(r, i, h, b)) * cast(ct, bw.out(r, i, h, b));
+  }
+
+  bool skip = kernelStrategy(kernel) != "dense";
+  // Whether tile (qtE, kbE) of head hE, batch bE may have a pair that takes
+  // part (undefined: every tile may): the forward's test.
+  auto mayTake = [&](Expr qtE, Expr kbE, Expr hE, Expr bE) -> Expr {
+    if (!skip)
+      return Expr();
+    auto range = [](Expr t, int T, Expr extent) {
+      return Interval{cast(Float(64), t * T), cast(Float(64), min(t * T + T, extent) - 1), Expr(),
+                      Expr()};
+    };
+    std::map<unsigned, Interval> args{
+        {0, point(bE)}, {1, point(hE)}, {2, range(qtE, TQ, Lq)}, {3, range(kbE, TK, Lk)}};
+    tr.setTile({true, qtE, kbE, bE, hE});
+    return tr.evalInterval(kernel.getMask(), args).mayTrue;
+  };
+
+  // The per-pair stages, all (jj, ii, qt, kb, h, b). `extra` lists the
+  // leaves whose ds·∂s/∂x the pair Tuple carries after its first four
+  // entries (a load's indices after its value); scoreOnly: the masked score
+  // alone (for NAME_lse).
+  auto makePairs = [&](const std::string &pre, const std::vector<const Leaf *> &extra,
+                       bool scoreOnly, std::vector<int> *slots) {
+    BackwardAlgorithm::PairStages st;
+    Expr iE = qt * TQ + ii, jE = kb * TK + jj;
+    Expr iC = min(iE, Lq - 1), jC = min(jE, Lk - 1);
+    st.kT = Func(pre + "kT");
+    st.kT(jj, c, kb, hkv, b) = cast(ct, k(c, min(kb * TK + jj, Lk - 1), hkv, b));
+    RDom rd(0, D, pre + "rd");
+    st.rd = RVar(rd.x);
+    st.dot = Func(pre + "dot");
+    st.dot(jj, ii, qt, kb, h, b) = zero;
+    st.dot(jj, ii, qt, kb, h, b) += cast(ct, q(rd, iC, h, b)) * st.kT(jj, rd, kb, h / G, b);
+    PointEnv env;
+    env.b = b;
+    env.h = h;
+    env.i = iE;
+    env.j = jE;
+    Func dot = st.dot;
+    env.dot = [=] { return dot(jj, ii, qt, kb, h, b); };
+    env.sqnormQ = [=] { return qnorm(iC, h, b); };
+    env.sqnormK = [=] { return knorm(jC, h / G, b); };
+    Expr valid = iE < Lq && jE < Lk;
+    if (skip) {
+      st.mask = Func(pre + "mask");
+      st.mask(jj, ii, qt, kb, h, b) = cast(UInt(8), tr.evalPoint(kernel.getMask(), env));
+      valid = valid && st.mask(jj, ii, qt, kb, h, b) != 0;
+    }
+    std::vector<Expr> y = tr.evalPointAll(kernel.getGrad(), env);
+    Expr sv = select(valid, y[0], negInf);
+    st.pair = Func(pre + "pair");
+    if (scoreOnly) {
+      st.pair(jj, ii, qt, kb, h, b) = sv;
+      return st;
+    }
+    st.vT = Func(pre + "vT");
+    st.vT(jj, c, kb, hkv, b) = cast(ct, v(c, min(kb * TK + jj, Lk - 1), hkv, b));
+    RDom rdv(0, Dv, pre + "rdv");
+    st.rdv = RVar(rdv.x);
+    st.dpv = Func(pre + "dpv");
+    st.dpv(jj, ii, qt, kb, h, b) = zero;
+    st.dpv(jj, ii, qt, kb, h, b) +=
+        cast(ct, bw.dout(rdv, iC, h, b)) * st.vT(jj, rdv, kb, h / G, b);
+    Expr dP = st.dpv(jj, ii, qt, kb, h, b);
+    Expr take = live(sv), s = y[0], p, ds;
+    Expr one = make_const(ct, 1.0);
+    if (norm == "softmax") {
+      p = select(take, exp(sv - cast(ct, bw.lse(iC, h, b))), zero);
+      ds = p * (dP - bw.delta(iC, h, b));
+    } else if (norm == "sigmoid") {
+      Expr w = one / (one + exp(-s));
+      p = select(take, w, zero);
+      ds = dP * w * (one - w);
+    } else if (norm == "relu") {
+      p = select(take, max(s, zero), zero);
+      ds = select(s > zero, dP, zero);
+    } else {
+      p = select(take, s, zero);
+      ds = dP;
+    }
+    auto grad = [&](const Leaf *l) {
+      return l ? select(take, ds * y[l->value], zero) : zero;
+    };
+    std::vector<Expr> values{p, grad(findLeaf("dot", "")), grad(findLeaf("sqnorm", "q")),
+                             grad(findLeaf("sqnorm", "k"))};
+    for (const Leaf *l : extra) {
+      if (slots)
+        slots->push_back((int)values.size());
+      values.push_back(grad(l));
+      for (int n = 0; n < l->rank; ++n)
+        values.push_back(cast(Int(32), y[l->value + 1 + n]));
+    }
+    st.pair(jj, ii, qt, kb, h, b) = Tuple(values);
+    return st;
+  };
+
+  Expr nQT = (Lq + TQ - 1) / TQ, nKB = (Lk + TK - 1) / TK;
+  Expr two = make_const(ct, 2.0);
+
+  // dk, dv: per key block, over the query heads of its group and the query
+  // tiles; c runs over max(D, Dv) with clamped reads.
+  {
+    bw.dkvPairs = makePairs("dkv_", {}, false, nullptr);
+    RDom r(0, TQ, 0, G, 0, nQT, "rq");
+    Expr hq = hkv * G + r.y;
+    if (Expr m = mayTake(r.z, kb, hq, b); m.defined())
+      r.where(m);
+    bw.dkvRows = RVar(r.x);
+    bw.dkvHeads = RVar(r.y);
+    bw.dkvTiles = RVar(r.z);
+    bw.dkv = Func("dkv");
+    bw.dkv(c, jj, kb, hkv, b) = Tuple(zero, zero);
+    Tuple pr(bw.dkvPairs.pair(jj, r.x, r.z, kb, hq, b));
+    Expr iR = min(r.z * TQ + r.x, Lq - 1), jC = min(kb * TK + jj, Lk - 1);
+    Expr cD = min(c, D - 1), cV = min(c, Dv - 1);
+    Expr dk = pr[1] * cast(ct, q(cD, iR, hq, b));
+    if (usesKn)
+      dk = dk + pr[3] * two * cast(ct, k(cD, jC, hkv, b));
+    Expr dvTerm = pr[0] * cast(ct, bw.dout(cV, iR, hq, b));
+    bw.dkv(c, jj, kb, hkv, b) = Tuple(bw.dkv(c, jj, kb, hkv, b)[0] + dk,
+                                      bw.dkv(c, jj, kb, hkv, b)[1] + dvTerm);
+  }
+  // dq: per query tile, over the key blocks.
+  {
+    bw.dqPairs = makePairs("dq_", {}, false, nullptr);
+    RDom r(0, TK, 0, nKB, "rk");
+    if (Expr m = mayTake(qt, r.y, h, b); m.defined())
+      r.where(m);
+    bw.dqKeys = RVar(r.x);
+    bw.dqBlocks = RVar(r.y);
+    bw.dq = Func("dqAcc");
+    bw.dq(c, ii, qt, h, b) = zero;
+    Tuple pr(bw.dqPairs.pair(r.x, ii, qt, r.y, h, b));
+    Expr jR = min(r.y * TK + r.x, Lk - 1), cD = min(c, D - 1); // c may overhang D by a vector
+    Expr term = pr[1] * cast(ct, k(cD, jR, h / G, b));
+    if (usesQn)
+      term = term + pr[2] * two * cast(ct, q(cD, min(qt * TQ + ii, Lq - 1), h, b));
+    bw.dq(c, ii, qt, h, b) += term;
+  }
+  Func dqOut("dq"), dkOut("dk"), dvOut("dv");
+  dqOut(c, i, h, b) = cast(q.type(), bw.dq(c, i % TQ, i / TQ, h, b));
+  dkOut(c, j, hkv, b) = cast(k.type(), bw.dkv(c, j % TK, j / TK, hkv, b)[0]);
+  dvOut(c, j, hkv, b) = cast(v.type(), bw.dkv(c, j % TK, j / TK, hkv, b)[1]);
+  bw.outputs = {dqOut, dkOut, dvOut};
+  bw.gradNames = {"q", "k", "v"};
+
+  // Every pair, for the gradients of float aux tensors and params: an RDom
+  // over (ii, jj, kb, qt, h, b), tiles that may take part only.
+  auto everyPair = [&](const std::string &nm) {
+    RDom r({{0, TQ}, {0, TK}, {0, nKB}, {0, nQT}, {0, H}, {0, B}}, nm);
+    if (Expr m = mayTake(r[3], r[2], r[4], r[5]); m.defined())
+      r.where(m);
+    return r;
+  };
+  // Float aux tensors the score reads: each load's derivative, scattered.
+  for (unsigned t = 3; t < kernel.getTensors().size(); ++t) {
+    auto dict = llvm::cast<mlir::DictionaryAttr>(kernel.getTensors()[t]);
+    std::string tname = dict.getAs<mlir::StringAttr>("name").str();
+    std::vector<const Leaf *> loads;
+    for (const Leaf &l : leaves)
+      if (l.kind == "load" && l.name == tname)
+        loads.push_back(&l);
+    if (loads.empty())
+      continue;
+    BackwardAlgorithm::AuxGrad ag;
+    ag.tensor = tname;
+    std::vector<int> slots;
+    ag.pairs = makePairs("d" + paramName(tname) + "_", loads, false, &slots);
+    RDom r = everyPair("r" + paramName(tname));
+    ag.rows = RVar(r[0]);
+    ag.keys = RVar(r[1]);
+    ag.blocks = RVar(r[2]);
+    ImageParam &in = tr.tensor(tname);
+    int n = in.dimensions();
+    std::vector<Var> vars;
+    for (int d = 0; d < n; ++d)
+      vars.push_back(Var("x" + std::to_string(d)));
+    ag.grad = Func("grad_" + paramName(tname));
+    ag.grad(vars) = zero;
+    Tuple pr(ag.pairs.pair(r[1], r[0], r[3], r[2], r[4], r[5]));
+    for (size_t m = 0; m < loads.size(); ++m) {
+      std::vector<Expr> at(n);
+      for (int d = 0; d < n; ++d) // declared index d is Halide dimension n-1-d
+        at[n - 1 - d] = clamp(pr[slots[m] + 1 + d], 0, in.dim(n - 1 - d).extent() - 1);
+      ag.grad(at) += pr[slots[m]];
+    }
+    Func gout("d" + paramName(tname));
+    gout(vars) = cast(in.type(), ag.grad(vars));
+    bw.outputs.push_back(gout);
+    bw.gradNames.push_back(tname);
+    bw.auxGrads.push_back(ag);
+  }
+  // Float params: their gradients summed over every pair, 0-d outputs.
+  std::vector<const Leaf *> paramLeaves;
+  for (mlir::Attribute a : kernel.getParams()) {
+    auto dict = llvm::cast<mlir::DictionaryAttr>(a);
+    std::string pname = dict.getAs<mlir::StringAttr>("name").str();
+    if (const Leaf *l = findLeaf("param", pname))
+      paramLeaves.push_back(l);
+  }
+  if (!paramLeaves.empty()) {
+    std::vector<int> slots;
+    bw.paramPairs = makePairs("dparam_", paramLeaves, false, &slots);
+    RDom r = everyPair("rparam");
+    bw.extraRows = RVar(r[0]);
+    bw.extraKeys = RVar(r[1]);
+    bw.extraBlocks = RVar(r[2]);
+    Tuple pr(bw.paramPairs.pair(r[1], r[0], r[3], r[2], r[4], r[5]));
+    bw.dparams = Func("dparams");
+    std::vector<Expr> init(paramLeaves.size() + 1, zero), upd;
+    bw.dparams() = Tuple(init); // one spare element: a Tuple of one is no Tuple
+    for (size_t m = 0; m < paramLeaves.size(); ++m)
+      upd.push_back(bw.dparams()[m] + pr[slots[m]]);
+    upd.push_back(bw.dparams()[paramLeaves.size()]);
+    bw.dparams() = Tuple(upd);
+    for (size_t m = 0; m < paramLeaves.size(); ++m) {
+      const std::string &pname = paramLeaves[m]->name;
+      Type pt;
+      for (const Param<> &p : fwd.params)
+        if (p.name() == pname)
+          pt = p.type();
+      Func g("d_" + pname);
+      g() = cast(pt, bw.dparams()[m]);
+      bw.outputs.push_back(g);
+      bw.gradNames.push_back(pname);
+    }
+  }
+
+  // NAME_lse for softmax kernels without `output lse`: log Σ exp(s) per row.
+  if (norm == "softmax" && !kernel.getOutputLse()) {
+    bw.lsePairs = makePairs("lse_", {}, true, nullptr);
+    RDom r(0, TK, 0, nKB, "rl");
+    if (Expr m = mayTake(qt, r.y, h, b); m.defined())
+      r.where(m);
+    bw.lseKeys = RVar(r.x);
+    bw.lseBlocks = RVar(r.y);
+    bw.lseStats = Func("lseStats");
+    bw.lseStats(ii, qt, h, b) = Tuple(negInf, zero);
+    Expr s = bw.lsePairs.pair(r.x, ii, qt, r.y, h, b);
+    Expr m0 = bw.lseStats(ii, qt, h, b)[0], l0 = bw.lseStats(ii, qt, h, b)[1];
+    Expr m1 = max(m0, s);
+    Expr l1 = select(live(s), select(live(m0), l0 * exp(m0 - m1), zero) + exp(s - m1), l0);
+    bw.lseStats(ii, qt, h, b) = Tuple(m1, l1);
+    bw.lseRows = Func("lse");
+    Tuple st(bw.lseStats(i % TQ, i / TQ, h, b));
+    bw.lseRows(i, h, b) = cast(Float(32), select(st[1] > zero, st[0] + log(st[1]), negInf));
+  }
+
+  for (const Func &f : fwd.tileSummaries)
+    bw.extra.push_back(f);
+  bw.tensors = fwd.tensors;
+  bw.params = fwd.params;
+  return bw;
+}
+
+} // namespace attn
