@@ -601,13 +601,15 @@ std::vector<Argument> AttentionAlgorithm::arguments() const {
   return args;
 }
 
-std::vector<Argument> AttentionAlgorithm::inputArguments() const {
-  std::vector<Argument> args;
-  for (const ImageParam &p : tensors)
-    args.push_back(p);
-  for (const Param<> &p : params)
-    args.push_back(p);
+std::vector<Argument> inputArgumentsOf(const std::vector<ImageParam> &tensors,
+                                       const std::vector<Param<>> &params) {
+  std::vector<Argument> args(tensors.begin(), tensors.end());
+  args.insert(args.end(), params.begin(), params.end());
   return args;
+}
+
+std::vector<Argument> AttentionAlgorithm::inputArguments() const {
+  return inputArgumentsOf(tensors, params);
 }
 
 std::vector<Func> AttentionAlgorithm::outputs() const {

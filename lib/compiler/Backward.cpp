@@ -42,11 +42,7 @@ struct Leaf {
 } // namespace
 
 std::vector<Argument> BackwardAlgorithm::arguments() const {
-  std::vector<Argument> args;
-  for (const ImageParam &p : tensors)
-    args.push_back(p);
-  for (const Param<> &p : params)
-    args.push_back(p);
+  std::vector<Argument> args = inputArgumentsOf(tensors, params);
   args.push_back(out);
   args.push_back(dout);
   if (normalize == "softmax") {
@@ -73,12 +69,16 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
   if (!kernel.getVectors().empty())
     refuse("the kernel has channel vectors; not supported yet");
   std::string norm = kernel.getNormalize().str();
-  if (norm != "softmax" && norm != "sigmoid" && norm != "relu" && norm != "none")
-    refuse("normalize = " + norm + " has no backward yet (softmax, sigmoid, relu and none do)");
+  if (norm != "softmax" && norm != "sigmoid" && norm != "relu" && norm != "none" &&
+      norm != "hardmax")
+    refuse("normalize = " + norm +
+           " has no backward yet (softmax, sigmoid, relu, none and hardmax do)");
 
   BackwardAlgorithm bw;
   bw.name = name;
   bw.normalize = norm;
+  if (auto t = kernel.getTies())
+    bw.ties = t->str();
   bw.computeType = halideType(kernel.getComputeType());
   bw.tileQ = tiles.q;
   bw.tileK = tiles.k;
@@ -102,6 +102,9 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
   Expr G = H / Hk; // query heads per key head (the runtime checks H % Hk == 0)
   tr.setExtents(Lq, Lk);
 
+  // NAME_lse's output is named before the backward's lse input, which would
+  // otherwise take the name (NAME_lse's buffer argument is then `lse`).
+  bw.lseRows = Func("lse");
   bw.out = ImageParam(q.type(), 4, "out");
   bw.dout = ImageParam(q.type(), 4, "dout");
   Expr extents[4] = {Dv, Lq, H, B};
@@ -242,6 +245,15 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
     } else if (norm == "relu") {
       p = select(take, max(s, zero), zero);
       ds = select(s > zero, dP, zero);
+    } else if (norm == "hardmax") {
+      // The value(s) the forward returned get the gradient; the score none
+      // (piecewise constant in it): dq, dk, aux and params are 0.
+      Tuple st(bw.rowStats(ii, qt, h, b));
+      Expr w = bw.ties == "average" ? one / cast(ct, max(st[1], 1))
+               : bw.ties == "latest" ? select(jE == st[3], one, zero)
+                                     : select(jE == st[2], one, zero);
+      p = select(take && sv == st[0], w, zero);
+      ds = zero;
     } else {
       p = select(take, s, zero);
       ds = dP;
@@ -264,46 +276,86 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
 
   Expr nQT = (Lq + TQ - 1) / TQ, nKB = (Lk + TK - 1) / TK;
   Expr two = make_const(ct, 2.0);
-
-  // dk, dv: per key block, over the query heads of its group and the query
-  // tiles; c runs over max(D, Dv) with clamped reads.
-  {
-    bw.dkvPairs = makePairs("dkv_", {}, false, nullptr);
-    RDom r(0, TQ, 0, G, 0, nQT, "rq");
-    Expr hq = hkv * G + r.y;
-    if (Expr m = mayTake(r.z, kb, hq, b); m.defined())
-      r.where(m);
-    bw.dkvRows = RVar(r.x);
-    bw.dkvHeads = RVar(r.y);
-    bw.dkvTiles = RVar(r.z);
-    bw.dkv = Func("dkv");
-    bw.dkv(c, jj, kb, hkv, b) = Tuple(zero, zero);
-    Tuple pr(bw.dkvPairs.pair(jj, r.x, r.z, kb, hq, b));
-    Expr iR = min(r.z * TQ + r.x, Lq - 1), jC = min(kb * TK + jj, Lk - 1);
-    Expr cD = min(c, D - 1), cV = min(c, Dv - 1);
-    Expr dk = pr[1] * cast(ct, q(cD, iR, hq, b));
-    if (usesKn)
-      dk = dk + pr[3] * two * cast(ct, k(cD, jC, hkv, b));
-    Expr dvTerm = pr[0] * cast(ct, bw.dout(cV, iR, hq, b));
-    bw.dkv(c, jj, kb, hkv, b) = Tuple(bw.dkv(c, jj, kb, hkv, b)[0] + dk,
-                                      bw.dkv(c, jj, kb, hkv, b)[1] + dvTerm);
-  }
-  // dq: per query tile, over the key blocks.
-  {
-    bw.dqPairs = makePairs("dq_", {}, false, nullptr);
-    RDom r(0, TK, 0, nKB, "rk");
+  // (jj, kb) over the key blocks that may take part for query tile qt.
+  auto keysOfTile = [&](const char *nm) {
+    RDom r(0, TK, 0, nKB, nm);
     if (Expr m = mayTake(qt, r.y, h, b); m.defined())
       r.where(m);
-    bw.dqKeys = RVar(r.x);
-    bw.dqBlocks = RVar(r.y);
+    return r;
+  };
+
+  // Hardmax: per row the maximum score, the number of keys that reach it
+  // and the first and last of them (keys in the order of j).
+  if (norm == "hardmax") {
+    bw.statsPairs = makePairs("stats_", {}, true, nullptr);
+    RDom r = keysOfTile("rh");
+    bw.statsKeys = RVar(r.x);
+    bw.statsBlocks = RVar(r.y);
+    bw.rowStats = Func("rowStats");
+    Expr none = make_const(Int(32), -1);
+    bw.rowStats(ii, qt, h, b) = Tuple(negInf, make_const(Int(32), 0), none, none);
+    Expr s = bw.statsPairs.pair(r.x, ii, qt, r.y, h, b), jR = r.y * TK + r.x;
+    Tuple o(bw.rowStats(ii, qt, h, b));
+    Expr gt = live(s) && s > o[0], eq = live(s) && s == o[0];
+    bw.rowStats(ii, qt, h, b) = Tuple(select(gt, s, o[0]), select(gt, 1, eq, o[1] + 1, o[1]),
+                                      select(gt, jR, o[2]), select(gt || eq, jR, o[3]));
+  }
+
+  // dk, dv: per key block, over the query heads of its group and the query
+  // tiles that may take part; per such tile, dkvTile sums its rows (a
+  // matrix product the schedule blocks in registers). c runs over
+  // max(D, Dv) with clamped reads.
+  {
+    bw.dkvPairs = makePairs("dkv_", {}, false, nullptr);
+    RDom ri(0, TQ, "ri");
+    bw.dkvRows = RVar(ri.x);
+    Expr iR = min(qt * TQ + ri.x, Lq - 1), jC = min(kb * TK + jj, Lk - 1);
+    Expr cD = min(c, D - 1), cV = min(c, Dv - 1);
+    Tuple pr(bw.dkvPairs.pair(jj, ri.x, qt, kb, h, b));
+    Expr dk = pr[1] * cast(ct, q(cD, iR, h, b));
+    if (usesKn)
+      dk = dk + pr[3] * two * cast(ct, k(cD, jC, h / G, b));
+    Expr dvTerm = pr[0] * cast(ct, bw.dout(cV, iR, h, b));
+    bw.dkvTile = Func("dkvTile");
+    bw.dkvTile(c, jj, qt, kb, h, b) = Tuple(zero, zero);
+    bw.dkvTile(c, jj, qt, kb, h, b) = Tuple(bw.dkvTile(c, jj, qt, kb, h, b)[0] + dk,
+                                            bw.dkvTile(c, jj, qt, kb, h, b)[1] + dvTerm);
+    RDom r(0, G, 0, nQT, "rq");
+    Expr hq = hkv * G + r.x;
+    if (Expr m = mayTake(r.y, kb, hq, b); m.defined())
+      r.where(m);
+    bw.dkvHeads = RVar(r.x);
+    bw.dkvTiles = RVar(r.y);
+    bw.dkv = Func("dkv");
+    bw.dkv(c, jj, kb, hkv, b) = Tuple(zero, zero);
+    Tuple t(bw.dkvTile(c, jj, r.y, kb, hq, b));
+    bw.dkv(c, jj, kb, hkv, b) = Tuple(bw.dkv(c, jj, kb, hkv, b)[0] + t[0],
+                                      bw.dkv(c, jj, kb, hkv, b)[1] + t[1]);
+  }
+  // dq: per query tile, over the key blocks that may take part; per block,
+  // dqTile sums its keys (hardmax: dq = 0, no loop).
+  if (norm == "hardmax") {
     bw.dq = Func("dqAcc");
     bw.dq(c, ii, qt, h, b) = zero;
-    Tuple pr(bw.dqPairs.pair(r.x, ii, qt, r.y, h, b));
-    Expr jR = min(r.y * TK + r.x, Lk - 1), cD = min(c, D - 1); // c may overhang D by a vector
+  } else {
+    bw.dqPairs = makePairs("dq_", {}, false, nullptr);
+    RDom rj(0, TK, "rj");
+    bw.dqKeys = RVar(rj.x);
+    Tuple pr(bw.dqPairs.pair(rj.x, ii, qt, kb, h, b));
+    Expr jR = min(kb * TK + rj.x, Lk - 1), cD = min(c, D - 1); // c may overhang D by a vector
     Expr term = pr[1] * cast(ct, k(cD, jR, h / G, b));
     if (usesQn)
       term = term + pr[2] * two * cast(ct, q(cD, min(qt * TQ + ii, Lq - 1), h, b));
-    bw.dq(c, ii, qt, h, b) += term;
+    bw.dqTile = Func("dqTile");
+    bw.dqTile(c, ii, qt, kb, h, b) = zero;
+    bw.dqTile(c, ii, qt, kb, h, b) += term;
+    RDom r(0, nKB, "rk");
+    if (Expr m = mayTake(qt, r.x, h, b); m.defined())
+      r.where(m);
+    bw.dqBlocks = RVar(r.x);
+    bw.dq = Func("dqAcc");
+    bw.dq(c, ii, qt, h, b) = zero;
+    bw.dq(c, ii, qt, h, b) += bw.dqTile(c, ii, qt, r.x, h, b);
   }
   Func dqOut("dq"), dkOut("dk"), dvOut("dv");
   dqOut(c, i, h, b) = cast(q.type(), bw.dq(c, i % TQ, i / TQ, h, b));
@@ -396,21 +448,35 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
 
   // NAME_lse for softmax kernels without `output lse`: log Σ exp(s) per row.
   if (norm == "softmax" && !kernel.getOutputLse()) {
-    bw.lsePairs = makePairs("lse_", {}, true, nullptr);
-    RDom r(0, TK, 0, nKB, "rl");
-    if (Expr m = mayTake(qt, r.y, h, b); m.defined())
+    // Per key block: its maximum and Σ exp(s - max) per row (one exp per
+    // pair, vectorized over keys), then an online merge over the blocks
+    // (one exp per row and block), as the forward's softmax.
+    bw.statsPairs = makePairs("lse_", {}, true, nullptr);
+    Func &s = bw.statsPairs.pair;
+    RDom rj(0, TK, "rlj");
+    bw.statsKeys = RVar(rj.x);
+    bw.lseBlockMax = Func("lseBlockMax");
+    bw.lseBlockMax(ii, qt, kb, h, b) = negInf;
+    bw.lseBlockMax(ii, qt, kb, h, b) = max(bw.lseBlockMax(ii, qt, kb, h, b), s(rj.x, ii, qt, kb, h, b));
+    bw.lseWeight = Func("lseWeight");
+    Expr sp = s(jj, ii, qt, kb, h, b), bm = bw.lseBlockMax(ii, qt, kb, h, b);
+    bw.lseWeight(jj, ii, qt, kb, h, b) = select(live(sp), exp(sp - bm), zero);
+    bw.lseBlockSum = Func("lseBlockSum");
+    bw.lseBlockSum(ii, qt, kb, h, b) = zero;
+    bw.lseBlockSum(ii, qt, kb, h, b) += bw.lseWeight(rj.x, ii, qt, kb, h, b);
+    RDom r(0, nKB, "rl");
+    if (Expr m = mayTake(qt, r.x, h, b); m.defined())
       r.where(m);
-    bw.lseKeys = RVar(r.x);
-    bw.lseBlocks = RVar(r.y);
-    bw.lseStats = Func("lseStats");
-    bw.lseStats(ii, qt, h, b) = Tuple(negInf, zero);
-    Expr s = bw.lsePairs.pair(r.x, ii, qt, r.y, h, b);
-    Expr m0 = bw.lseStats(ii, qt, h, b)[0], l0 = bw.lseStats(ii, qt, h, b)[1];
-    Expr m1 = max(m0, s);
-    Expr l1 = select(live(s), select(live(m0), l0 * exp(m0 - m1), zero) + exp(s - m1), l0);
-    bw.lseStats(ii, qt, h, b) = Tuple(m1, l1);
-    bw.lseRows = Func("lse");
-    Tuple st(bw.lseStats(i % TQ, i / TQ, h, b));
+    bw.statsBlocks = RVar(r.x);
+    bw.rowStats = Func("rowStats");
+    bw.rowStats(ii, qt, h, b) = Tuple(negInf, zero);
+    Expr m0 = bw.rowStats(ii, qt, h, b)[0], l0 = bw.rowStats(ii, qt, h, b)[1];
+    Expr bmax = bw.lseBlockMax(ii, qt, r.x, h, b), bsum = bw.lseBlockSum(ii, qt, r.x, h, b);
+    Expr m1 = max(m0, bmax);
+    Expr l1 = select(live(bmax),
+                     select(live(m0), l0 * exp(m0 - m1), zero) + bsum * exp(bmax - m1), l0);
+    bw.rowStats(ii, qt, h, b) = Tuple(m1, l1);
+    Tuple st(bw.rowStats(i % TQ, i / TQ, h, b));
     bw.lseRows(i, h, b) = cast(Float(32), select(st[1] > zero, st[0] + log(st[1]), negInf));
   }
 

@@ -252,8 +252,18 @@ Built buildHalide(Lowered &low, const CompileOptions &opts, std::string &err) {
                              opts.skipTiles);
   cpu::schedule(built.alg, built.target);
   if (opts.backward) {
-    built.backward = buildBackward(low.kernelOps, TileSizes{built.alg.tileQ, built.alg.tileK,
-                                                            built.alg.regQ, built.alg.regK});
+    try {
+      built.backward = buildBackward(low.kernelOps, TileSizes{built.alg.tileQ, built.alg.tileK,
+                                                              built.alg.regQ, built.alg.regK});
+    } catch (const Halide::CompileError &e) {
+      if (!opts.backwardIfDifferentiable)
+        throw;
+      std::string why = e.what();
+      if (why.rfind("attnc: ", 0) == 0)
+        why = why.substr(7);
+      err += "attnc: note: compiled without NAME_backward: " + why + "\n";
+      return built;
+    }
     cpu::scheduleBackward(*built.backward, built.target);
   }
   return built;
@@ -403,10 +413,9 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
     manifest.hasBackward = true;
     manifest.gradNames = bw.gradNames;
     if (bw.lseRows.defined()) {
-      std::vector<Halide::Argument> args(bw.tensors.begin(), bw.tensors.end());
-      args.insert(args.end(), bw.params.begin(), bw.params.end());
       Halide::Pipeline lse(bw.lseRows);
-      modules.push_back(lse.compile_to_module(args, a.name + "_lse", built.target));
+      modules.push_back(lse.compile_to_module(inputArgumentsOf(bw.tensors, bw.params),
+                                              a.name + "_lse", built.target));
       manifest.hasLse = true;
     }
   }

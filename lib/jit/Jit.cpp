@@ -718,6 +718,24 @@ Status JitKernel::run(const std::map<std::string, HostTensor> &inputs,
   return Status::ok();
 }
 
+template <class Params>
+Status JitKernel::backwardOf(const std::map<std::string, runtime::TensorRef> &inputs,
+                             const Params &params, const runtime::TensorRef &out,
+                             const runtime::TensorRef &dout, const runtime::TensorRef *lse,
+                             const runtime::TensorRef *dlse,
+                             std::map<std::string, HostTensor> &grads) const {
+  Call call;
+  if (backward_) {
+    try {
+      if (Status s = prepare(inputs, params, call); !s)
+        return s;
+    } catch (const std::bad_alloc &) {
+      return Status::error("attnc: error: out of memory preparing a call of '" + kernel_->name + "'");
+    }
+  }
+  return backwardPrepared(call, inputs, out, dout, lse, dlse, grads);
+}
+
 Status JitKernel::backward(const std::map<std::string, HostTensor> &inputs,
                           const std::map<std::string, std::string> &params,
                           const HostTensor &out, const HostTensor &dout, const HostTensor *lse,
@@ -727,17 +745,8 @@ Status JitKernel::backward(const std::map<std::string, HostTensor> &inputs,
     refs.emplace(name, runtime::TensorRef(t));
   runtime::TensorRef lseRef = lse ? runtime::TensorRef(*lse) : runtime::TensorRef();
   runtime::TensorRef dlseRef = dlse ? runtime::TensorRef(*dlse) : runtime::TensorRef();
-  const runtime::TensorRef *l = lse ? &lseRef : nullptr, *dl = dlse ? &dlseRef : nullptr;
-  Call call;
-  if (!backward_)
-    return backwardPrepared(call, refs, out, dout, l, dl, grads);
-  try {
-    if (Status s = prepare(refs, params, call); !s)
-      return s;
-  } catch (const std::bad_alloc &) {
-    return Status::error("attnc: error: out of memory preparing a call of '" + kernel_->name + "'");
-  }
-  return backwardPrepared(call, refs, out, dout, l, dl, grads);
+  return backwardOf(refs, params, out, dout, lse ? &lseRef : nullptr, dlse ? &dlseRef : nullptr,
+                    grads);
 }
 
 Status JitKernel::backward(const std::map<std::string, runtime::TensorRef> &inputs,
@@ -746,16 +755,7 @@ Status JitKernel::backward(const std::map<std::string, runtime::TensorRef> &inpu
                           const runtime::TensorRef *lse,
                           std::map<std::string, HostTensor> &grads,
                           const runtime::TensorRef *dlse) const {
-  Call call;
-  if (!backward_)
-    return backwardPrepared(call, inputs, out, dout, lse, dlse, grads);
-  try {
-    if (Status s = prepare(inputs, params, call); !s)
-      return s;
-  } catch (const std::bad_alloc &) {
-    return Status::error("attnc: error: out of memory preparing a call of '" + kernel_->name + "'");
-  }
-  return backwardPrepared(call, inputs, out, dout, lse, dlse, grads);
+  return backwardOf(inputs, params, out, dout, lse, dlse, grads);
 }
 
 Status JitKernel::backwardPrepared(Call &call,

@@ -91,11 +91,11 @@ def test_transformer_block_eager_and_compiled():
 
 
 def test_backward_of_a_kernel_attnc_cannot_differentiate_says_why():
-    # The gradients themselves: test_backward.py. Hard-max has none yet.
-    op = attnc.torch.custom_op(attnc.load(ROOT / "examples" / "variants" / "hardmax_average.attn"))
+    # The gradients themselves: test_backward.py. Top-k has none yet.
+    op = attnc.torch.custom_op(attnc.load(ROOT / "examples" / "variants" / "topk.attn"))
     q = torch.randn(1, 1, 8, 2, requires_grad=True)
     out, lse = op(q, q, q)
-    with pytest.raises(attnc.CompileError, match="normalize = hardmax has no backward yet"):
+    with pytest.raises(attnc.CompileError, match="normalize = topk has no backward yet"):
         out.sum().backward()
 
 

@@ -384,15 +384,60 @@ TEST(Gradients, ALossOnLseGetsItsGradient) {
   EXPECT_NE(s.message().find("'dlse', dimension 2"), std::string::npos) << s.message();
 }
 
+TEST(Gradients, HardmaxSendsTheGradientToTheChosenValuesOnly) {
+  // out_i = v of the maximizing key(s): dv_j = Σ_i w_ij dout_i with the
+  // reference's hard-max weights (1/n to each of n tied keys for average,
+  // 1 to the latest or first), dq = dk = 0. Half-integer data make ties
+  // exact in f32 and f64 alike.
+  std::mt19937 rng(11);
+  for (const char *ties : {"average", "latest", "first"}) {
+    SourceFile src{"hardmax.attn", std::string(R"(attention hm {
+  q: f32[B, H, L, D]
+  k: f32[B, G, L, D]
+  v: f32[B, G, L, E]
+  score = dot(q, k)
+  mask = j <= i
+  normalize = hardmax(ties = )") + ties + R"()
+  output lse
+})"};
+    auto k = compileWithBackward(src);
+    ASSERT_TRUE(k);
+    auto in = qkv(ElemType::F32, 1, 4, 2, 150, 150, 2, 8, rng);
+    for (const char *t : {"q", "k"})
+      for (int64_t n = 0; n < in[t].numel(); ++n)
+        in[t].setDouble(n, std::round(in[t].getDouble(n) * 2) / 2); // many exact ties
+    Pass r;
+    ASSERT_TRUE(runBoth(*k, in, {}, rng, r));
+    HostTensor P;
+    Status s = referenceWeights(k->kernel(), in, r.call.bindings, P);
+    ASSERT_TRUE(s) << s.message();
+    const Bindings &bd = r.call.bindings;
+    std::vector<double> dv(in["v"].numel());
+    for (int64_t h = 0; h < bd.H; ++h)
+      for (int64_t i = 0; i < bd.Lq; ++i)
+        for (int64_t j = 0; j < bd.Lk; ++j)
+          for (int64_t d = 0; d < bd.Dv; ++d)
+            dv[((h / 2) * bd.Lk + j) * bd.Dv + d] +=
+                P.getDouble((h * bd.Lq + i) * bd.Lk + j) * r.dout.getDouble((h * bd.Lq + i) * bd.Dv + d);
+    std::vector<std::pair<int64_t, double>> want;
+    for (size_t n = 0; n < dv.size(); ++n)
+      want.push_back({int64_t(n), dv[n]});
+    compare(std::string("hardmax ") + ties + " dv", r.grads.at("v"), want, 1e-5, 1e-6);
+    for (const char *t : {"q", "k"})
+      for (int64_t n = 0; n < r.grads.at(t).numel(); ++n)
+        ASSERT_EQ(r.grads.at(t).getDouble(n), 0.0) << ties << " d" << t;
+  }
+}
+
 TEST(Gradients, KernelsWithoutABackwardSayWhy) {
   JitOptions opts;
   opts.cacheDir = CacheDir::path().string();
   opts.backward = true;
   std::string messages;
-  auto k = JitKernel::compile(readVariant("hardmax_average.attn"), opts, messages);
+  auto k = JitKernel::compile(readVariant("topk.attn"), opts, messages);
   EXPECT_FALSE(k);
   EXPECT_NE(messages.find("no backward for kernel"), std::string::npos) << messages;
-  EXPECT_NE(messages.find("hardmax"), std::string::npos) << messages;
+  EXPECT_NE(messages.find("normalize = topk has no backward yet"), std::string::npos) << messages;
   // Compiled without it, backward() is an error, not a crash.
   auto fwd = compileVariant("causal.attn");
   ASSERT_TRUE(fwd);

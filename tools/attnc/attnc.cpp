@@ -119,13 +119,18 @@ int cmdEmit(const std::string &file, const std::string &stageName, const std::st
 }
 
 int cmdCompile(const std::string &file, const std::string &dir, const std::string &kernel,
-               const std::string &target) {
+               const std::string &target, bool noBackward) {
   attn::SourceFile src;
   std::string err;
   if (!readSource(file, src, err))
     return fail(err);
   attn::KernelManifest manifest;
-  bool ok = attn::compileStaticLibrary(src, {kernel, target}, dir, manifest, err);
+  attn::CompileOptions opts;
+  opts.kernel = kernel;
+  opts.target = target;
+  opts.backward = !noBackward;
+  opts.backwardIfDifferentiable = true;
+  bool ok = attn::compileStaticLibrary(src, opts, dir, manifest, err);
   fmt::print(stderr, "{}", err);
   if (!ok)
     return 1;
@@ -134,8 +139,8 @@ int cmdCompile(const std::string &file, const std::string &dir, const std::strin
 }
 
 struct RunArgs {
-  std::string file, kernel, target = "host", out, lse;
-  std::vector<std::string> ins, params;
+  std::string file, kernel, target = "host", out, lse, dout, dlse;
+  std::vector<std::string> ins, params, grads;
   int bench = 0;
   bool noCache = false;
 };
@@ -145,28 +150,48 @@ int cmdRun(const RunArgs &a) {
   std::string err;
   if (!readSource(a.file, src, err))
     return fail(err);
-  std::map<std::string, std::string> inPaths, params;
+  std::map<std::string, std::string> inPaths, params, gradPaths;
   if (!splitAssignments(a.ins, "--in", inPaths, err) ||
-      !splitAssignments(a.params, "--param", params, err))
+      !splitAssignments(a.params, "--param", params, err) ||
+      !splitAssignments(a.grads, "--grad", gradPaths, err))
     return fail(err);
+  if (a.dout.empty() != gradPaths.empty())
+    return fail(a.dout.empty() ? "attnc: error: --grad needs --dout (the gradient of the loss "
+                                 "with respect to out)"
+                               : "attnc: error: --dout needs at least one --grad NAME=file.npy");
+  if (!a.dlse.empty() && a.dout.empty())
+    return fail("attnc: error: --dlse needs --dout and --grad");
 
-  // An output must not overwrite another output or an input.
-  if (!a.lse.empty() && sameFile(a.out, a.lse))
-    return fail("attnc: error: --out and --lse name the same file '" + a.out +
-                "'; give each output its own file");
+  // An output must not overwrite another output, an input or the source.
+  std::vector<std::pair<std::string, std::string>> outputs{{"--out", a.out}}, readFrom;
+  if (!a.lse.empty())
+    outputs.push_back({"--lse", a.lse});
+  for (auto &[name, path] : gradPaths)
+    outputs.push_back({"--grad " + name, path});
   for (auto &[name, path] : inPaths)
-    for (const std::string *o : {&a.out, &a.lse})
-      if (!o->empty() && sameFile(*o, path))
-        return fail("attnc: error: " + std::string(o == &a.out ? "--out" : "--lse") + " '" + *o +
-                    "' is the input " + name + " ('" + path +
-                    "'); writing it would destroy the input");
-  if (sameFile(a.out, a.file) || (!a.lse.empty() && sameFile(a.lse, a.file)))
-    return fail("attnc: error: an output names the source file '" + a.file + "'");
+    readFrom.push_back({"the input " + name, path});
+  if (!a.dout.empty())
+    readFrom.push_back({"--dout", a.dout});
+  if (!a.dlse.empty())
+    readFrom.push_back({"--dlse", a.dlse});
+  for (size_t n = 0; n < outputs.size(); ++n) {
+    if (sameFile(outputs[n].second, a.file))
+      return fail("attnc: error: an output names the source file '" + a.file + "'");
+    for (size_t m = 0; m < n; ++m)
+      if (sameFile(outputs[n].second, outputs[m].second))
+        return fail("attnc: error: " + outputs[m].first + " and " + outputs[n].first +
+                    " name the same file '" + outputs[n].second + "'; give each output its own file");
+    for (auto &[what, path] : readFrom)
+      if (sameFile(outputs[n].second, path))
+        return fail("attnc: error: " + outputs[n].first + " '" + outputs[n].second + "' is " +
+                    what + " ('" + path + "'); writing it would destroy the input");
+  }
 
   attn::JitOptions opts;
   opts.kernel = a.kernel;
   opts.target = a.target;
   opts.useCache = !a.noCache;
+  opts.backward = !a.dout.empty();
   std::string messages;
   auto kernel = attn::JitKernel::compile(src, opts, messages);
   fmt::print(stderr, "{}", messages);
@@ -175,6 +200,9 @@ int cmdRun(const RunArgs &a) {
   const attn::dsl::Kernel &k = kernel->kernel();
   if (!a.lse.empty() && !k.outputLse)
     return fail("attnc: error: --lse given but kernel '" + k.name +
+                "' does not declare `output lse`");
+  if (!a.dlse.empty() && !k.outputLse)
+    return fail("attnc: error: --dlse given but kernel '" + k.name +
                 "' does not declare `output lse`");
 
   std::map<std::string, HostTensor> inputs;
@@ -189,11 +217,38 @@ int cmdRun(const RunArgs &a) {
     inputs[name] = std::move(tensor);
   }
 
+  for (auto &[name, path] : gradPaths)
+    if (std::find(kernel->manifest().gradNames.begin(), kernel->manifest().gradNames.end(),
+                  name) == kernel->manifest().gradNames.end()) {
+      std::string names;
+      for (const std::string &g : kernel->manifest().gradNames)
+        names += (names.empty() ? "" : ", ") + g;
+      return fail("attnc: error: --grad " + name + ": kernel '" + k.name +
+                  "' has no gradient of '" + name + "' (it has: " + names + ")");
+    }
+
   attn::JitKernel::Call call;
   if (Status s = kernel->prepare(inputs, params, call); !s)
     return fail(s.message());
   if (Status s = kernel->execute(call); !s)
     return fail(s.message());
+
+  // The backward, from the forward's out (and lse) and the given dout.
+  std::map<std::string, HostTensor> grads;
+  HostTensor dout, dlse;
+  auto backward = [&]() -> Status {
+    return kernel->backward(inputs, params, call.out, dout, k.outputLse ? &call.lse : nullptr,
+                            grads, a.dlse.empty() ? nullptr : &dlse);
+  };
+  if (!a.dout.empty()) {
+    if (Status s = attn::runtime::readNpyAs(a.dout, "dout", k.q->type, dout); !s)
+      return fail(s.message());
+    if (!a.dlse.empty())
+      if (Status s = attn::runtime::readNpyAs(a.dlse, "dlse", attn::dsl::ElemType::F32, dlse); !s)
+        return fail(s.message());
+    if (Status s = backward(); !s)
+      return fail(s.message());
+  }
 
   if (a.bench > 0) {
     std::vector<double> ms;
@@ -211,15 +266,41 @@ int cmdRun(const RunArgs &a) {
                kernel->cacheHit() ? "cached" : "compiled");
     fmt::print("bench: median {:.3f} ms, {:.1f} GFLOP/s, {:.1f}% of FP32 peak\n", median, gflops,
                100.0 * gflops / attn::runtime::peakGflops());
+    if (!a.dout.empty()) {
+      // The backward's work per participating pair: q·k, dq and dk 2·D each,
+      // dout·v and dv 2·Dv each (10·D when Dv = D), against the forward's
+      // 2·D + 2·Dv.
+      std::vector<double> bms;
+      for (int r = 0; r < a.bench; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        if (Status s = backward(); !s)
+          return fail(s.message());
+        bms.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::sort(bms.begin(), bms.end());
+      double bmedian = bms.size() % 2 ? bms[bms.size() / 2]
+                                      : 0.5 * (bms[bms.size() / 2 - 1] + bms[bms.size() / 2]);
+      double D = double(call.bindings.D), Dv = double(call.bindings.Dv);
+      double bgflops = flops * (6 * D + 4 * Dv) / (2 * D + 2 * Dv) / (bmedian * 1e-3) / 1e9;
+      fmt::print("backward: median {:.3f} ms ({:.2f}x the forward), {:.1f} GFLOP/s, {:.1f}% of "
+                 "FP32 peak\n",
+                 bmedian, bmedian / median, bgflops, 100.0 * bgflops / attn::runtime::peakGflops());
+    }
   }
 
-  // Outputs are written only after everything succeeded.
-  if (Status s = attn::runtime::writeNpy(a.out, call.out); !s)
-    return fail(s.message());
+  // Outputs are written only after everything succeeded; a failed write
+  // removes what was written before it.
+  std::vector<std::pair<std::string, const HostTensor *>> writes{{a.out, &call.out}};
   if (!a.lse.empty())
-    if (Status s = attn::runtime::writeNpy(a.lse, call.lse); !s) {
+    writes.push_back({a.lse, &call.lse});
+  for (auto &[name, path] : gradPaths)
+    writes.push_back({path, &grads.at(name)});
+  for (size_t n = 0; n < writes.size(); ++n)
+    if (Status s = attn::runtime::writeNpy(writes[n].first, *writes[n].second); !s) {
       std::error_code ec;
-      fs::remove(a.out, ec);
+      for (size_t m = 0; m < n; ++m)
+        fs::remove(writes[m].first, ec);
       return fail(s.message());
     }
   return 0;
@@ -302,6 +383,9 @@ int main(int argc, char **argv) {
   compile->add_option("-o", outDir, "output directory")->required();
   compile->add_option("--kernel", kernel, "kernel name");
   compile->add_option("--target", target, "Halide target, e.g. host, x86-64-linux-avx2");
+  bool noBackward = false;
+  compile->add_flag("--no-backward", noBackward,
+                    "leave NAME_backward (and NAME_lse) out of the library");
 
   RunArgs run;
   auto *runCmd = app.add_subcommand("run", "compile (or load from the cache) and run on .npy tensors");
@@ -312,6 +396,13 @@ int main(int argc, char **argv) {
   runCmd->add_option("--param", run.params, "NAME=VALUE")->take_all();
   runCmd->add_option("--out", run.out, "output .npy")->required();
   runCmd->add_option("--lse", run.lse, "log-sum-exp output .npy");
+  runCmd->add_option("--dout", run.dout,
+                     "dL/dout .npy (out's shape and dtype): also run the backward");
+  runCmd->add_option("--dlse", run.dlse, "dL/dlse .npy (f32 [B, H, Lq]) when the loss reads lse");
+  runCmd->add_option("--grad", run.grads,
+                     "NAME=file.npy: write the gradient of q, k, v, a float aux tensor or a "
+                     "float param (0-d)")
+      ->take_all();
   runCmd->add_option("--bench", run.bench, "timed runs after a warm-up; prints the median")
       ->check(CLI::NonNegativeNumber);
   runCmd->add_flag("--no-cache", run.noCache,
@@ -361,7 +452,7 @@ int main(int argc, char **argv) {
     if (*emit)
       return cmdEmit(file, stage, kernel, target);
     if (*compile)
-      return cmdCompile(file, outDir, kernel, target);
+      return cmdCompile(file, outDir, kernel, target, noBackward);
     if (*runCmd)
       return cmdRun(run);
     if (*vizCmd)

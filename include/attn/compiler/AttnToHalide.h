@@ -173,6 +173,10 @@ struct AttentionAlgorithm {
   std::vector<Halide::Func> outputs() const;
 };
 
+/// The arguments of a pipeline over `tensors` then `params`, in that order.
+std::vector<Halide::Argument> inputArgumentsOf(const std::vector<Halide::ImageParam> &tensors,
+                                               const std::vector<Halide::Param<>> &params);
+
 /// Tile sizes of the algorithm: queries per tile, keys per block. Chosen by
 /// the target (e.g. attn::cpu::chooseTiles).
 struct TileSizes {
@@ -211,7 +215,8 @@ AttentionAlgorithm buildAlgorithm(const std::vector<mlir::Operation *> &kernelOp
 /// j = kb * tileK + jj.
 struct BackwardAlgorithm {
   std::string name;      // the kernel's; the entry point is NAME_backward
-  std::string normalize; // softmax, sigmoid, relu, none
+  std::string normalize; // softmax, sigmoid, relu, none, hardmax
+  std::string ties;      // hardmax: average, latest, first
   Halide::Type computeType;
   int tileQ = 64, tileK = 128;
 
@@ -233,13 +238,16 @@ struct BackwardAlgorithm {
     Halide::RVar rd, rdv; // the reductions of dot and dpv
   };
   /// dK and dV: Tuple {dk, dv} (c, jj, kb, hk, b) over c < max(D, Dv),
-  /// summed over the query heads of the group (rq.y) and the query tiles
-  /// (rq.z) that may take part; rq.x runs over the rows of a tile.
-  Halide::Func dkv;
+  /// the sum of dkvTile (c, jj, qt, kb, h, b), one query tile's share
+  /// (over its rows, dkvRows), over the query heads of the group
+  /// (dkvHeads) and the query tiles that may take part (dkvTiles).
+  Halide::Func dkv, dkvTile;
   Halide::RVar dkvRows, dkvHeads, dkvTiles;
   PairStages dkvPairs;
-  /// dQ (c, ii, qt, h, b), summed over the key blocks that may take part.
-  Halide::Func dq;
+  /// dQ (c, ii, qt, h, b): the sum of dqTile (c, ii, qt, kb, h, b), one key
+  /// block's share (over its keys, dqKeys), over the key blocks that may
+  /// take part (dqBlocks).
+  Halide::Func dq, dqTile;
   Halide::RVar dqKeys, dqBlocks;
   PairStages dqPairs;
   /// Float params: one Tuple () of their gradients over every pair; float
@@ -263,11 +271,17 @@ struct BackwardAlgorithm {
   std::vector<std::string> gradNames; // "q", "k", "v", aux tensor names, params' names
 
   /// Softmax kernels without `output lse`: NAME_lse (inputs, params -> lse
-  /// f32 [B, H, Lq]) gives the backward its lse.
+  /// f32 [B, H, Lq]) gives the backward its lse, from rowStats {m, l}.
+  /// Hardmax: rowStats is {max score, ties, first and last j of the
+  /// maximum}, which choose the keys whose values get the gradient.
   Halide::Func lseRows;   // (i, h, b)
-  Halide::Func lseStats;  // (ii, qt, h, b) {m, l}, over lseKeys, lseBlocks
-  Halide::RVar lseKeys, lseBlocks;
-  PairStages lsePairs;
+  Halide::Func rowStats;  // (ii, qt, h, b), over statsKeys, statsBlocks
+  /// Softmax lse: per key block (ii, qt, kb, h, b) its maximum score and
+  /// the sum of the weights exp(s - max) (jj, ii, qt, kb, h, b) over its
+  /// keys (statsKeys); rowStats merges the blocks (statsBlocks).
+  Halide::Func lseBlockMax, lseWeight, lseBlockSum;
+  Halide::RVar statsKeys, statsBlocks;
+  PairStages statsPairs;
 
   /// NAME_backward's arguments: tensors, params, out, dout, lse and dlse
   /// (softmax).

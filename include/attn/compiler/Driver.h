@@ -66,6 +66,9 @@ struct CompileOptions {
   bool skipTiles = true;
   /// Also compile the backward (NAME_backward; KernelManifest::hasBackward).
   bool backward = false;
+  /// With `backward`: a kernel attnc cannot differentiate yet compiles
+  /// without it and a note saying why, instead of failing (attnc compile).
+  bool backwardIfDifferentiable = false;
 };
 
 /// Diagnostics (clang-style for source errors, `attnc: error: ...` for the

@@ -143,6 +143,13 @@ private:
   runtime::Status prepareBound(const std::map<std::string, runtime::TensorRef> &inputs,
                                Call &call) const;
   runtime::Status checkIndices(Call &call, const std::vector<void *> &inputArgv) const;
+  /// prepare (params as text or literals), then backwardPrepared.
+  template <class Params>
+  runtime::Status backwardOf(const std::map<std::string, runtime::TensorRef> &inputs,
+                             const Params &params, const runtime::TensorRef &out,
+                             const runtime::TensorRef &dout, const runtime::TensorRef *lse,
+                             const runtime::TensorRef *dlse,
+                             std::map<std::string, runtime::HostTensor> &grads) const;
   runtime::Status backwardPrepared(Call &call,
                                    const std::map<std::string, runtime::TensorRef> &inputs,
                                    const runtime::TensorRef &out, const runtime::TensorRef &dout,

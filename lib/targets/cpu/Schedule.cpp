@@ -331,31 +331,61 @@ void scheduleBackward(BackwardAlgorithm &bw, const Target &target) {
     st.kT.compute_at(atBlock).vectorize(bw.jj, vec);
     if (st.vT.defined())
       st.vT.compute_at(atBlock).vectorize(bw.jj, vec);
-    st.dot.compute_at(atTile).vectorize(bw.jj, vec);
-    st.dot.update().reorder(bw.jj, st.rd, bw.ii).vectorize(bw.jj, vec);
-    if (st.dpv.defined()) {
-      st.dpv.compute_at(atTile).vectorize(bw.jj, vec);
-      st.dpv.update().reorder(bw.jj, st.rdv, bw.ii).vectorize(bw.jj, vec);
-    }
+    // The pair tile in register blocks of 4 query rows x 2 vectors of keys:
+    // q.k and dout.v of one block are accumulated over d in a constant-size,
+    // fully unrolled buffer that LLVM keeps in registers (8 accumulators;
+    // each key vector loaded is used by 4 FMAs).
+    Var jo("jo"), jm("jm"), jv("jv"), io("io"), iv("iv");
+    st.pair.compute_at(atTile)
+        .split(bw.jj, jo, jm, 2 * vec)
+        .split(jm, jm, jv, vec)
+        .split(bw.ii, io, iv, 4)
+        .reorder(jv, jm, iv, jo, io)
+        .vectorize(jv)
+        .unroll(jm)
+        .unroll(iv);
+    auto accumulate = [&](Func &f, RVar r) {
+      f.compute_at(st.pair, jo).vectorize(bw.jj, vec).unroll(bw.jj).unroll(bw.ii);
+      f.update().reorder(bw.jj, bw.ii, r).vectorize(bw.jj, vec).unroll(bw.jj).unroll(bw.ii);
+    };
+    accumulate(st.dot, st.rd);
+    if (st.dpv.defined())
+      accumulate(st.dpv, st.rdv);
     if (st.mask.defined())
-      st.mask.compute_at(atTile).vectorize(bw.jj, vec);
-    st.pair.compute_at(atTile).vectorize(bw.jj, vec);
+      st.mask.compute_at(st.pair, jo).vectorize(bw.jj, vec).unroll(bw.jj).unroll(bw.ii);
   };
 
-  bw.dkv.compute_root().vectorize(bw.c, vec).parallel(bw.kb);
+  // A tile's share of dk, dv or dq, in register blocks of 2 vectors of
+  // channels x 4 keys (or rows): `tile` is computed per block of `sum`
+  // (whose loops over the block are unrolled), accumulating over its
+  // reduction `r` in a constant-size buffer that LLVM keeps in registers.
+  Var co("co"), ci("ci"), xo("xo"), xi("xi");
+  auto blocked = [&](Func &sum, Var x, std::vector<VarOrRVar> outer, Func &tile, RVar r,
+                     Var parallelVar) {
+    std::vector<VarOrRVar> order{ci, xi, co, xo};
+    order.insert(order.end(), outer.begin(), outer.end());
+    sum.compute_root().vectorize(bw.c, vec).parallel(parallelVar);
+    sum.update()
+        .split(bw.c, co, ci, 2 * vec)
+        .split(x, xo, xi, 4)
+        .reorder(order)
+        .vectorize(ci, vec)
+        .unroll(ci)
+        .unroll(xi)
+        .parallel(parallelVar);
+    tile.compute_at(sum, co).vectorize(bw.c, vec).unroll(bw.c).unroll(x);
+    tile.update().reorder(bw.c, x, r).vectorize(bw.c, vec).unroll(bw.c).unroll(x);
+  };
   Var hk = bw.dkv.args()[3];
-  bw.dkv.update()
-      .reorder(bw.c, bw.dkvRows, bw.jj, bw.dkvHeads, bw.dkvTiles, bw.kb, hk, bw.b)
-      .vectorize(bw.c, vec)
-      .parallel(bw.kb);
+  blocked(bw.dkv, bw.jj, {bw.dkvHeads, bw.dkvTiles, bw.kb, hk, bw.b}, bw.dkvTile, bw.dkvRows,
+          bw.kb);
   pairs(bw.dkvPairs, bw.dkv, bw.dkvTiles, bw.dkvHeads, true, bw.kb);
-
-  bw.dq.compute_root().vectorize(bw.c, vec).parallel(bw.qt);
-  bw.dq.update()
-      .reorder(bw.c, bw.ii, bw.dqKeys, bw.dqBlocks, bw.qt, bw.h, bw.b)
-      .vectorize(bw.c, vec)
-      .parallel(bw.qt);
-  pairs(bw.dqPairs, bw.dq, bw.dqBlocks, bw.dqBlocks, false, Var());
+  if (bw.dq.num_update_definitions()) { // hardmax has none (dq = 0)
+    blocked(bw.dq, bw.ii, {bw.dqBlocks, bw.qt, bw.h, bw.b}, bw.dqTile, bw.dqKeys, bw.qt);
+    pairs(bw.dqPairs, bw.dq, bw.dqBlocks, bw.dqBlocks, false, Var());
+  } else {
+    bw.dq.compute_root().vectorize(bw.c, vec).parallel(bw.qt);
+  }
 
   for (BackwardAlgorithm::AuxGrad &ag : bw.auxGrads) {
     ag.grad.compute_root();
@@ -365,16 +395,25 @@ void scheduleBackward(BackwardAlgorithm &bw, const Target &target) {
     bw.dparams.compute_root();
     pairs(bw.paramPairs, bw.dparams, bw.extraBlocks, bw.extraBlocks, false, Var());
   }
-  if (bw.lseStats.defined()) {
-    bw.lseStats.compute_root().parallel(bw.qt);
-    bw.lseStats.update().reorder(bw.ii, bw.lseKeys, bw.lseBlocks, bw.qt, bw.h, bw.b).parallel(bw.qt);
-    auto &st = bw.lsePairs;
-    st.kT.compute_at(bw.lseStats, bw.lseBlocks).vectorize(bw.jj, vec);
-    st.dot.compute_at(bw.lseStats, bw.lseBlocks).vectorize(bw.jj, vec);
-    st.dot.update().reorder(bw.jj, st.rd, bw.ii).vectorize(bw.jj, vec);
-    if (st.mask.defined())
-      st.mask.compute_at(bw.lseStats, bw.lseBlocks).vectorize(bw.jj, vec);
-    st.pair.compute_at(bw.lseStats, bw.lseBlocks).vectorize(bw.jj, vec);
+  // Row statistics (softmax lse, hardmax's maximum), per (b, h, query
+  // tile) in parallel, the score tile of every key block that may take
+  // part computed as in the loop nests above.
+  if (bw.rowStats.defined()) {
+    bw.rowStats.compute_root().parallel(bw.qt);
+    if (bw.lseBlockMax.defined()) {
+      bw.rowStats.update().reorder(bw.ii, bw.statsBlocks, bw.qt, bw.h, bw.b).parallel(bw.qt);
+      LoopLevel atBlock(bw.rowStats, bw.statsBlocks);
+      bw.lseBlockMax.compute_at(atBlock);
+      bw.lseBlockMax.update().reorder(bw.statsKeys, bw.ii);
+      bw.lseWeight.compute_at(atBlock).vectorize(bw.jj, vec);
+      bw.lseBlockSum.compute_at(atBlock);
+      bw.lseBlockSum.update().reorder(bw.statsKeys, bw.ii);
+    } else {
+      bw.rowStats.update()
+          .reorder(bw.ii, bw.statsKeys, bw.statsBlocks, bw.qt, bw.h, bw.b)
+          .parallel(bw.qt);
+    }
+    pairs(bw.statsPairs, bw.rowStats, bw.statsBlocks, bw.statsBlocks, false, Var());
   }
 }
 
