@@ -45,7 +45,7 @@ std::vector<Argument> BackwardAlgorithm::arguments() const {
   std::vector<Argument> args = inputArgumentsOf(tensors, params);
   args.push_back(out);
   args.push_back(dout);
-  if (normalize == "softmax") {
+  if (normalize == "softmax" || normalize == "topk") {
     args.push_back(lse);
     args.push_back(dlse);
   }
@@ -70,15 +70,18 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
     refuse("the kernel has channel vectors; not supported yet");
   std::string norm = kernel.getNormalize().str();
   if (norm != "softmax" && norm != "sigmoid" && norm != "relu" && norm != "none" &&
-      norm != "hardmax")
-    refuse("normalize = " + norm +
-           " has no backward yet (softmax, sigmoid, relu, none and hardmax do)");
+      norm != "hardmax" && norm != "topk")
+    refuse("normalize = " + norm + " has no backward yet");
 
   BackwardAlgorithm bw;
   bw.name = name;
   bw.normalize = norm;
   if (auto t = kernel.getTies())
     bw.ties = t->str();
+  if (auto t = kernel.getTopk())
+    bw.topk = int(*t);
+  // softmax and topk (a softmax over the selected keys) read lse and Δ.
+  const bool softmaxLike = norm == "softmax" || norm == "topk";
   bw.computeType = halideType(kernel.getComputeType());
   bw.tileQ = tiles.q;
   bw.tileK = tiles.k;
@@ -161,8 +164,9 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
     knorm(j, hkv, b) += cast(ct, k(r, j, hkv, b)) * cast(ct, k(r, j, hkv, b));
     bw.extra.push_back(knorm);
   }
-  if (norm == "softmax") {
+  if (softmaxLike) {
     RDom r(0, Dv, "rdelta");
+    bw.deltaChannels = RVar(r.x);
     // Δ_i = Σ dout∘out - dL/dlse_i: ∂lse_i/∂s_ij = p_ij, so a loss that
     // reads lse adds p·dlse to ds.
     bw.delta = Func("delta");
@@ -201,7 +205,11 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
     st.rd = RVar(rd.x);
     st.dot = Func(pre + "dot");
     st.dot(jj, ii, qt, kb, h, b) = zero;
-    st.dot(jj, ii, qt, kb, h, b) += cast(ct, q(rd, iC, h, b)) * st.kT(jj, rd, kb, h / G, b);
+    // The query rows of the tile as their own stage too (ii, d, qt, h, b):
+    // a schedule keeps whichever side it vectorizes over contiguous.
+    st.qT = Func(pre + "qT");
+    st.qT(ii, c, qt, h, b) = cast(ct, q(c, min(qt * TQ + ii, Lq - 1), h, b));
+    st.dot(jj, ii, qt, kb, h, b) += st.qT(ii, rd, qt, h, b) * st.kT(jj, rd, kb, h / G, b);
     PointEnv env;
     env.b = b;
     env.h = h;
@@ -230,8 +238,9 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
     st.rdv = RVar(rdv.x);
     st.dpv = Func(pre + "dpv");
     st.dpv(jj, ii, qt, kb, h, b) = zero;
-    st.dpv(jj, ii, qt, kb, h, b) +=
-        cast(ct, bw.dout(rdv, iC, h, b)) * st.vT(jj, rdv, kb, h / G, b);
+    st.doutT = Func(pre + "doutT");
+    st.doutT(ii, c, qt, h, b) = cast(ct, bw.dout(c, min(qt * TQ + ii, Lq - 1), h, b));
+    st.dpv(jj, ii, qt, kb, h, b) += st.doutT(ii, rdv, qt, h, b) * st.vT(jj, rdv, kb, h / G, b);
     Expr dP = st.dpv(jj, ii, qt, kb, h, b);
     Expr take = live(sv), s = y[0], p, ds;
     Expr one = make_const(ct, 1.0);
@@ -245,6 +254,14 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
     } else if (norm == "relu") {
       p = select(take, max(s, zero), zero);
       ds = select(s > zero, dP, zero);
+    } else if (norm == "topk") {
+      // The softmax over the keys the forward kept: those ranking at least
+      // as high as the K-th (score, j) pair (a later key wins a tie), all
+      // of them when the row has fewer than K.
+      Tuple kth(bw.topkState(bw.topk - 1, ii, qt, h, b));
+      Expr kept = !live(kth[0]) || sv > kth[0] || (sv == kth[0] && jE >= kth[1]);
+      p = select(take && kept, exp(sv - cast(ct, bw.lse(iC, h, b))), zero);
+      ds = p * (dP - bw.delta(iC, h, b));
     } else if (norm == "hardmax") {
       // The value(s) the forward returned get the gradient; the score none
       // (piecewise constant in it): dq, dk, aux and params are 0.
@@ -299,6 +316,30 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
     Expr gt = live(s) && s > o[0], eq = live(s) && s == o[0];
     bw.rowStats(ii, qt, h, b) = Tuple(select(gt, s, o[0]), select(gt, 1, eq, o[1] + 1, o[1]),
                                       select(gt, jR, o[2]), select(gt || eq, jR, o[3]));
+  }
+
+  // Top-k: per row the K best (score, j) pairs, as the forward keeps them
+  // (sorted by score then j, descending; every key inserted from the last
+  // slot to the first).
+  if (norm == "topk") {
+    bw.statsPairs = makePairs("stats_", {}, true, nullptr);
+    RDom r(0, bw.topk, 0, TK, 0, nKB, "rt");
+    if (Expr m = mayTake(qt, r.z, h, b); m.defined())
+      r.where(m);
+    bw.topkSlots = RVar(r.x);
+    bw.statsKeys = RVar(r.y);
+    bw.statsBlocks = RVar(r.z);
+    Var slot("slot");
+    bw.topkState = Func("topkState");
+    bw.topkState(slot, ii, qt, h, b) = Tuple(negInf, make_const(Int(32), -1));
+    Expr x = bw.statsPairs.pair(r.y, ii, qt, r.z, h, b), jx = r.z * TK + r.y;
+    Expr sl = bw.topk - 1 - r.x;
+    Tuple old(bw.topkState(sl, ii, qt, h, b));
+    Tuple prev(bw.topkState(max(sl - 1, 0), ii, qt, h, b));
+    Expr insert = live(x) && x >= old[0];
+    Expr shift = sl > 0 && x >= prev[0];
+    bw.topkState(sl, ii, qt, h, b) = Tuple(select(insert, select(shift, prev[0], x), old[0]),
+                                           select(insert, select(shift, prev[1], jx), old[1]));
   }
 
   // dk, dv: per key block, over the query heads of its group and the query
@@ -446,6 +487,18 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
     }
   }
 
+  // NAME_lse for top-k kernels without `output lse`: the log-sum-exp of
+  // the K kept scores.
+  if (norm == "topk" && !kernel.getOutputLse()) {
+    RDom rs(0, bw.topk, "rts");
+    Func best("topkMax");
+    best(ii, qt, h, b) = bw.topkState(0, ii, qt, h, b)[0];
+    Expr m = best(i % TQ, i / TQ, h, b);
+    Expr s = bw.topkState(rs.x, i % TQ, i / TQ, h, b)[0];
+    Expr l = sum(select(live(s), exp(s - m), zero));
+    bw.lseRows(i, h, b) = cast(Float(32), select(live(m), m + log(l), negInf));
+    bw.extra.push_back(best);
+  }
   // NAME_lse for softmax kernels without `output lse`: log Σ exp(s) per row.
   if (norm == "softmax" && !kernel.getOutputLse()) {
     // Per key block: its maximum and Σ exp(s - max) per row (one exp per

@@ -802,7 +802,7 @@ Status JitKernel::backwardPrepared(Call &call,
   argv.push_back(view("out", out));
   argv.push_back(view("dout", dout));
   HostTensor lseOwn, dlseZero;
-  if (k.normalize.kind == dsl::NormKind::Softmax) {
+  if (k.normalize.kind == dsl::NormKind::Softmax || k.normalize.kind == dsl::NormKind::TopK) {
     if (lse) {
       if (Status s = expect("lse", *lse, dsl::ElemType::F32, lseShape); !s)
         return s;

@@ -274,7 +274,7 @@ class Kernel:
         shapes and dtypes), every float aux tensor the score reads and every
         float param (a 0-d array), as arrays of q's kind. Compiles the
         backward on first use when the kernel was compiled without it; a
-        kernel attnc cannot differentiate yet (hardmax, topk, ...) raises
+        kernel attnc cannot differentiate yet (channel vectors, ...) raises
         :class:`CompileError` saying why."""
         k, v = self._heads(q, k, v)
         aux, params = self._route(named)

@@ -256,6 +256,7 @@ TEST(Gradients, EveryDifferentiableVariantMatchesCentralDifferences) {
       {"relu.attn", {}},
       {"cosine.attn", {}},
       {"alibi_causal.attn", {}},
+      {"topk.attn", {}}, // topk(32): rows of L = 70 keep 32 of up to 70 keys
   };
   for (const Variant &var : variants) {
     SCOPED_TRACE(var.file);
@@ -429,15 +430,30 @@ TEST(Gradients, HardmaxSendsTheGradientToTheChosenValuesOnly) {
   }
 }
 
+TEST(Gradients, TopkWithoutOutputLseComputesItsOwn) {
+  // NAME_lse of a top-k kernel: the log-sum-exp of the K kept scores.
+  SourceFile src{"topk5.attn", R"(attention topk5 {
+  q: f32[B, H, Lq, D]
+  k: f32[B, G, Lk, D]
+  v: f32[B, G, Lk, D]
+  normalize = topk(5)
+})"};
+  auto k = compileWithBackward(src);
+  ASSERT_TRUE(k);
+  EXPECT_TRUE(k->manifest().hasLse);
+  std::mt19937 rng(12);
+  checkByDifferences(*k, qkv(ElemType::F32, 1, 4, 2, 23, 150, 16, 16, rng), {}, "topk(5) GQA");
+}
+
 TEST(Gradients, KernelsWithoutABackwardSayWhy) {
   JitOptions opts;
   opts.cacheDir = CacheDir::path().string();
   opts.backward = true;
   std::string messages;
-  auto k = JitKernel::compile(readVariant("topk.attn"), opts, messages);
+  auto k = JitKernel::compile(readVariant("v2/rope_causal.attn"), opts, messages);
   EXPECT_FALSE(k);
   EXPECT_NE(messages.find("no backward for kernel"), std::string::npos) << messages;
-  EXPECT_NE(messages.find("normalize = topk has no backward yet"), std::string::npos) << messages;
+  EXPECT_NE(messages.find("the score reads channel vectors"), std::string::npos) << messages;
   // Compiled without it, backward() is an error, not a crash.
   auto fwd = compileVariant("causal.attn");
   ASSERT_TRUE(fwd);

@@ -215,8 +215,9 @@ AttentionAlgorithm buildAlgorithm(const std::vector<mlir::Operation *> &kernelOp
 /// j = kb * tileK + jj.
 struct BackwardAlgorithm {
   std::string name;      // the kernel's; the entry point is NAME_backward
-  std::string normalize; // softmax, sigmoid, relu, none, hardmax
+  std::string normalize; // softmax, sigmoid, relu, none, hardmax, topk
   std::string ties;      // hardmax: average, latest, first
+  int topk = 0;          // topk: K
   Halide::Type computeType;
   int tileQ = 64, tileK = 128;
 
@@ -235,6 +236,7 @@ struct BackwardAlgorithm {
   /// for every other leaf x, in gradOf order}.
   struct PairStages {
     Halide::Func kT, vT, dot, dpv, mask, pair;
+    Halide::Func qT, doutT; // (ii, d, qt, h, b): the query tile's q and dout rows
     Halide::RVar rd, rdv; // the reductions of dot and dpv
   };
   /// dK and dV: Tuple {dk, dv} (c, jj, kb, hk, b) over c < max(D, Dv),
@@ -262,7 +264,8 @@ struct BackwardAlgorithm {
     PairStages pairs;
   };
   std::vector<AuxGrad> auxGrads; // one per float aux tensor the score reads
-  Halide::Func delta; // softmax: (i, h, b) sum of dout * out
+  Halide::Func delta; // softmax: (i, h, b) sum of dout * out over deltaChannels
+  Halide::RVar deltaChannels;
   std::vector<Halide::Func> extra; // sqnorm(q), sqnorm(k), mask tile summaries: compute_root
 
   /// What NAME_backward writes, in order: dq, dk, dv, then one per
@@ -280,6 +283,10 @@ struct BackwardAlgorithm {
   /// the sum of the weights exp(s - max) (jj, ii, qt, kb, h, b) over its
   /// keys (statsKeys); rowStats merges the blocks (statsBlocks).
   Halide::Func lseBlockMax, lseWeight, lseBlockSum;
+  /// Top-k: (slot, ii, qt, h, b) -> {score, j} of the K best pairs of a row
+  /// (the forward's selection), over topkSlots, statsKeys, statsBlocks.
+  Halide::Func topkState;
+  Halide::RVar topkSlots;
   Halide::RVar statsKeys, statsBlocks;
   PairStages statsPairs;
 

@@ -320,39 +320,64 @@ void scheduleBackward(BackwardAlgorithm &bw, const Target &target) {
   const int vec = target.natural_vector_size(bw.computeType);
   for (Func &f : bw.extra)
     f.compute_root();
-  if (bw.delta.defined())
-    bw.delta.compute_root().parallel(bw.b).update().parallel(bw.b);
+  if (bw.delta.defined()) {
+    // Rows in parallel; each row's sum over channels vectorized (rfactor).
+    Var u("u"), io("io"), iv("iv");
+    RVar co("co"), cv("cv");
+    bw.delta.compute_root().split(bw.i, io, iv, 64, TailStrategy::GuardWithIf).parallel(io);
+    bw.delta.update().split(bw.i, io, iv, 64, TailStrategy::GuardWithIf).parallel(io);
+    Func lanes = bw.delta.update().split(bw.deltaChannels, co, cv, vec).rfactor(cv, u);
+    lanes.compute_at(bw.delta, iv).vectorize(u);
+    lanes.update().vectorize(u);
+  }
   // The pair stages of one consumer: the key block at `block`, the tile at
   // `tile`.
+  //
+  // `alongKeys`: the tile vectorized over keys, the key block transposed
+  // once per block (kT, vT at `block`) and q, dout read in place; else
+  // vectorized over query rows, the query tile transposed once per tile
+  // (qT, doutT at `rowsAt`) and k, v read in place, so that a loop nest
+  // over key blocks inside a query tile transposes nothing per block.
   auto pairs = [&](BackwardAlgorithm::PairStages &st, Func consumer, RVar block, RVar tile,
-                   bool blockIsPure, Var pureBlock) {
+                   bool blockIsPure, Var pureBlock, bool alongKeys = true,
+                   LoopLevel rowsAt = LoopLevel::inlined()) {
     LoopLevel atBlock = blockIsPure ? LoopLevel(consumer, pureBlock) : LoopLevel(consumer, block);
     LoopLevel atTile(consumer, tile);
-    st.kT.compute_at(atBlock).vectorize(bw.jj, vec);
-    if (st.vT.defined())
-      st.vT.compute_at(atBlock).vectorize(bw.jj, vec);
-    // The pair tile in register blocks of 4 query rows x 2 vectors of keys:
-    // q.k and dout.v of one block are accumulated over d in a constant-size,
-    // fully unrolled buffer that LLVM keeps in registers (8 accumulators;
-    // each key vector loaded is used by 4 FMAs).
-    Var jo("jo"), jm("jm"), jv("jv"), io("io"), iv("iv");
+    Var x = alongKeys ? bw.jj : bw.ii, y = alongKeys ? bw.ii : bw.jj;
+    if (alongKeys) {
+      st.kT.compute_at(atBlock).vectorize(bw.jj, vec);
+      if (st.vT.defined())
+        st.vT.compute_at(atBlock).vectorize(bw.jj, vec);
+    } else {
+      st.qT.compute_at(rowsAt).vectorize(bw.ii, vec);
+      if (st.doutT.defined())
+        st.doutT.compute_at(rowsAt).vectorize(bw.ii, vec);
+      for (Func *f : {&st.dot, &st.dpv, &st.mask, &st.pair})
+        if (f->defined())
+          f->reorder_storage(bw.ii, bw.jj);
+    }
+    // The pair tile in register blocks of 2 vectors (along x) x 4 (along
+    // y): q.k and dout.v of one block are accumulated over d in a
+    // constant-size, fully unrolled buffer that LLVM keeps in registers (8
+    // accumulators; each vector loaded is used by 4 FMAs).
+    Var xo("xo"), xm("xm"), xv("xv"), yo("yo"), yv("yv");
     st.pair.compute_at(atTile)
-        .split(bw.jj, jo, jm, 2 * vec)
-        .split(jm, jm, jv, vec)
-        .split(bw.ii, io, iv, 4)
-        .reorder(jv, jm, iv, jo, io)
-        .vectorize(jv)
-        .unroll(jm)
-        .unroll(iv);
+        .split(x, xo, xm, 2 * vec)
+        .split(xm, xm, xv, vec)
+        .split(y, yo, yv, 4)
+        .reorder(xv, xm, yv, xo, yo)
+        .vectorize(xv)
+        .unroll(xm)
+        .unroll(yv);
     auto accumulate = [&](Func &f, RVar r) {
-      f.compute_at(st.pair, jo).vectorize(bw.jj, vec).unroll(bw.jj).unroll(bw.ii);
-      f.update().reorder(bw.jj, bw.ii, r).vectorize(bw.jj, vec).unroll(bw.jj).unroll(bw.ii);
+      f.compute_at(st.pair, xo).reorder(x, y).vectorize(x, vec).unroll(x).unroll(y);
+      f.update().reorder(x, y, r).vectorize(x, vec).unroll(x).unroll(y);
     };
     accumulate(st.dot, st.rd);
     if (st.dpv.defined())
       accumulate(st.dpv, st.rdv);
     if (st.mask.defined())
-      st.mask.compute_at(st.pair, jo).vectorize(bw.jj, vec).unroll(bw.jj).unroll(bw.ii);
+      st.mask.compute_at(st.pair, xo).reorder(x, y).vectorize(x, vec).unroll(x).unroll(y);
   };
 
   // A tile's share of dk, dv or dq, in register blocks of 2 vectors of
@@ -382,7 +407,8 @@ void scheduleBackward(BackwardAlgorithm &bw, const Target &target) {
   pairs(bw.dkvPairs, bw.dkv, bw.dkvTiles, bw.dkvHeads, true, bw.kb);
   if (bw.dq.num_update_definitions()) { // hardmax has none (dq = 0)
     blocked(bw.dq, bw.ii, {bw.dqBlocks, bw.qt, bw.h, bw.b}, bw.dqTile, bw.dqKeys, bw.qt);
-    pairs(bw.dqPairs, bw.dq, bw.dqBlocks, bw.dqBlocks, false, Var());
+    pairs(bw.dqPairs, bw.dq, bw.dqBlocks, bw.dqBlocks, false, Var(), false,
+          LoopLevel(bw.dq, bw.qt));
   } else {
     bw.dq.compute_root().vectorize(bw.c, vec).parallel(bw.qt);
   }
@@ -394,6 +420,18 @@ void scheduleBackward(BackwardAlgorithm &bw, const Target &target) {
   if (bw.dparams.defined()) {
     bw.dparams.compute_root();
     pairs(bw.paramPairs, bw.dparams, bw.extraBlocks, bw.extraBlocks, false, Var());
+  }
+  // Top-k's selection, per (b, h, query tile) in parallel, rows in vector
+  // lanes (each key inserted into every row's K slots), the score tile
+  // vectorized over rows.
+  if (bw.topkState.defined()) {
+    bw.topkState.compute_root().vectorize(bw.ii, vec).parallel(bw.qt);
+    bw.topkState.update()
+        .reorder(bw.ii, bw.topkSlots, bw.statsKeys, bw.statsBlocks, bw.qt, bw.h, bw.b)
+        .vectorize(bw.ii, vec)
+        .parallel(bw.qt);
+    pairs(bw.statsPairs, bw.topkState, bw.statsBlocks, bw.statsBlocks, false, Var(), false,
+          LoopLevel(bw.topkState, bw.qt));
   }
   // Row statistics (softmax lse, hardmax's maximum), per (b, h, query
   // tile) in parallel, the score tile of every key block that may take
