@@ -321,14 +321,14 @@ void scheduleBackward(BackwardAlgorithm &bw, const Target &target) {
   for (Func &f : bw.extra)
     f.compute_root();
   if (bw.delta.defined()) {
-    // Rows in parallel; each row's sum over channels vectorized (rfactor).
-    Var u("u"), io("io"), iv("iv");
-    RVar co("co"), cv("cv");
-    bw.delta.compute_root().split(bw.i, io, iv, 64, TailStrategy::GuardWithIf).parallel(io);
-    bw.delta.update().split(bw.i, io, iv, 64, TailStrategy::GuardWithIf).parallel(io);
-    Func lanes = bw.delta.update().split(bw.deltaChannels, co, cv, vec).rfactor(cv, u);
-    lanes.compute_at(bw.delta, iv).vectorize(u);
-    lanes.update().vectorize(u);
+    // Rows of each head in parallel chunks, 16 rows in vector lanes.
+    Var io("io"), iv("iv");
+    bw.delta.compute_root().split(bw.i, io, iv, 256, TailStrategy::GuardWithIf).parallel(io);
+    bw.delta.update()
+        .split(bw.i, io, iv, 256, TailStrategy::GuardWithIf)
+        .reorder(iv, bw.deltaChannels, io)
+        .vectorize(iv, vec)
+        .parallel(io);
   }
   // The pair stages of one consumer: the key block at `block`, the tile at
   // `tile`.
@@ -439,19 +439,28 @@ void scheduleBackward(BackwardAlgorithm &bw, const Target &target) {
   if (bw.rowStats.defined()) {
     bw.rowStats.compute_root().parallel(bw.qt);
     if (bw.lseBlockMax.defined()) {
-      bw.rowStats.update().reorder(bw.ii, bw.statsBlocks, bw.qt, bw.h, bw.b).parallel(bw.qt);
+      // Rows in vector lanes throughout: the score tile vectorized over
+      // rows (q transposed once per query tile), each block's maximum and
+      // sum of weights reduced over its keys for 16 rows at once.
+      bw.rowStats.compute_root().vectorize(bw.ii, vec);
+      bw.rowStats.update()
+          .reorder(bw.ii, bw.statsBlocks, bw.qt, bw.h, bw.b)
+          .vectorize(bw.ii, vec)
+          .parallel(bw.qt);
       LoopLevel atBlock(bw.rowStats, bw.statsBlocks);
-      bw.lseBlockMax.compute_at(atBlock);
-      bw.lseBlockMax.update().reorder(bw.statsKeys, bw.ii);
-      bw.lseWeight.compute_at(atBlock).vectorize(bw.jj, vec);
-      bw.lseBlockSum.compute_at(atBlock);
-      bw.lseBlockSum.update().reorder(bw.statsKeys, bw.ii);
+      bw.lseBlockMax.compute_at(atBlock).vectorize(bw.ii, vec);
+      bw.lseBlockMax.update().reorder(bw.ii, bw.statsKeys).vectorize(bw.ii, vec);
+      bw.lseWeight.compute_at(atBlock).reorder_storage(bw.ii, bw.jj).vectorize(bw.ii, vec);
+      bw.lseBlockSum.compute_at(atBlock).vectorize(bw.ii, vec);
+      bw.lseBlockSum.update().reorder(bw.ii, bw.statsKeys).vectorize(bw.ii, vec);
+      pairs(bw.statsPairs, bw.rowStats, bw.statsBlocks, bw.statsBlocks, false, Var(), false,
+            LoopLevel(bw.rowStats, bw.qt));
     } else {
       bw.rowStats.update()
           .reorder(bw.ii, bw.statsKeys, bw.statsBlocks, bw.qt, bw.h, bw.b)
           .parallel(bw.qt);
+      pairs(bw.statsPairs, bw.rowStats, bw.statsBlocks, bw.statsBlocks, false, Var());
     }
-    pairs(bw.statsPairs, bw.rowStats, bw.statsBlocks, bw.statsBlocks, false, Var());
   }
 }
 
