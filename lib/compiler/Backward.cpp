@@ -199,17 +199,23 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
     BackwardAlgorithm::PairStages st;
     Expr iE = qt * TQ + ii, jE = kb * TK + jj;
     Expr iC = min(iE, Lq - 1), jC = min(jE, Lk - 1);
-    st.kT = Func(pre + "kT");
-    st.kT(jj, c, kb, hkv, b) = cast(ct, k(c, min(kb * TK + jj, Lk - 1), hkv, b));
-    RDom rd(0, D, pre + "rd");
-    st.rd = RVar(rd.x);
-    st.dot = Func(pre + "dot");
-    st.dot(jj, ii, qt, kb, h, b) = zero;
-    // The query rows of the tile as their own stage too (ii, d, qt, h, b):
-    // a schedule keeps whichever side it vectorizes over contiguous.
-    st.qT = Func(pre + "qT");
-    st.qT(ii, c, qt, h, b) = cast(ct, q(c, min(qt * TQ + ii, Lq - 1), h, b));
-    st.dot(jj, ii, qt, kb, h, b) += st.qT(ii, rd, qt, h, b) * st.kT(jj, rd, kb, h / G, b);
+    // One product over the tile, Σ_d rows[i, d] · keys[j, d] (q·k, dout·v):
+    // both sides as transposed tile stages, (ii, d, qt, h, b) and (jj, d,
+    // kb, hk, b), so that a schedule keeps whichever side it vectorizes
+    // over contiguous.
+    auto product = [&](const char *rowsName, ImageParam &rows, Func &rowsT, const char *keysName,
+                       ImageParam &keys, Func &keysT, const char *name, Func &out, RVar &r) {
+      rowsT = Func(pre + rowsName);
+      rowsT(ii, c, qt, h, b) = cast(ct, rows(c, min(qt * TQ + ii, Lq - 1), h, b));
+      keysT = Func(pre + keysName);
+      keysT(jj, c, kb, hkv, b) = cast(ct, keys(c, min(kb * TK + jj, Lk - 1), hkv, b));
+      RDom rd(0, rows.dim(0).extent(), pre + "r" + name);
+      r = RVar(rd.x);
+      out = Func(pre + name);
+      out(jj, ii, qt, kb, h, b) = zero;
+      out(jj, ii, qt, kb, h, b) += rowsT(ii, rd, qt, h, b) * keysT(jj, rd, kb, h / G, b);
+    };
+    product("qT", q, st.qT, "kT", k, st.kT, "dot", st.dot, st.rd);
     PointEnv env;
     env.b = b;
     env.h = h;
@@ -232,15 +238,7 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
       st.pair(jj, ii, qt, kb, h, b) = sv;
       return st;
     }
-    st.vT = Func(pre + "vT");
-    st.vT(jj, c, kb, hkv, b) = cast(ct, v(c, min(kb * TK + jj, Lk - 1), hkv, b));
-    RDom rdv(0, Dv, pre + "rdv");
-    st.rdv = RVar(rdv.x);
-    st.dpv = Func(pre + "dpv");
-    st.dpv(jj, ii, qt, kb, h, b) = zero;
-    st.doutT = Func(pre + "doutT");
-    st.doutT(ii, c, qt, h, b) = cast(ct, bw.dout(c, min(qt * TQ + ii, Lq - 1), h, b));
-    st.dpv(jj, ii, qt, kb, h, b) += st.doutT(ii, rdv, qt, h, b) * st.vT(jj, rdv, kb, h / G, b);
+    product("doutT", bw.dout, st.doutT, "vT", v, st.vT, "dpv", st.dpv, st.rdv);
     Expr dP = st.dpv(jj, ii, qt, kb, h, b);
     Expr take = live(sv), s = y[0], p, ds;
     Expr one = make_const(ct, 1.0);

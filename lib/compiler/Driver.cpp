@@ -374,48 +374,43 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
   manifest.decode = a.decode;
   manifest.decodeScale = a.decodeScale;
   manifest.decodeDecay = a.decodeDecay;
-  Halide::Pipeline kernel(a.outputs());
-  std::vector<Halide::Module> modules{kernel.compile_to_module(a.arguments(), a.name, built.target)};
+  std::vector<Halide::Module> modules;
+  // Each entry point: its pipeline compiled as NAME + suffix.
+  auto add = [&](const std::vector<Halide::Func> &outputs, const std::vector<Halide::Argument> &args,
+                 const std::string &suffix) {
+    modules.push_back(Halide::Pipeline(outputs).compile_to_module(args, a.name + suffix, built.target));
+  };
+  add(a.outputs(), a.arguments(), "");
   if (a.hasTileMap) {
-    Halide::Pipeline tileMap(a.tileMap);
-    modules.push_back(
-        tileMap.compile_to_module(a.inputArguments(), a.name + "_tile_map", built.target));
+    add({a.tileMap}, a.inputArguments(), "_tile_map");
     manifest.hasTileMap = true;
     manifest.tileQ = a.tileQ;
     manifest.tileK = a.tileK;
   }
   if (a.decayTable.defined() && a.decode == "linear") {
-    Halide::Pipeline decay(a.decayTable);
-    modules.push_back(decay.compile_to_module({}, a.name + "_decay", built.target));
+    add({a.decayTable}, {}, "_decay");
     manifest.hasDecayTable = true;
   }
   if (a.featureQ.defined() && a.decode == "linear") {
-    Halide::Pipeline features({a.featureQ, a.featureK});
-    modules.push_back(
-        features.compile_to_module(a.inputArguments(), a.name + "_features", built.target));
+    add({a.featureQ, a.featureK}, a.inputArguments(), "_features");
     manifest.hasFeatures = true;
     manifest.featureLength = a.featureLength;
   }
   if (a.indexBounds.defined()) {
-    Halide::Pipeline check(a.indexBounds);
     std::vector<Halide::Argument> args = a.inputArguments();
     args.push_back(a.exactChecks);
-    modules.push_back(check.compile_to_module(args, a.name + "_check_indices", built.target));
+    add({a.indexBounds}, args, "_check_indices");
     manifest.hasIndexCheck = true;
     for (const IndexCheck &c : a.indexChecks)
       manifest.indexChecks.push_back({c.tensor, c.dim});
   }
   if (built.backward) {
     BackwardAlgorithm &bw = *built.backward;
-    Halide::Pipeline backward(bw.outputs);
-    modules.push_back(
-        backward.compile_to_module(bw.arguments(), a.name + "_backward", built.target));
+    add(bw.outputs, bw.arguments(), "_backward");
     manifest.hasBackward = true;
     manifest.gradNames = bw.gradNames;
     if (bw.lseRows.defined()) {
-      Halide::Pipeline lse(bw.lseRows);
-      modules.push_back(lse.compile_to_module(inputArgumentsOf(bw.tensors, bw.params),
-                                              a.name + "_lse", built.target));
+      add({bw.lseRows}, inputArgumentsOf(bw.tensors, bw.params), "_lse");
       manifest.hasLse = true;
     }
   }
