@@ -351,6 +351,19 @@ Expr Translator::wrapLets(Expr e) const {
   return e;
 }
 
+Expr Translator::maskMayHoldOnTile(Expr qt, Expr kb, Expr b, Expr h) {
+  auto range = [](Expr t, int T, Expr extent) {
+    return Interval{cast(Float(64), t * T), cast(Float(64), min(t * T + T, extent) - 1), Expr(),
+                    Expr()};
+  };
+  std::map<unsigned, Interval> args{{0, point(b)},
+                                    {1, point(h)},
+                                    {2, range(qt, alg_.tileQ, size("__Lq"))},
+                                    {3, range(kb, alg_.tileK, size("__Lk"))}};
+  setTile({true, qt, kb, b, h});
+  return evalInterval(kernel_.getMask(), args).mayTrue;
+}
+
 Interval Translator::evalInterval(mlir::Region &region, const std::map<unsigned, Interval> &args) {
   std::map<void *, Interval> vals;
   mlir::Block &block = region.front();
@@ -1224,16 +1237,7 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
       auto blockMayTakePart = [&](Expr kbE) -> Expr {
         if (!skipTiles)
           return Expr();
-        auto tileRange = [](Expr lo, int t, Expr extent) {
-          return Interval{cast(Float(64), lo * t), cast(Float(64), min(lo * t + t, extent) - 1),
-                          Expr(), Expr()};
-        };
-        std::map<unsigned, Interval> args{{0, point(b)},
-                                          {1, point(h)},
-                                          {2, tileRange(qt, TQ, Lq)},
-                                          {3, tileRange(kbE, TK, Lk)}};
-        tr.setTile({true, qt, kbE, b, h});
-        return tr.evalInterval(kernel.getMask(), args).mayTrue;
+        return tr.maskMayHoldOnTile(qt, kbE, b, h);
       };
       RDom rk(0, nKB, N("rk"));
       auto maskKind = kernel->getAttrOfType<mlir::StringAttr>("mask_kind");

@@ -178,16 +178,7 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
   // Whether tile (qtE, kbE) of head hE, batch bE may have a pair that takes
   // part (undefined: every tile may): the forward's test.
   auto mayTake = [&](Expr qtE, Expr kbE, Expr hE, Expr bE) -> Expr {
-    if (!skip)
-      return Expr();
-    auto range = [](Expr t, int T, Expr extent) {
-      return Interval{cast(Float(64), t * T), cast(Float(64), min(t * T + T, extent) - 1), Expr(),
-                      Expr()};
-    };
-    std::map<unsigned, Interval> args{
-        {0, point(bE)}, {1, point(hE)}, {2, range(qtE, TQ, Lq)}, {3, range(kbE, TK, Lk)}};
-    tr.setTile({true, qtE, kbE, bE, hE});
-    return tr.evalInterval(kernel.getMask(), args).mayTrue;
+    return skip ? tr.maskMayHoldOnTile(qtE, kbE, bE, hE) : Expr();
   };
 
   // The per-pair stages, all (jj, ii, qt, kb, h, b). `extra` lists the
@@ -403,6 +394,9 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
   bw.outputs = {dqOut, dkOut, dvOut};
   bw.gradNames = {"q", "k", "v"};
 
+  // Hardmax's ds is 0: its aux tensors and params get 0 with no loop over
+  // the pairs.
+  const bool scoreHasGradient = norm != "hardmax";
   // Every pair, for the gradients of float aux tensors and params: an RDom
   // over (ii, jj, kb, qt, h, b), tiles that may take part only.
   auto everyPair = [&](const std::string &nm) {
@@ -423,12 +417,6 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
       continue;
     BackwardAlgorithm::AuxGrad ag;
     ag.tensor = tname;
-    std::vector<int> slots;
-    ag.pairs = makePairs("d" + paramName(tname) + "_", loads, false, &slots);
-    RDom r = everyPair("r" + paramName(tname));
-    ag.rows = RVar(r[0]);
-    ag.keys = RVar(r[1]);
-    ag.blocks = RVar(r[2]);
     ImageParam &in = tr.tensor(tname);
     int n = in.dimensions();
     std::vector<Var> vars;
@@ -436,18 +424,24 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
       vars.push_back(Var("x" + std::to_string(d)));
     ag.grad = Func("grad_" + paramName(tname));
     ag.grad(vars) = zero;
-    Tuple pr(ag.pairs.pair(r[1], r[0], r[3], r[2], r[4], r[5]));
-    for (size_t m = 0; m < loads.size(); ++m) {
-      std::vector<Expr> at(n);
-      for (int d = 0; d < n; ++d) // declared index d is Halide dimension n-1-d
-        at[n - 1 - d] = clamp(pr[slots[m] + 1 + d], 0, in.dim(n - 1 - d).extent() - 1);
-      ag.grad(at) += pr[slots[m]];
+    if (scoreHasGradient) {
+      std::vector<int> slots;
+      ag.pairs = makePairs("d" + paramName(tname) + "_", loads, false, &slots);
+      RDom r = everyPair("r" + paramName(tname));
+      ag.blocks = RVar(r[2]);
+      Tuple pr(ag.pairs.pair(r[1], r[0], r[3], r[2], r[4], r[5]));
+      for (size_t m = 0; m < loads.size(); ++m) {
+        std::vector<Expr> at(n);
+        for (int d = 0; d < n; ++d) // declared index d is Halide dimension n-1-d
+          at[n - 1 - d] = clamp(pr[slots[m] + 1 + d], 0, in.dim(n - 1 - d).extent() - 1);
+        ag.grad(at) += pr[slots[m]];
+      }
+      bw.auxGrads.push_back(ag);
     }
     Func gout("d" + paramName(tname));
     gout(vars) = cast(in.type(), ag.grad(vars));
     bw.outputs.push_back(gout);
     bw.gradNames.push_back(tname);
-    bw.auxGrads.push_back(ag);
   }
   // Float params: their gradients summed over every pair, 0-d outputs.
   std::vector<const Leaf *> paramLeaves;
@@ -458,20 +452,20 @@ BackwardAlgorithm buildBackward(const std::vector<Operation *> &ops, TileSizes t
       paramLeaves.push_back(l);
   }
   if (!paramLeaves.empty()) {
-    std::vector<int> slots;
-    bw.paramPairs = makePairs("dparam_", paramLeaves, false, &slots);
-    RDom r = everyPair("rparam");
-    bw.extraRows = RVar(r[0]);
-    bw.extraKeys = RVar(r[1]);
-    bw.extraBlocks = RVar(r[2]);
-    Tuple pr(bw.paramPairs.pair(r[1], r[0], r[3], r[2], r[4], r[5]));
     bw.dparams = Func("dparams");
     std::vector<Expr> init(paramLeaves.size() + 1, zero), upd;
     bw.dparams() = Tuple(init); // one spare element: a Tuple of one is no Tuple
-    for (size_t m = 0; m < paramLeaves.size(); ++m)
-      upd.push_back(bw.dparams()[m] + pr[slots[m]]);
-    upd.push_back(bw.dparams()[paramLeaves.size()]);
-    bw.dparams() = Tuple(upd);
+    if (scoreHasGradient) {
+      std::vector<int> slots;
+      bw.paramPairs = makePairs("dparam_", paramLeaves, false, &slots);
+      RDom r = everyPair("rparam");
+      bw.extraBlocks = RVar(r[2]);
+      Tuple pr(bw.paramPairs.pair(r[1], r[0], r[3], r[2], r[4], r[5]));
+      for (size_t m = 0; m < paramLeaves.size(); ++m)
+        upd.push_back(bw.dparams()[m] + pr[slots[m]]);
+      upd.push_back(bw.dparams()[paramLeaves.size()]);
+      bw.dparams() = Tuple(upd);
+    }
     for (size_t m = 0; m < paramLeaves.size(); ++m) {
       const std::string &pname = paramLeaves[m]->name;
       Type pt;

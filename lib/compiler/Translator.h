@@ -77,6 +77,11 @@ public:
   /// the values evalBlock gave.
   std::map<void *, Expr> useConditions(mlir::Block &block, const std::map<void *, Expr> &vals);
   Interval evalInterval(mlir::Region &region, const std::map<unsigned, Interval> &args);
+  /// Whether the mask may hold somewhere on query tile qt x key block kb
+  /// of head h, batch b (tiles of the algorithm's tileQ x tileK, the
+  /// extents of setExtents): the conservative test that lets a kernel skip
+  /// the tile.
+  Expr maskMayHoldOnTile(Expr qt, Expr kb, Expr b, Expr h);
   Expr evalSlice(Value value, const PointEnv &env);
   unsigned argsUsedBy(Value v);
 

@@ -523,6 +523,8 @@ Status JitKernel::prepareBound(const std::map<std::string, runtime::TensorRef> &
     return s;
 
   call.inputArgv = helperArgv;
+  if (call.inputsOnly)
+    return Status::ok(); // no tile map, no outputs
   call.argv = tensors;
   if (manifest_.hasTileMap) {
     int64_t nQT = (bd.Lq + manifest_.tileQ - 1) / manifest_.tileQ;
@@ -725,6 +727,7 @@ Status JitKernel::backwardOf(const std::map<std::string, runtime::TensorRef> &in
                              const runtime::TensorRef *dlse,
                              std::map<std::string, HostTensor> &grads) const {
   Call call;
+  call.inputsOnly = true; // the backward's own arguments follow
   if (backward_) {
     try {
       if (Status s = prepare(inputs, params, call); !s)

@@ -430,6 +430,38 @@ TEST(Gradients, HardmaxSendsTheGradientToTheChosenValuesOnly) {
   }
 }
 
+TEST(Gradients, HardmaxAuxTensorsAndParamsGetZero) {
+  // The chosen key does not move with a small change of the score, so a
+  // bias table and a float param of a hard-max kernel get exactly 0.
+  SourceFile src{"hardmax_bias.attn", R"(attention hmb {
+  q: f32[B, H, L, D]
+  k: f32[B, H, L, D]
+  v: f32[B, H, L, D]
+  bias: f32[H, L, L]
+  param scale: f32 = 2.0
+  score = scale * dot(q, k) + bias[h, i, j]
+  normalize = hardmax
+})"};
+  auto k = compileWithBackward(src);
+  ASSERT_TRUE(k);
+  ASSERT_EQ(k->manifest().gradNames, (std::vector<std::string>{"q", "k", "v", "bias", "scale"}));
+  std::mt19937 rng(13);
+  auto in = qkv(ElemType::F32, 1, 2, 2, 9, 9, 4, 4, rng);
+  in["bias"] = uniform(ElemType::F32, {2, 9, 9}, rng);
+  Pass r;
+  ASSERT_TRUE(runBoth(*k, in, {}, rng, r));
+  for (const char *name : {"q", "k", "bias", "scale"})
+    for (int64_t n = 0; n < r.grads.at(name).numel(); ++n)
+      ASSERT_EQ(r.grads.at(name).getDouble(n), 0.0) << "d" << name << "[" << n << "]";
+  double sum = 0;
+  for (int64_t n = 0; n < r.grads.at("v").numel(); ++n)
+    sum += r.grads.at("v").getDouble(n);
+  double want = 0; // every row's dout goes to its chosen value
+  for (int64_t n = 0; n < r.dout.numel(); ++n)
+    want += r.dout.getDouble(n);
+  EXPECT_NEAR(sum, want, 1e-4);
+}
+
 TEST(Gradients, TopkWithoutOutputLseComputesItsOwn) {
   // NAME_lse of a top-k kernel: the log-sum-exp of the K kept scores.
   SourceFile src{"topk5.attn", R"(attention topk5 {

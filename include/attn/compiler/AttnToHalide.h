@@ -255,12 +255,12 @@ struct BackwardAlgorithm {
   /// Float params: one Tuple () of their gradients over every pair; float
   /// aux tensors: each load's derivative scattered to the indices it read.
   Halide::Func dparams;
-  Halide::RVar extraRows, extraKeys, extraBlocks;
+  Halide::RVar extraBlocks; // the key blocks of their RDom
   PairStages paramPairs;
   struct AuxGrad {
     std::string tensor;
     Halide::Func grad; // the tensor's shape, compute type
-    Halide::RVar rows, keys, blocks;
+    Halide::RVar blocks; // the key blocks of its RDom
     PairStages pairs;
   };
   std::vector<AuxGrad> auxGrads; // one per float aux tensor the score reads

@@ -65,6 +65,9 @@ public:
     double tileMapSeconds = 0; // time prepare() spent building it
     /// What the helper pipelines take: the inputs, then the params.
     std::vector<void *> inputArgv;
+    /// Set before prepare(): check and bind the inputs only (inputArgv),
+    /// with no tile map and no outputs (what the backward needs).
+    bool inputsOnly = false;
   };
 
   /// One position's features, for the decoder of a linear kernel whose

@@ -417,8 +417,9 @@ void scheduleBackward(BackwardAlgorithm &bw, const Target &target) {
     ag.grad.compute_root();
     pairs(ag.pairs, ag.grad, ag.blocks, ag.blocks, false, Var());
   }
-  if (bw.dparams.defined()) {
+  if (bw.dparams.defined())
     bw.dparams.compute_root();
+  if (bw.dparams.defined() && bw.dparams.num_update_definitions()) {
     pairs(bw.paramPairs, bw.dparams, bw.extraBlocks, bw.extraBlocks, false, Var());
   }
   // Top-k's selection, per (b, h, query tile) in parallel, rows in vector
