@@ -15,6 +15,8 @@ debian_packages=(
   ninja-build ccache g++ pkgconf python3-venv python3-pip python3-dev
   # libFuzzer targets and the ASan/UBSan build (scripts/test.sh, fuzz.sh)
   clang-19 libclang-rt-19-dev
+  # OpenCL on the CPU: GPU-scheduled kernels run on PoCL (host-opencl)
+  pocl-opencl-icd ocl-icd-libopencl1 ocl-icd-opencl-dev clinfo
 )
 missing=()
 for p in "${debian_packages[@]}"; do

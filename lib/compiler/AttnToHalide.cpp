@@ -631,6 +631,13 @@ std::vector<Func> AttentionAlgorithm::outputs() const {
   return {out};
 }
 
+Pipeline AttentionAlgorithm::pipeline() const {
+  Pipeline p(outputs());
+  for (const auto &[cond, message] : requirements)
+    p.add_requirement(cond, message);
+  return p;
+}
+
 /// The literal extent of dimension `dim` of tensor number `tensor`, if any.
 std::optional<int64_t> literalDim(attn::KernelOp kernel, int tensor, int dim) {
   auto dict = llvm::cast<mlir::DictionaryAttr>(kernel.getTensors()[tensor]);
@@ -650,6 +657,13 @@ std::string kernelStrategy(Operation *op) {
 
 Type kernelComputeType(Operation *op) {
   return halideType(llvm::cast<attn::KernelOp>(op).getComputeType());
+}
+
+int literalValueDim(Operation *op) {
+  auto kernel = llvm::cast<attn::KernelOp>(op);
+  auto dims = llvm::cast<mlir::DictionaryAttr>(kernel.getTensors()[2]).getAs<mlir::ArrayAttr>("dims");
+  std::optional<int64_t> d = literalDim(kernel, 2, dims ? int(dims.size()) - 1 : -1);
+  return d ? int(*d) : 0;
 }
 
 std::vector<Operation *> kernelOps(Operation *module, const std::string &name) {
@@ -957,14 +971,21 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
         at.push_back(e);
       return alg.tensors[tensorOf[t]](at);
     };
+    // An element in the compute type. On GPU targets bf16 is widened by its
+    // bits (Halide's bf16 -> f32 cast aborts LLVM's GPU back ends).
+    auto widen = [&](Expr x) {
+      if (tiles.gpu && x.type().is_bfloat() && ct == Float(32))
+        return reinterpret(Float(32), cast(UInt(32), reinterpret(UInt(16), x)) << 16);
+      return cast(ct, x);
+    };
     src.kGathered = !kernel.getKAt().empty();
     src.vGathered = !kernel.getVAt().empty();
     src.kf = Func(N("kf"));
-    src.kf(d, j, hkv, b) = cast(ct, readRow(1, d, j, min(hkv, Hk - 1), bc));
+    src.kf(d, j, hkv, b) = widen(readRow(1, d, j, min(hkv, Hk - 1), bc));
     // Value channels are clamped so register tiles may overhang Dv.
     src.vf = Func(N("vf"));
     src.vf(dv, j, hkv, b) =
-        cast(ct, readRow(2, min(dv, v.dim(0).extent() - 1), j, min(hkv, Hk - 1), bc));
+        widen(readRow(2, min(dv, v.dim(0).extent() - 1), j, min(hkv, Hk - 1), bc));
 
     // Every op of the kernel's regions, nested ones (sums, vectors) included.
     std::vector<Operation *> allOps;
@@ -993,14 +1014,14 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
     if (usesQnorm) {
       RDom r(0, D, N("rqn"));
       qnorm(i, h, b) = zero;
-      Expr x = cast(ct, readRow(0, r, min(i, Lq - 1), hc, bc));
+      Expr x = widen(readRow(0, r, min(i, Lq - 1), hc, bc));
       qnorm(i, h, b) += x * x;
       alg.extra.push_back(qnorm);
     }
     if (usesKnorm) {
       RDom r(0, D, N("rkn"));
       knorm(j, hkv, b) = zero;
-      Expr x = cast(ct, readRow(1, r, min(j, Lk - 1), min(hkv, Hk - 1), bc));
+      Expr x = widen(readRow(1, r, min(j, Lk - 1), min(hkv, Hk - 1), bc));
       knorm(j, hkv, b) += x * x;
       alg.extra.push_back(knorm);
     }
@@ -1019,9 +1040,9 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
     // head hh (h or hk) and batch bb.
     auto vectorElem = [&](const std::string &name, Expr idx, Expr x, Expr hh, Expr bb) -> Expr {
       if (name == "q")
-        return cast(ct, readRow(0, clamp(idx, 0, D - 1), x, hh, bb));
+        return widen(readRow(0, clamp(idx, 0, D - 1), x, hh, bb));
       if (name == "k")
-        return cast(ct, readRow(1, clamp(idx, 0, D - 1), x, min(hh, Hk - 1), bb));
+        return widen(readRow(1, clamp(idx, 0, D - 1), x, min(hh, Hk - 1), bb));
       Vector &vec = vectors.at(name);
       Expr c = clamp(idx, 0, vec.length - 1);
       return vec.side == "constant" ? vec.f(c) : vec.f(c, x, hh, bb);
@@ -1100,7 +1121,7 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
       fq(n, x, hh, bb) = vectorElem(dotQ, n, min(x, Lq - 1), min(hh, H - 1), min(bb, B - 1)) *
                          make_const(ct, scale);
       fk(n, x, hh, bb) = vectorElem(dotK, n, min(x, Lk - 1), min(hh, Hk - 1), min(bb, B - 1));
-      vals(dv, x, hh, bb) = cast(ct, readRow(2, min(dv, v.dim(0).extent() - 1), min(x, Lk - 1),
+      vals(dv, x, hh, bb) = widen(readRow(2, min(dv, v.dim(0).extent() - 1), min(x, Lk - 1),
                                              min(hh, Hk - 1), min(bb, B - 1)));
       // A decay pow(g, i - j): g per query head, from the score's slice.
       Func decay;
@@ -1140,7 +1161,7 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
 
       src.qT = Func(N("qT"));
       std::optional<int64_t> literalD = literalDim(kernel, 0, q.dimensions() - 1); // q's last dim
-      src.bf16Pairs = q.type() == BFloat(16) && k.type() == BFloat(16) && ct == Float(32) &&
+      src.bf16Pairs = !tiles.gpu && q.type() == BFloat(16) && k.type() == BFloat(16) && ct == Float(32) &&
                       literalD && *literalD % 2 == 0 && dotQ == "q";
       Expr dotTerm; // the summand of q.k over the reduction domain
       if (src.bf16Pairs) {
@@ -1153,7 +1174,7 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
         src.rd = RVar(rd.x);
         src.rdPair = RVar(rd.y);
         dotTerm = cast(ct, src.qT(rd.x, ii, rd.y, qt, h, b)) *
-                  cast(ct, readRow(1, rd.y * 2 + rd.x, min(jk, Lk - 1), hk, bc));
+                  widen(readRow(1, rd.y * 2 + rd.x, min(jk, Lk - 1), hk, bc));
       } else {
         src.qT(ii, d, qt, h, b) = vectorElem(dotQ, d, min(qt * TQ + ii, Lq - 1), hc, bc);
         RDom rd(0, dotLength, N("rd"));
@@ -1251,7 +1272,10 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
           src.usesTileMap = true;
           tileTests[s] = kops.size() == 1 ? blockMayTakePart(kb)
                                           : blockMayTakePart(clamp(kb - src.blockOffset, 0, nKB - 1));
-          rk.where(alg.tileMapInput(s ? src.blockOffset + rk.x : Expr(rk.x), qt, h, b) != 0);
+          if (tiles.mapQ && kops.size() == 1) // the map's tiles hold whole blocks of ours
+            rk.where(alg.tileMapInput(rk.x * TK / tiles.mapK, qt * TQ / tiles.mapQ, h, b) != 0);
+          else
+            rk.where(alg.tileMapInput(s ? src.blockOffset + rk.x : Expr(rk.x), qt, h, b) != 0);
         } else {
           rk.where(p);
         }
@@ -1471,18 +1495,39 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
   Expr qtOf = i / TQ, iiOf = i % TQ;
   // Grouped heads: H must be a multiple of Hk. The condition is loop
   // invariant; Halide checks it once, before any work.
+  // GPU kernels check them before the pipeline (AttentionAlgorithm::
+  // requirements): device code cannot report an error.
   auto headsGroupCheck = [&](Expr value) {
+    auto check = [&](Expr cond, std::vector<Expr> message) {
+      if (tiles.gpu) {
+        alg.requirements.push_back({cond, message});
+        return value;
+      }
+      std::vector<Expr> values{value};
+      values.insert(values.end(), message.begin(), message.end());
+      return require(cond, values);
+    };
     for (Expr agree : rangeChecks)
-      value = require(agree, value, "attnc: the dimensions that give one index variable's "
-                                    "range differ (see the kernel's `range` in emit --stage ast)");
-    return require(H % Hk == 0, value, "attnc: query heads (", H,
-                   ") must be a multiple of key/value heads (", Hk, ")");
+      value = check(agree, {Expr("attnc: the dimensions that give one index variable's "
+                                 "range differ (see the kernel's `range` in emit --stage ast)")});
+    return check(H % Hk == 0, {Expr("attnc: query heads ("), H,
+                               Expr(") must be a multiple of key/value heads ("), Hk, Expr(")")});
   };
   Type outType = q.type();
+  // The output in q's type. GPU targets narrow f32 to bf16 by its bits,
+  // rounding to nearest even (Halide's cast aborts LLVM's GPU back ends).
+  auto toOut = [&](Expr x) {
+    if (!tiles.gpu || !outType.is_bfloat())
+      return cast(outType, x);
+    Expr u = reinterpret(UInt(32), cast(Float(32), x));
+    Expr rounded = (u + (make_const(UInt(32), 0x7FFF) + ((u >> 16) & 1))) >> 16;
+    Expr bits = select(is_nan(cast(Float(32), x)), make_const(UInt(32), 0x7FC0), rounded);
+    return reinterpret(BFloat(16), cast(UInt(16), bits));
+  };
   alg.out = Func("out");
   alg.acc = Func("acc");
   if (alg.linear) {
-    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, alg.linear->value(dv, i, h, b)));
+    alg.out(dv, i, h, b) = headsGroupCheck(toOut(alg.linear->value(dv, i, h, b)));
   } else if (softmax || hardmax) {
     // {O, m, l}: the running output numerator, maximum score and
     // denominator (softmax: sum of exp; hardmax: number of tied keys).
@@ -1515,7 +1560,7 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
     }
     }
     Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[2];
-    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, select(lf > zero, Of / lf, zero)));
+    alg.out(dv, i, h, b) = headsGroupCheck(toOut(select(lf > zero, Of / lf, zero)));
     if (alg.outputLse) {
       // softmax: log-sum-exp; hardmax: the maximum score.
       Expr mf = alg.acc(0, iiOf, qtOf, h, b)[1], l0 = alg.acc(0, iiOf, qtOf, h, b)[2];
@@ -1532,12 +1577,12 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
                                         l + src.blockSum(ii, qt, src.rk, h, b));
     }
     Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[1];
-    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, select(lf != zero, Of / lf, zero)));
+    alg.out(dv, i, h, b) = headsGroupCheck(toOut(select(lf != zero, Of / lf, zero)));
   } else {
     alg.acc(dv, ii, qt, h, b) = zero;
     for (KeySource &src : alg.sources)
       alg.acc(dv, ii, qt, h, b) += src.pvAcc(dv, ii, qt, src.rk, h, b);
-    alg.out(dv, i, h, b) = headsGroupCheck(cast(outType, alg.acc(dv, iiOf, qtOf, h, b)));
+    alg.out(dv, i, h, b) = headsGroupCheck(toOut(alg.acc(dv, iiOf, qtOf, h, b)));
   }
 
   // Output shapes are checked by the generated code (AOT callers pass them).

@@ -10,6 +10,7 @@
 #include "attn/compiler/Passes.h"
 #include "attn/dsl/Sema.h"
 #include "attn/targets/cpu/Schedule.h"
+#include "attn/targets/gpu/Schedule.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
@@ -71,6 +72,9 @@ std::string KernelManifest::toJson() const {
     j["so_size"] = soSize;
     j["so_fnv1a64"] = soHash;
   }
+  j["has_gpu"] = hasGpu;
+  if (!gpuWhyNot.empty())
+    j["gpu_why_not"] = gpuWhyNot;
   j["has_backward"] = hasBackward;
   j["has_lse"] = hasLse;
   j["grad_names"] = gradNames;
@@ -113,6 +117,8 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
     m.hasDecayTable = j.value("has_decay_table", false);
     m.hasFeatures = j.value("has_features", false);
     m.featureLength = j.value("feature_length", "");
+    m.hasGpu = j.value("has_gpu", false);
+    m.gpuWhyNot = j.value("gpu_why_not", "");
     m.hasBackward = j.value("has_backward", false);
     m.hasLse = j.value("has_lse", false);
     m.gradNames = j.value("grad_names", std::vector<std::string>());
@@ -225,21 +231,37 @@ std::string printOp(mlir::Operation *op) {
   return os.str();
 }
 
+/// The GPU APIs attnc schedules for (targets/gpu).
+bool gpuApiSupported(const Halide::Target &t) {
+  return t.has_feature(Halide::Target::CUDA) || t.has_feature(Halide::Target::OpenCL);
+}
+
 Halide::Target resolveHalideTarget(const std::string &spec, std::string &err) {
   Halide::Target t = cpu::parseTarget(spec);
-  if (t.has_gpu_feature()) {
+  if (t.has_gpu_feature() && !gpuApiSupported(t)) {
     err += "attnc: warning: target '" + spec +
-           "' asks for a GPU; this version schedules attention for CPUs only, "
+           "' asks for a GPU API attnc has no schedule for (it has CUDA and OpenCL); "
            "compiling a CPU kernel for the host instead\n";
-    t = Halide::get_host_target();
+    return Halide::get_host_target();
   }
+  // The mask's tile tests are computed in f64 (OpenCL needs cl_doubles);
+  // CUDA without a capability would get sm_20 PTX, which no current ptxas
+  // takes: sm_70 PTX runs on every GPU since Volta (the driver compiles it).
+  if (t.has_feature(Halide::Target::OpenCL))
+    t = t.with_feature(Halide::Target::CLDoubles);
+  if (t.has_feature(Halide::Target::CUDA) && t.get_cuda_capability_lower_bound() < 50)
+    t = t.with_feature(Halide::Target::CUDACapability70);
   return t;
 }
 
 struct Built {
-  AttentionAlgorithm alg;
+  AttentionAlgorithm alg; // the CPU kernel (the failover of a GPU one)
   Halide::Target target;
   std::optional<BackwardAlgorithm> backward; // CompileOptions::backward
+  /// GPU targets: the GPU kernel; the library's NAME runs it and falls
+  /// back to `alg` when the device fails (buildModule).
+  std::optional<AttentionAlgorithm> gpu;
+  std::string gpuWhyNot; // a GPU target whose kernel has no GPU schedule: why
 };
 
 /// AttnToHalide + the target schedule. Throws Halide::Error.
@@ -251,6 +273,34 @@ Built buildHalide(Lowered &low, const CompileOptions &opts, std::string &err) {
                                               kernelComputeType(first)),
                              opts.skipTiles);
   cpu::schedule(built.alg, built.target);
+  if (built.target.has_gpu_feature()) {
+    const int valueDim = literalValueDim(first);
+    TileSizes tiles = gpu::chooseTiles(built.target, kernelComputeType(first), valueDim);
+    // One tile map (NAME_tile_map, the CPU kernel's tiles) serves both.
+    tiles.mapQ = built.alg.tileQ;
+    tiles.mapK = built.alg.tileK;
+    AttentionAlgorithm g = buildAlgorithm(low.kernelOps, tiles, opts.skipTiles);
+    std::string why = gpu::unsupported(g, built.target);
+    if (why.empty() && g.hasTileMap && (tiles.mapQ % g.tileQ || tiles.mapK % g.tileK))
+      why = "the tile map's tiles (" + std::to_string(tiles.mapQ) + " x " +
+            std::to_string(tiles.mapK) + ", ATTNC_TILES) are not multiples of the GPU's (" +
+            std::to_string(g.tileQ) + " x " + std::to_string(g.tileK) + ")";
+    if (why.empty()) {
+      if (valueDim > 0 && gpu::sharedBytes(g, valueDim) > gpu::kSharedLimit)
+        throw Halide::CompileError(
+            "kernel '" + g.name + "' does not fit a GPU block: tiles of " +
+            std::to_string(g.tileQ) + " queries x " + std::to_string(g.tileK) +
+            " keys with a value head of " + std::to_string(valueDim) + " need " +
+            std::to_string(gpu::sharedBytes(g, valueDim)) + " bytes of shared memory, more than " +
+            std::to_string(gpu::kSharedLimit));
+      gpu::schedule(g, built.target);
+      built.gpu = std::move(g);
+    } else {
+      err += "attnc: warning: kernel '" + g.name + "' runs on the CPU only on target '" +
+             opts.target + "': " + why + "\n";
+      built.gpuWhyNot = why;
+    }
+  }
   if (opts.backward) {
     try {
       built.backward = buildBackward(low.kernelOps, TileSizes{built.alg.tileQ, built.alg.tileK,
@@ -365,22 +415,148 @@ std::string readFile(const std::string &path) {
   return s.str();
 }
 
+/// The C type of a scalar argument of a Halide pipeline.
+std::string cType(const Halide::Type &t) {
+  if (t.is_bool())
+    return "bool";
+  if (t.is_float())
+    return t.bits() == 64 ? "double" : "float";
+  return std::string(t.is_uint() ? "uint" : "int") + std::to_string(t.bits()) + "_t";
+}
+
+/// The dispatcher of a GPU library, C++ that $CXX compiles beside the
+/// Halide module: NAME(args) runs NAME_gpu and, when it or a copy back
+/// fails, NAME_cpu. Callers pass host buffers: inputs are marked
+/// host-dirty (Halide copies them to the device), outputs copied back, and
+/// the device memory attnc allocated freed before returning; buffers that
+/// arrive with a device allocation are the caller's. During NAME_gpu the
+/// Halide error handler only records the message (the default one aborts),
+/// then the caller's handler is restored; the first failure in a process
+/// prints one warning through halide_print. NAME_gpu_error() is the last
+/// call's failure on this thread ("" when the GPU ran it), and NAME_argv /
+/// NAME_metadata are the usual Halide entry points.
+std::string dispatcherSource(const std::string &name,
+                             const std::vector<Halide::Internal::LoweredArgument> &args) {
+  std::string params, call, argv, buffers, outputs;
+  int nIn = 0, nOut = 0;
+  for (size_t k = 0; k < args.size(); ++k) {
+    const auto &a = args[k];
+    std::string id = "a" + std::to_string(k);
+    std::string type = a.is_buffer() ? "halide_buffer_t *" : cType(a.type) + " ";
+    params += (k ? ", " : "") + type + id;
+    call += (k ? ", " : "") + id;
+    argv += std::string(k ? ", " : "") +
+            (a.is_buffer() ? "(halide_buffer_t *)args[" + std::to_string(k) + "]"
+                           : "*(" + cType(a.type) + " *)args[" + std::to_string(k) + "]");
+    if (a.is_buffer()) {
+      buffers += (nIn + nOut ? ", " : "") + id;
+      if (a.is_output())
+        outputs += std::string(nOut ? ", " : "") + std::to_string(nIn + nOut), ++nOut;
+      else
+        ++nIn;
+    }
+  }
+  const int n = nIn + nOut;
+  std::ostringstream os;
+  os << "// The dispatcher of GPU kernel '" << name << "', written by attnc (docs/gpu.md).\n"
+     << "#include \"HalideRuntime.h\"\n#include <atomic>\n#include <cstdint>\n#include <cstdio>\n"
+     << "#include <cstring>\n\n"
+     << "extern \"C\" int " << name << "_gpu(" << params << ");\n"
+     << "extern \"C\" int " << name << "_cpu(" << params << ");\n"
+     << "extern \"C\" const struct halide_filter_metadata_t *" << name << "_gpu_metadata();\n\n"
+     << "namespace {\nthread_local char gpuError[1024];\nstd::atomic<bool> warned{false};\n"
+     << "void recordError(void *, const char *msg) {\n"
+     << "  std::snprintf(gpuError, sizeof gpuError, \"%s\", msg ? msg : \"\");\n"
+     << "  size_t n = std::strlen(gpuError);\n"
+     << "  while (n && gpuError[n - 1] == '\\n')\n    gpuError[--n] = 0;\n}\n} // namespace\n\n"
+     << "extern \"C\" const char *" << name << "_gpu_error() { return gpuError; }\n\n"
+     << "extern \"C\" int " << name << "(" << params << ") {\n"
+     << "  halide_buffer_t *buffers[] = {" << buffers << "};\n"
+     << "  const int outputs[] = {" << outputs << "};\n"
+     << "  bool ours[" << n << "];\n"
+     << "  for (int b = 0; b < " << n << "; ++b) {\n"
+     << "    ours[b] = buffers[b]->device == 0;\n"
+     << "    if (ours[b] && b < " << nIn << ")\n      buffers[b]->set_host_dirty(true);\n  }\n"
+     << "  gpuError[0] = 0;\n"
+     << "  halide_error_handler_t callers = halide_set_error_handler(recordError);\n"
+     << "  int r = " << name << "_gpu(" << call << ");\n"
+     << "  for (int o : outputs)\n"
+     << "    if (r == 0 && ours[o])\n      r = halide_copy_to_host(nullptr, buffers[o]);\n"
+     << "  halide_set_error_handler(callers);\n"
+     << "  for (int b = 0; b < " << n << "; ++b)\n"
+     << "    if (ours[b])\n      halide_device_free(nullptr, buffers[b]);\n"
+     << "  if (r == 0)\n    return 0;\n"
+     << "  char text[1200];\n"
+     << "  std::snprintf(text, sizeof text, \"attnc: warning: kernel '" << name
+     << "': the GPU failed (Halide error %d: %s); computing it on the CPU (" << name
+     << "_cpu)\\n\", r, gpuError[0] ? gpuError : \"no message\");\n"
+     << "  std::snprintf(gpuError, sizeof gpuError, \"%s\", text);\n"
+     << "  if (!warned.exchange(true))\n    halide_print(nullptr, text);\n"
+     << "  return " << name << "_cpu(" << call << ");\n}\n\n"
+     << "extern \"C\" int " << name << "_argv(void **args) {\n  return " << name << "(" << argv
+     << ");\n}\n\n"
+     << "extern \"C\" const struct halide_filter_metadata_t *" << name << "_metadata() {\n"
+     << "  return " << name << "_gpu_metadata();\n}\n";
+  return os.str();
+}
+
+/// NAME's declaration (for the header): NAME_gpu's arguments, named as the
+/// source names them (Halide numbers a second Func "out" out$1).
+std::vector<Halide::Internal::LoweredArgument> dispatchArguments(const Halide::Module &m,
+                                                                 const std::string &name) {
+  std::vector<Halide::Internal::LoweredArgument> args = m.get_function_by_name(name + "_gpu").args;
+  for (auto &a : args)
+    a.name = a.name.substr(0, a.name.find('$'));
+  return args;
+}
+
+/// Compiles a GPU library's dispatcher (dispatcherSource) to an object.
+/// Throws std::runtime_error with the compiler's output when it fails.
+void compileDispatcher(const std::string &name, const Halide::Module &module,
+                       const std::string &object) {
+  std::string source = object + ".cpp";
+  std::ofstream(source) << dispatcherSource(name, dispatchArguments(module, name));
+  std::vector<std::string> cmd = compilerCommand();
+  for (const char *a : {"-std=c++17", "-O2", "-fPIC", "-c", "-I" ATTNC_HALIDE_RUNTIME_INCLUDE, "-o"})
+    cmd.push_back(a);
+  cmd.push_back(object);
+  cmd.push_back(source);
+  std::string output;
+  int rc = runProgram(cmd, output);
+  std::error_code ec;
+  fs::remove(source, ec);
+  if (rc != 0)
+    throw std::runtime_error("compiling the GPU dispatcher of '" + name + "' with '" + cmd[0] +
+                             "' failed (set CXX to a C++ compiler driver):\n" + output);
+}
+
 /// Kernel + index-check pipeline as one Halide module. Throws Halide::Error.
 Halide::Module buildModule(Built &built, KernelManifest &manifest) {
   AttentionAlgorithm &a = built.alg;
   manifest.name = a.name;
   manifest.target = built.target.to_string();
+  manifest.hasGpu = built.gpu.has_value();
+  manifest.gpuWhyNot = built.gpuWhyNot;
   manifest.strategy = a.strategy;
   manifest.decode = a.decode;
   manifest.decodeScale = a.decodeScale;
   manifest.decodeDecay = a.decodeDecay;
   std::vector<Halide::Module> modules;
   // Each entry point: its pipeline compiled as NAME + suffix.
-  auto add = [&](const std::vector<Halide::Func> &outputs, const std::vector<Halide::Argument> &args,
-                 const std::string &suffix) {
-    modules.push_back(Halide::Pipeline(outputs).compile_to_module(args, a.name + suffix, built.target));
+  auto addPipeline = [&](Halide::Pipeline p, const std::vector<Halide::Argument> &args,
+                         const std::string &suffix) {
+    modules.push_back(p.compile_to_module(args, a.name + suffix, built.target));
   };
-  add(a.outputs(), a.arguments(), "");
+  auto add = [&](const std::vector<Halide::Func> &outputs, const std::vector<Halide::Argument> &args,
+                 const std::string &suffix) { addPipeline(Halide::Pipeline(outputs), args, suffix); };
+  if (built.gpu) {
+    // NAME (dispatcherSource, compiled beside) runs NAME_gpu and, when the
+    // device fails, NAME_cpu.
+    addPipeline(built.gpu->pipeline(), built.gpu->arguments(), "_gpu");
+    addPipeline(a.pipeline(), a.arguments(), "_cpu");
+  } else {
+    addPipeline(a.pipeline(), a.arguments(), "");
+  }
   if (a.hasTileMap) {
     add({a.tileMap}, a.inputArguments(), "_tile_map");
     manifest.hasTileMap = true;
@@ -525,7 +701,7 @@ bool emitStage(const SourceFile &src, Stage stage, const CompileOptions &opts, s
   return guarded(err, [&] {
     Built built = buildHalide(low, opts, err);
     if (stage == Stage::Halide) {
-      out = printAlgorithm(built.alg);
+      out = printAlgorithm(built.gpu ? *built.gpu : built.alg);
       return;
     }
     // A private folder (mkdtemp, 0700): no name in the shared temp
@@ -535,8 +711,9 @@ bool emitStage(const SourceFile &src, Stage stage, const CompileOptions &opts, s
       throw std::runtime_error("cannot create a temporary folder in " +
                                fs::temp_directory_path().string() + ": " + std::strerror(errno));
     fs::path tmp = fs::path(tmpl) / "kernel.stmt";
-    Halide::Pipeline(built.alg.outputs())
-        .compile_to_lowered_stmt(tmp.string(), built.alg.arguments(), Halide::Text, built.target);
+    // A GPU target shows the GPU loop nest (its CPU failover is the host's).
+    const AttentionAlgorithm &shown = built.gpu ? *built.gpu : built.alg;
+    shown.pipeline().compile_to_lowered_stmt(tmp.string(), shown.arguments(), Halide::Text, built.target);
     out = readFile(tmp.string());
     std::error_code ec;
     fs::remove_all(tmpl, ec);
@@ -553,8 +730,42 @@ bool compileStaticLibrary(const SourceFile &src, const CompileOptions &opts, con
     Halide::Module module = buildModule(built, manifest);
     fs::create_directories(dir);
     fs::path base = fs::path(dir) / built.alg.name;
-    module.compile({{Halide::OutputFileType::static_library, base.string() + ".a"},
-                    {Halide::OutputFileType::c_header, base.string() + ".h"}});
+    const std::string name = built.alg.name;
+    if (!manifest.hasGpu) {
+      module.compile({{Halide::OutputFileType::static_library, base.string() + ".a"},
+                      {Halide::OutputFileType::c_header, base.string() + ".h"}});
+    } else {
+      // The Halide module's object and the dispatcher's in one archive; the
+      // header declares NAME beside the module's entry points; the device
+      // code is written beside the library (PTX for CUDA, OpenCL C for
+      // OpenCL; both are inside NAME.a too), for reading and for ptxas.
+      std::string kernelObj = base.string() + ".kernel.o", dispatchObj = base.string() + ".dispatch.o";
+      struct Remove {
+        std::vector<std::string> paths;
+        ~Remove() {
+          std::error_code ec;
+          for (const std::string &p : paths)
+            fs::remove(p, ec);
+        }
+      } cleanup{{kernelObj, dispatchObj}};
+      module.compile({{Halide::OutputFileType::object, kernelObj},
+                      {Halide::OutputFileType::device_code,
+                       base.string() + (built.target.has_feature(Halide::Target::CUDA) ? ".ptx" : ".cl")}});
+      compileDispatcher(name, module, dispatchObj);
+      Halide::create_static_library({kernelObj, dispatchObj}, built.target,
+                                               base.string() + ".a");
+      Halide::Module header(name, built.target);
+      for (const Halide::Internal::LoweredFunc &f : module.functions())
+        header.append(f);
+      header.append(Halide::Internal::LoweredFunc(name, dispatchArguments(module, name),
+                                                  Halide::Internal::Stmt(),
+                                                  Halide::LinkageType::ExternalPlusMetadata));
+      header.compile({{Halide::OutputFileType::c_header, base.string() + ".h"}});
+      std::ofstream(base.string() + ".h", std::ios::app)
+          << "\n// attnc: NAME runs " << name << "_gpu, else " << name << "_cpu (docs/gpu.md);\n"
+          << "// the last call's GPU failure on this thread, \"\" when the GPU ran it.\n"
+          << "#ifdef __cplusplus\nextern \"C\"\n#endif\nconst char *" << name << "_gpu_error(void);\n";
+    }
     // What NAME_check_indices' rows mean, for AOT callers.
     std::ofstream(base.string() + ".json") << manifest.toJson() << "\n";
   });
@@ -565,14 +776,20 @@ bool compileSharedObject(const SourceFile &src, const CompileOptions &opts,
   Lowered low;
   if (!frontEnd(src, opts, true, low, err) || !toMlir(src, true, low, err))
     return false;
-  fs::path obj = soPath + ".o";
+  fs::path obj = soPath + ".o", dispatchObj = soPath + ".dispatch.o";
   bool ok = guarded(err, [&] {
     Built built = buildHalide(low, opts, err);
     Halide::Module module = buildModule(built, manifest);
     module.compile({{Halide::OutputFileType::object, obj.string()}});
+    if (manifest.hasGpu)
+      compileDispatcher(built.alg.name, module, dispatchObj.string());
   });
-  if (!ok)
+  if (!ok) {
+    std::error_code ec;
+    fs::remove(obj, ec);
+    fs::remove(dispatchObj, ec);
     return false;
+  }
   // Link the object (which carries the Halide runtime) into a shared object.
   // -Bsymbolic keeps its runtime private when several kernels are loaded.
   // The linker runs from an argument vector, never through a shell: paths
@@ -582,12 +799,15 @@ bool compileSharedObject(const SourceFile &src, const CompileOptions &opts,
     args.push_back(a);
   args.push_back(soPath);
   args.push_back(obj.string());
+  if (manifest.hasGpu)
+    args.push_back(dispatchObj.string());
   for (const char *a : {"-lpthread", "-ldl", "-lm"})
     args.push_back(a);
   std::string output;
   int rc = runProgram(args, output);
   std::error_code ec;
   fs::remove(obj, ec);
+  fs::remove(dispatchObj, ec);
   if (rc == 0)
     return true;
   std::string shown;

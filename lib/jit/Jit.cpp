@@ -11,13 +11,16 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <sys/stat.h>
 #include <thread>
@@ -48,6 +51,17 @@ void captureHalideError(void *, const char *msg) {
   lastHalideError = msg ? msg : "unknown error";
   while (!lastHalideError.empty() && lastHalideError.back() == '\n')
     lastHalideError.pop_back();
+}
+
+/// halide_print of a kernel: to stderr, each distinct message once per
+/// process (a GPU library's failover warning in a loop of calls).
+void relayHalidePrint(void *, const char *msg) {
+  static std::mutex mutex;
+  static std::set<std::string> shown;
+  std::string text = msg ? msg : "";
+  std::lock_guard<std::mutex> lock(mutex);
+  if (shown.insert(text).second)
+    std::fputs(text.c_str(), stderr);
 }
 
 uint64_t fnv1a(uint64_t h, const std::string &s) {
@@ -402,6 +416,7 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
     }
   }
   k->cacheHit_ = haveCached;
+  k->requireGpu_ = opts.requireGpu;
   k->compileSeconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return k;
@@ -455,6 +470,9 @@ std::string JitKernel::load(const std::string &so) {
   decay_ = entry("_decay_argv", manifest_.hasDecayTable);
   backward_ = entry("_backward_argv", manifest_.hasBackward);
   lse_ = entry("_lse_argv", manifest_.hasLse);
+  gpuError_ = manifest_.hasGpu ? (const char *(*)())dlsym(handle_, (kernel_->name + "_gpu_error").c_str())
+                               : nullptr;
+  missing = missing || (manifest_.hasGpu && !gpuError_);
   auto setHandler = (void (*)(void (*)(void *, const char *)))dlsym(handle_,
                                                                      "halide_set_error_handler");
   if (missing || !setHandler) {
@@ -463,6 +481,8 @@ std::string JitKernel::load(const std::string &so) {
     return "it lacks its entry points";
   }
   setHandler(captureHalideError);
+  if (auto setPrint = (void *(*)(void (*)(void *, const char *)))dlsym(handle_, "halide_set_custom_print"))
+    setPrint(relayHalidePrint);
   return "";
 }
 
@@ -699,6 +719,11 @@ Status JitKernel::checkIndices(Call &call, const std::vector<void *> &inputArgv)
 Status JitKernel::execute(Call &call) const {
   if (entry_(call.argv.data()) != 0)
     return Status::error("kernel '" + kernel_->name + "' failed: " + lastHalideError);
+  if (requireGpu_ && gpuError_ && *gpuError_()) {
+    std::string why = gpuError_();
+    return Status::error("kernel '" + kernel_->name + "': the GPU was required and failed: " +
+                         why.substr(0, why.find_last_not_of('\n') + 1));
+  }
   return Status::ok();
 }
 

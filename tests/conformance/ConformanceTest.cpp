@@ -147,7 +147,7 @@ const int64_t kRagged[] = {1, 63, 65, 129, 200, 333};
 
 TEST(Conformance, Causal) {
   auto k = compileVariant("causal.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(1);
   const int64_t dims[] = {16, 32, 64, 17, 128, 80};
   int n = 0;
@@ -160,7 +160,7 @@ TEST(Conformance, Causal) {
 
 TEST(Conformance, Dense) {
   auto k = compileVariant("dense.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(2);
   for (int64_t L : {1, 65, 200})
     runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, L, L, 64, 64, rng), {},
@@ -172,7 +172,7 @@ TEST(Conformance, Dense) {
 
 TEST(Conformance, SlidingWindowParam) {
   auto k = compileVariant("sliding_window.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(3);
   for (int64_t L : {200, 333})
     for (const char *window : {"1", "7", "64", "129", "256", "100000"})
@@ -185,7 +185,7 @@ TEST(Conformance, SlidingWindowParam) {
 
 TEST(Conformance, PrefixLM) {
   auto k = compileVariant("prefix_lm.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(4);
   for (int64_t L : {65, 200})
     for (const char *prefix : {"0", "1", "63", "70", "128", "200", "1000"})
@@ -196,7 +196,7 @@ TEST(Conformance, PrefixLM) {
 /// doc ids as sorted runs of random lengths, then `pad` tokens of -1.
 TEST(Conformance, PackedDocumentsWithPaddingRows) {
   auto k = compileVariant("packed_documents.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   ASSERT_TRUE(k->kernel().outputLse);
   std::mt19937 rng(5);
   for (int64_t L : {1, 63, 129, 200, 333}) {
@@ -217,7 +217,7 @@ TEST(Conformance, PackedDocumentsWithPaddingRows) {
 
 TEST(Conformance, DilatedWindow) {
   auto k = compileVariant("dilated_window.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(6);
   for (int64_t L : {129, 333})
     for (auto [window, dilation] : std::vector<std::pair<const char *, const char *>>{
@@ -229,7 +229,7 @@ TEST(Conformance, DilatedWindow) {
 
 TEST(Conformance, GlobalLocalBoolAux) {
   auto k = compileVariant("global_local.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(7);
   for (int64_t L : {65, 200, 333}) {
     for (const char *radius : {"0", "16", "128"}) {
@@ -248,7 +248,7 @@ TEST(Conformance, GlobalLocalBoolAux) {
 
 TEST(Conformance, Alibi) {
   auto k = compileVariant("alibi_causal.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(8);
   for (auto [H, L] : std::vector<std::pair<int64_t, int64_t>>{{4, 65}, {8, 200}, {2, 1}})
     runAndCompare(*k, qkv(ElemType::F32, 2, H, H, L, L, 128, 128, rng), {},
@@ -257,7 +257,7 @@ TEST(Conformance, Alibi) {
 
 TEST(Conformance, SoftCapping) {
   auto k = compileVariant("softcap.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(9);
   runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, 200, 200, 64, 64, rng), {},
                 "default cap " + shapeLabel(2, 2, 200, 200, 64));
@@ -269,7 +269,7 @@ TEST(Conformance, SoftCapping) {
 
 TEST(Conformance, GqaDecode) {
   auto k = compileVariant("gqa_decode.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(10);
   for (auto [H, G] : std::vector<std::pair<int64_t, int64_t>>{{8, 2}, {4, 4}, {6, 3}})
     for (int64_t Lq : {1, 3})
@@ -290,7 +290,7 @@ TEST(Conformance, GqaDecode) {
 
 TEST(Conformance, MqaDecode) {
   auto k = compileVariant("mqa_decode.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(11);
   for (int64_t H : {1, 4})
     for (int64_t Lq : {1, 3})
@@ -305,7 +305,7 @@ TEST(Conformance, MqaDecode) {
 
 TEST(Conformance, CrossModalMasks) {
   auto k = compileVariant("cross_modal.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(12);
   for (auto [T, N] : std::vector<std::pair<int64_t, int64_t>>{{1, 65}, {37, 200}, {70, 129}, {130, 333}}) {
     auto in = qkv(ElemType::F32, 2, 2, 2, T, N, 64, 96, rng);
@@ -336,7 +336,7 @@ TEST(Conformance, CrossModalMasks) {
 
 TEST(Conformance, UserBlockTable) {
   auto k = compileVariant("block_table.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(13);
   for (int64_t L : {63, 65, 200, 333}) {
     int64_t nb = (L + 63) / 64;
@@ -357,7 +357,7 @@ TEST(Conformance, UserBlockTable) {
 
 TEST(Conformance, FullBiasTable) {
   auto k = compileVariant("bias_table.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(14);
   for (int64_t L : {1, 65, 200}) {
     auto in = qkv(ElemType::F32, 2, 3, 3, L, L, 32, 32, rng);
@@ -370,7 +370,7 @@ TEST(Conformance, BiasTableWithMinusInfinity) {
   // A -inf score counts as a masked pair (LANGUAGE.md §3); a row of -inf is a
   // fully masked row.
   auto k = compileVariant("bias_table.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(15);
   int64_t L = 129;
   auto in = qkv(ElemType::F32, 2, 2, 2, L, L, 32, 32, rng);
@@ -388,7 +388,7 @@ TEST(Conformance, BiasTableWithMinusInfinity) {
 
 TEST(Conformance, Cosine) {
   auto k = compileVariant("cosine.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(16);
   for (int64_t L : {65, 200})
     for (const char *scale : {"10.0", "30"})
@@ -398,7 +398,7 @@ TEST(Conformance, Cosine) {
 
 TEST(Conformance, Sigmoid) {
   auto k = compileVariant("sigmoid.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(17);
   for (int64_t L : {1, 129, 333}) {
     std::string bias = std::to_string(-std::log((double)L));
@@ -411,7 +411,7 @@ TEST(Conformance, Sigmoid) {
 
 TEST(Conformance, Relu) {
   auto k = compileVariant("relu.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(18);
   for (int64_t L : {1, 65, 200, 333})
     runAndCompare(*k, qkv(ElemType::F32, 2, 2, 2, L, L, 64, 64, rng), {},
@@ -420,7 +420,7 @@ TEST(Conformance, Relu) {
 
 TEST(Conformance, Neighborhood2D) {
   auto k = compileVariant("neighborhood_2d.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(19);
   struct Image {
     int64_t L;
@@ -436,7 +436,7 @@ TEST(Conformance, Neighborhood2D) {
 
 TEST(Conformance, Bf16HeadDim80) {
   auto k = compileVariant("bf16_head80.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(20);
   for (int64_t L : {1, 65, 200})
     runAndCompare(*k, qkv(ElemType::BF16, 2, 2, 2, L, L, 80, 80, rng), {},
@@ -445,7 +445,7 @@ TEST(Conformance, Bf16HeadDim80) {
 
 TEST(Conformance, F64) {
   auto k = compileVariant("causal_f64.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(21);
   for (int64_t L : {1, 63, 129, 200})
     runAndCompare(*k, qkv(ElemType::F64, 2, 2, 2, L, L, 24, 24, rng), {},
@@ -454,7 +454,7 @@ TEST(Conformance, F64) {
 
 TEST(Conformance, F16Gqa) {
   auto k = compileVariant("gqa_f16.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(22);
   for (int64_t L : {1, 65, 200})
     runAndCompare(*k, qkv(ElemType::F16, 2, 4, 2, L, L, 64, 64, rng), {},
@@ -489,7 +489,7 @@ void halfIntegers(HostTensor &t) {
 
 TEST(Conformance, HardmaxAverageTiesAcrossBlocks) {
   auto k = compileVariant("hardmax_average.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(31);
   for (int64_t L : {1, 63, 129, 300}) {
     auto in = qkv(ElemType::F32, 2, 2, 2, L, L, 4, 4, rng);
@@ -508,8 +508,9 @@ TEST(Conformance, HardmaxTieRulesOnDuplicateKeys) {
                                " normalize = hardmax(ties = ") +
                        ties + ")\n output lse }"};
     std::string messages;
-    auto k = JitKernel::compile(src, {}, messages);
+    auto k = JitKernel::compile(src, testOptions(), messages);
     ASSERT_TRUE(k) << messages;
+    ASSERT_COMPILED(k);
     std::mt19937 rng(32);
     auto in = qkv(ElemType::F32, 1, 2, 2, 260, 260, 3, 5, rng);
     halfIntegers(in["q"]);
@@ -522,7 +523,7 @@ TEST(Conformance, HardmaxTieRulesOnDuplicateKeys) {
 
 TEST(Conformance, HardmaxLookup2D) {
   auto k = compileVariant("hardmax_lookup_2d.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(33);
   for (int64_t L : {1, 70, 257}) {
     auto in = qkv(ElemType::F64, 2, 2, 2, L, L, 2, 2, rng);
@@ -534,7 +535,7 @@ TEST(Conformance, HardmaxLookup2D) {
 
 TEST(Conformance, TopkCausal) {
   auto k = compileVariant("topk.attn");
-  ASSERT_TRUE(k);
+  ASSERT_COMPILED(k);
   std::mt19937 rng(34);
   // Rows shorter than K (all keys kept), K inside one block, and across blocks.
   for (int64_t L : {1, 31, 100, 290})
@@ -549,8 +550,9 @@ TEST(Conformance, TopkBoundaryTiesGoToLaterKeys) {
                    " score = dot(q, k)\n normalize = topk(" +
                        std::to_string(K) + ")\n output lse }"};
     std::string messages;
-    auto k = JitKernel::compile(src, {}, messages);
+    auto k = JitKernel::compile(src, testOptions(), messages);
     ASSERT_TRUE(k) << messages;
+    ASSERT_COMPILED(k);
     std::mt19937 rng(35);
     // Half-integer q and k with 2 channels: few distinct scores, many ties.
     auto in = qkv(ElemType::F32, 1, 2, 2, 150, 150, 2, 3, rng);
@@ -573,13 +575,14 @@ TEST(Conformance, AnalysedKernelsMatchUnanalysedOnesBitForBit) {
                {"global_local.attn", {}},    {"topk.attn", {}},
                {"hardmax_average.attn", {}}};
   for (const Case &c : cases) {
-    JitOptions analysed, unanalysed;
-    analysed.cacheDir = unanalysed.cacheDir = CacheDir::path().string();
+    JitOptions analysed = testOptions(), unanalysed = testOptions();
     unanalysed.skipTiles = false;
     std::string messages;
     auto fast = JitKernel::compile(readVariant(c.file), analysed, messages);
     auto slow = JitKernel::compile(readVariant(c.file), unanalysed, messages);
     ASSERT_TRUE(fast && slow) << c.file << ":\n" << messages;
+    if (!untestableOnTarget(*fast).empty())
+      continue; // no GPU kernel to compare (the CPU run of the suite compares it)
     const dsl::Kernel &kd = fast->kernel();
     std::mt19937 rng(40);
     const int64_t L = 333;

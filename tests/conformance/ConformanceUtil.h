@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -50,12 +51,47 @@ inline SourceFile readVariant(const std::string &file) {
   return {p.string(), s.str()};
 }
 
-/// Compiles `src` just in time into the test's cache (with its backward
-/// when asked); null, with a test failure, when it does not compile.
-inline std::unique_ptr<JitKernel> compileSource(const SourceFile &src, const std::string &cacheDir = "",
-                                                bool backward = false) {
+/// The target the suite runs on: ATTNC_TEST_TARGET (e.g. host-opencl; ctest
+/// runs the suite once more on PoCL), else the host CPU. On a GPU target a
+/// kernel whose GPU part fails is an error, never a silent CPU fallback.
+inline std::string testTarget() {
+  const char *t = std::getenv("ATTNC_TEST_TARGET");
+  return t && *t ? t : "host";
+}
+
+/// Why a kernel compiled for the test target cannot be tested there (it
+/// has no GPU schedule on a GPU target), or empty.
+inline std::string untestableOnTarget(const JitKernel &k) {
+  if (testTarget() == "host" || k.manifest().hasGpu)
+    return "";
+  return "kernel '" + k.manifest().name + "' has no GPU kernel on " + testTarget() + ": " +
+         k.manifest().gpuWhyNot;
+}
+
+/// ASSERT_TRUE(k) for a compiled kernel, and a skip naming the reason when
+/// the test target cannot run it.
+#define ASSERT_COMPILED(k)                                                                          \
+  do {                                                                                             \
+    ASSERT_TRUE(k);                                                                                \
+    if (std::string why = ::attn::conformance::untestableOnTarget(*(k)); !why.empty())             \
+      GTEST_SKIP() << why;                                                                         \
+  } while (0)
+
+/// JIT options for the suite: the test's cache, testTarget().
+inline JitOptions testOptions(const std::string &cacheDir = "") {
   JitOptions opts;
   opts.cacheDir = cacheDir.empty() ? CacheDir::path().string() : cacheDir;
+  opts.target = testTarget();
+  opts.requireGpu = opts.target != "host";
+  return opts;
+}
+
+/// Compiles `src` just in time into the test's cache (with its backward
+/// when asked), for testTarget(); null, with a test failure, when it does
+/// not compile.
+inline std::unique_ptr<JitKernel> compileSource(const SourceFile &src, const std::string &cacheDir = "",
+                                                bool backward = false) {
+  JitOptions opts = testOptions(cacheDir);
   opts.backward = backward;
   std::string messages;
   auto k = JitKernel::compile(src, opts, messages);

@@ -19,3 +19,16 @@ config.substitutions.append(("%examples", config.attnc_examples_dir))
 # Tests that chown files to another user or create device nodes need root.
 if hasattr(os, "geteuid") and os.geteuid() == 0:
     config.available_features.add("root")
+# GPU code without a GPU: the CUDA toolkit's ptxas assembles attnc's PTX
+# (PATH, else the toolkit's default prefix); PoCL runs OpenCL kernels.
+import shutil
+ptxas = shutil.which("ptxas") or shutil.which("ptxas", path="/usr/local/cuda/bin")
+if ptxas:
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", ptxas))
+if os.path.exists("/etc/OpenCL/vendors") and any(
+        f.endswith(".icd") for f in os.listdir("/etc/OpenCL/vendors")):
+    config.available_features.add("opencl")
+# A folder with no OpenCL drivers: OCL_ICD_VENDORS pointed at it hides every
+# platform (the failover tests).
+config.substitutions.append(("%no_opencl_vendors", os.path.join(config.test_exec_root, "no-opencl-vendors")))

@@ -36,6 +36,8 @@ endif()
 run(configure
   "${CMAKE_COMMAND}" -S "${SOURCE_DIR}" -B "${BINARY_DIR}/project" ${generatorArgs}
   "-DCMAKE_CXX_COMPILER=${CXX}" "-DCMAKE_BUILD_TYPE=${BUILD_TYPE}"
-  "-DCMAKE_PREFIX_PATH=${prefix}")
+  "-DCMAKE_PREFIX_PATH=${prefix}"
+  # scripts/gpu-check.sh: the CUDA library must run on the GPU.
+  "-DATTNC_EXPECT_GPU=$ENV{ATTNC_EXPECT_GPU}")
 run(build "${CMAKE_COMMAND}" --build "${BINARY_DIR}/project" --parallel 1)
 run(test "${CMAKE_CTEST_COMMAND}" --test-dir "${BINARY_DIR}/project" --output-on-failure)

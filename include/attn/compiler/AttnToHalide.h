@@ -166,6 +166,12 @@ struct AttentionAlgorithm {
   Halide::Func featureQ, featureK;
   std::string featureLength; // N: a literal or a size name
 
+  /// Preconditions the pipeline checks before any stage (pipeline()), with
+  /// their error messages; GPU kernels only (the CPU's are require()s).
+  std::vector<std::pair<Halide::Expr, std::vector<Halide::Expr>>> requirements;
+  /// The kernel's pipeline (outputs() with the requirements).
+  Halide::Pipeline pipeline() const;
+
   /// Kernel arguments: tensors, the tile map (when any), params.
   std::vector<Halide::Argument> arguments() const;
   /// Arguments of the helper pipelines (index check, tile map): tensors, params.
@@ -184,6 +190,14 @@ struct TileSizes {
   int k = 128;
   int regQ = 32; // queries per register tile of q.k (masked kernels skip
   int regK = 8;  // register tiles the mask empties)
+  /// A GPU target (targets/gpu): no bf16 pair products (a CPU dot-product
+  /// instruction), and bf16 widened to f32 by a shift of its bits (Halide's
+  /// bf16 cast aborts its LLVM on GPU targets).
+  bool gpu = false;
+  /// Data-dependent masks: the tiles of the run-time tile map the kernel
+  /// reads, when they are another kernel's (the CPU kernel's map serves its
+  /// GPU twin); multiples of q and k. 0: the map has this kernel's tiles.
+  int mapQ = 0, mapK = 0;
 };
 
 /// The strategy attn-select-strategy recorded on `kernelOp` ("dense" or
@@ -194,6 +208,9 @@ std::string kernelStrategy(mlir::Operation *kernelOp);
 /// attn.kernel @name, or for a kernel with `source` blocks its sources'
 /// @name.SOURCE in file order. Empty when there is none.
 std::vector<mlir::Operation *> kernelOps(mlir::Operation *module, const std::string &name);
+
+/// The value head's size (v's last dimension) when it is a literal, else 0.
+int literalValueDim(mlir::Operation *kernelOp);
 
 /// The kernel's compute type (f32 or f64) as a Halide type.
 Halide::Type kernelComputeType(mlir::Operation *kernelOp);

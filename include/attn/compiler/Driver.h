@@ -45,6 +45,10 @@ struct KernelManifest {
   /// lse, dlse], dq, dk, dv, then one gradient per gradNames entry after "q", "k",
   /// "v"); softmax kernels without `output lse` also NAME_lse(inputs...,
   /// params..., lse).
+  /// A GPU target: NAME runs NAME_gpu, and NAME_cpu when the device fails.
+  /// A kernel without a GPU schedule has only the CPU kernel and says why.
+  bool hasGpu = false;
+  std::string gpuWhyNot;
   bool hasBackward = false;
   bool hasLse = false;
   std::vector<std::string> gradNames;
@@ -88,8 +92,9 @@ bool compileSharedObject(const SourceFile &src, const CompileOptions &opts,
                          const std::string &soPath, KernelManifest &manifest, std::string &err);
 
 /// The Halide target string a spec resolves to ("host" -> this machine's
-/// features). A GPU target falls back to the host CPU with a warning
-/// appended to `warnings` (no GPU schedule in this version).
+/// features; OpenCL gets cl_doubles, CUDA without a capability sm_70). A
+/// GPU API other than CUDA and OpenCL falls back to the host CPU with a
+/// warning appended to `warnings`.
 std::string resolveTarget(const std::string &spec, std::string &warnings);
 
 /// Empty when kernels compiled for `target` (a resolved Halide target

@@ -34,6 +34,9 @@ struct JitOptions {
   std::string cacheDir;      // empty: the default cache directory
   bool skipTiles = true;     // see CompileOptions::skipTiles
   bool backward = false;     // also compile the backward (JitKernel::backward)
+  /// GPU targets: a call whose GPU kernel fails is an error instead of
+  /// falling back to the CPU (tests, scripts/gpu-check.sh).
+  bool requireGpu = false;
 };
 
 class JitKernel {
@@ -176,6 +179,8 @@ private:
   int (*backward_)(void **) = nullptr;
   int (*lse_)(void **) = nullptr;
   bool cacheHit_ = false;
+  bool requireGpu_ = false;
+  const char *(*gpuError_)() = nullptr; // GPU libraries: NAME_gpu_error
   double compileSeconds_ = 0;
 };
 
