@@ -1260,8 +1260,21 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
           return Expr();
         return tr.maskMayHoldOnTile(qt, kbE, b, h);
       };
-      RDom rk(0, nKB, N("rk"));
       auto maskKind = kernel->getAttrOfType<mlir::StringAttr>("mask_kind");
+      RDom rk(0, nKB, N("rk"));
+      src.nBlocks = nKB;
+      // The key-block test as a function of the block (split decoding visits
+      // blocks through its own reduction).
+      auto keyBlockTest = [&](Expr kbE) -> Expr {
+        Expr p = blockMayTakePart(kbE);
+        if (!p.defined())
+          return p;
+        if (!(maskKind && maskKind.getValue() == "data-dependent"))
+          return p;
+        if (tiles.mapQ && kops.size() == 1) // the map's tiles hold whole blocks of ours
+          return alg.tileMapInput(kbE * TK / tiles.mapK, qt * TQ / tiles.mapQ, h, b) != 0;
+        return alg.tileMapInput(s ? src.blockOffset + kbE : kbE, qt, h, b) != 0;
+      };
       if (Expr p = blockMayTakePart(rk.x); p.defined()) {
         if (maskKind && maskKind.getValue() == "data-dependent") {
           // The source's blocks in the tile map start at its block offset.
@@ -1272,15 +1285,13 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
           src.usesTileMap = true;
           tileTests[s] = kops.size() == 1 ? blockMayTakePart(kb)
                                           : blockMayTakePart(clamp(kb - src.blockOffset, 0, nKB - 1));
-          if (tiles.mapQ && kops.size() == 1) // the map's tiles hold whole blocks of ours
-            rk.where(alg.tileMapInput(rk.x * TK / tiles.mapK, qt * TQ / tiles.mapQ, h, b) != 0);
-          else
-            rk.where(alg.tileMapInput(s ? src.blockOffset + rk.x : Expr(rk.x), qt, h, b) != 0);
+          rk.where(keyBlockTest(rk.x));
         } else {
           rk.where(p);
         }
       }
       src.rk = RVar(rk.x);
+      src.blockTest = keyBlockTest(src.blockVar);
       RDom rj(0, TK, N("rj"));
       src.rj = RVar(rj.x);
 
@@ -1526,7 +1537,61 @@ AttentionAlgorithm buildAlgorithm(const std::vector<Operation *> &ops, TileSizes
   };
   alg.out = Func("out");
   alg.acc = Func("acc");
-  if (alg.linear) {
+  // Split decoding (TileSizes::splitKeys): each split of the key blocks
+  // has its own state, and acc merges them exactly (as flash-decoding).
+  const bool plainSum = alg.normalize == "sigmoid" || alg.normalize == "relu" ||
+                        alg.normalize == "none";
+  alg.splitDecode = tiles.splitKeys > 0 && alg.sources.size() == 1 && !alg.linear &&
+                    (softmax || plainSum);
+  if (alg.splitDecode) {
+    KeySource &src = alg.sources[0];
+    Var &sp = alg.split;
+    alg.splits = clamp(src.nBlocks, 1, tiles.splitKeys);
+    Expr chunk = (src.nBlocks + alg.splits - 1) / alg.splits;
+    RDom rs(0, chunk, "rsplit");
+    Expr kbE = sp * chunk + rs.x;
+    Expr test = kbE < src.nBlocks;
+    if (src.blockTest.defined())
+      test = test && Halide::Internal::substitute(src.blockVar.name(), kbE, src.blockTest);
+    rs.where(test);
+    alg.splitBlocks = RVar(rs.x);
+    RDom rm(0, alg.splits, "rmerge");
+    alg.mergeSplits = RVar(rm.x);
+    alg.accSplit = Func("accSplit");
+    Expr pv = src.pvAcc(dv, ii, qt, kbE, h, b);
+    if (softmax) {
+      alg.accSplit(dv, ii, qt, sp, h, b) = Tuple(zero, negInf, zero);
+      FuncRef st = alg.accSplit(dv, ii, qt, sp, h, b);
+      Expr O = st[0], m = st[1], l = st[2];
+      Expr mb = src.blockMax(ii, qt, kbE, h, b), bs = src.blockSum(ii, qt, kbE, h, b);
+      Expr mNew = max(m, mb);
+      Expr a = select(live(m), exp(m - mNew), zero), c = select(live(mb), exp(mb - mNew), zero);
+      alg.accSplit(dv, ii, qt, sp, h, b) = Tuple(O * a + pv * c, mNew, l * a + bs * c);
+      // The merge: every split's state rescaled to the largest maximum.
+      alg.splitMax = Func("splitMax");
+      alg.splitMax(ii, qt, h, b) = negInf;
+      alg.splitMax(ii, qt, h, b) = max(alg.splitMax(ii, qt, h, b), alg.accSplit(0, ii, qt, rm.x, h, b)[1]);
+      Expr M = alg.splitMax(ii, qt, h, b);
+      alg.acc(dv, ii, qt, h, b) = Tuple(zero, M, zero);
+      FuncRef part = alg.accSplit(dv, ii, qt, rm.x, h, b);
+      Expr w = select(live(Expr(part[1])), exp(Expr(part[1]) - M), zero);
+      FuncRef cur = alg.acc(dv, ii, qt, h, b);
+      alg.acc(dv, ii, qt, h, b) = Tuple(Expr(cur[0]) + Expr(part[0]) * w, M, Expr(cur[2]) + Expr(part[2]) * w);
+      Expr Of = alg.acc(dv, iiOf, qtOf, h, b)[0], lf = alg.acc(dv, iiOf, qtOf, h, b)[2];
+      alg.out(dv, i, h, b) = headsGroupCheck(toOut(select(lf > zero, Of / lf, zero)));
+      if (alg.outputLse) {
+        Expr mf = alg.acc(0, iiOf, qtOf, h, b)[1], l0 = alg.acc(0, iiOf, qtOf, h, b)[2];
+        alg.lse = Func("lse");
+        alg.lse(i, h, b) = cast(Float(32), select(l0 > zero, mf + log(l0), negInf));
+      }
+    } else {
+      alg.accSplit(dv, ii, qt, sp, h, b) = zero;
+      alg.accSplit(dv, ii, qt, sp, h, b) += pv;
+      alg.acc(dv, ii, qt, h, b) = zero;
+      alg.acc(dv, ii, qt, h, b) += alg.accSplit(dv, ii, qt, rm.x, h, b);
+      alg.out(dv, i, h, b) = headsGroupCheck(toOut(alg.acc(dv, iiOf, qtOf, h, b)));
+    }
+  } else if (alg.linear) {
     alg.out(dv, i, h, b) = headsGroupCheck(toOut(alg.linear->value(dv, i, h, b)));
   } else if (softmax || hardmax) {
     // {O, m, l}: the running output numerator, maximum score and

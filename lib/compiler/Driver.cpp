@@ -73,6 +73,7 @@ std::string KernelManifest::toJson() const {
     j["so_fnv1a64"] = soHash;
   }
   j["has_gpu"] = hasGpu;
+  j["has_gpu_decode"] = hasGpuDecode;
   if (!gpuWhyNot.empty())
     j["gpu_why_not"] = gpuWhyNot;
   j["has_backward"] = hasBackward;
@@ -118,6 +119,7 @@ bool KernelManifest::fromJson(const std::string &text, KernelManifest &out) {
     m.hasFeatures = j.value("has_features", false);
     m.featureLength = j.value("feature_length", "");
     m.hasGpu = j.value("has_gpu", false);
+    m.hasGpuDecode = j.value("has_gpu_decode", false);
     m.gpuWhyNot = j.value("gpu_why_not", "");
     m.hasBackward = j.value("has_backward", false);
     m.hasLse = j.value("has_lse", false);
@@ -262,6 +264,9 @@ struct Built {
   /// back to `alg` when the device fails (buildModule).
   std::optional<AttentionAlgorithm> gpu;
   std::string gpuWhyNot; // a GPU target whose kernel has no GPU schedule: why
+  /// Its split-key twin for short query sequences (gpu::kDecodeRows).
+  std::optional<AttentionAlgorithm> gpuDecode;
+  std::optional<Halide::Module> decodeModule; // its object's module (buildModule)
 };
 
 /// AttnToHalide + the target schedule. Throws Halide::Error.
@@ -295,6 +300,13 @@ Built buildHalide(Lowered &low, const CompileOptions &opts, std::string &err) {
             std::to_string(gpu::kSharedLimit));
       gpu::schedule(g, built.target);
       built.gpu = std::move(g);
+      // Short query sequences (decoding): keys split across blocks.
+      tiles.splitKeys = gpu::kMaxSplits;
+      AttentionAlgorithm d = buildAlgorithm(low.kernelOps, tiles, opts.skipTiles);
+      if (d.splitDecode) {
+        gpu::schedule(d, built.target);
+        built.gpuDecode = std::move(d);
+      }
     } else {
       err += "attnc: warning: kernel '" + g.name + "' runs on the CPU only on target '" +
              opts.target + "': " + why + "\n";
@@ -436,7 +448,8 @@ std::string cType(const Halide::Type &t) {
 /// call's failure on this thread ("" when the GPU ran it), and NAME_argv /
 /// NAME_metadata are the usual Halide entry points.
 std::string dispatcherSource(const std::string &name,
-                             const std::vector<Halide::Internal::LoweredArgument> &args) {
+                             const std::vector<Halide::Internal::LoweredArgument> &args,
+                             bool decode) {
   std::string params, call, argv, buffers, outputs;
   int nIn = 0, nOut = 0;
   for (size_t k = 0; k < args.size(); ++k) {
@@ -463,6 +476,7 @@ std::string dispatcherSource(const std::string &name,
      << "#include <cstring>\n\n"
      << "extern \"C\" int " << name << "_gpu(" << params << ");\n"
      << "extern \"C\" int " << name << "_cpu(" << params << ");\n"
+     << (decode ? "extern \"C\" int " + name + "_gpu_decode(" + params + ");\n" : "")
      << "extern \"C\" const struct halide_filter_metadata_t *" << name << "_gpu_metadata();\n\n"
      << "namespace {\nthread_local char gpuError[1024];\nstd::atomic<bool> warned{false};\n"
      << "void recordError(void *, const char *msg) {\n"
@@ -479,7 +493,10 @@ std::string dispatcherSource(const std::string &name,
      << "    if (ours[b] && b < " << nIn << ")\n      buffers[b]->set_host_dirty(true);\n  }\n"
      << "  gpuError[0] = 0;\n"
      << "  halide_error_handler_t callers = halide_set_error_handler(recordError);\n"
-     << "  int r = " << name << "_gpu(" << call << ");\n"
+     << "  // q is [B, H, Lq, D]: Halide's dim[1] is Lq.\n"
+     << (decode ? "  int r = a0->dim[1].extent <= " + std::to_string(gpu::kDecodeRows) + " ? " + name +
+                      "_gpu_decode(" + call + ") : " + name + "_gpu(" + call + ");\n"
+                : "  int r = " + name + "_gpu(" + call + ");\n")
      << "  for (int o : outputs)\n"
      << "    if (r == 0 && ours[o])\n      r = halide_copy_to_host(nullptr, buffers[o]);\n"
      << "  halide_set_error_handler(callers);\n"
@@ -512,10 +529,10 @@ std::vector<Halide::Internal::LoweredArgument> dispatchArguments(const Halide::M
 
 /// Compiles a GPU library's dispatcher (dispatcherSource) to an object.
 /// Throws std::runtime_error with the compiler's output when it fails.
-void compileDispatcher(const std::string &name, const Halide::Module &module,
+void compileDispatcher(const std::string &name, const Halide::Module &module, bool decode,
                        const std::string &object) {
   std::string source = object + ".cpp";
-  std::ofstream(source) << dispatcherSource(name, dispatchArguments(module, name));
+  std::ofstream(source) << dispatcherSource(name, dispatchArguments(module, name), decode);
   std::vector<std::string> cmd = compilerCommand();
   for (const char *a : {"-std=c++17", "-O2", "-fPIC", "-c", "-I" ATTNC_HALIDE_RUNTIME_INCLUDE, "-o"})
     cmd.push_back(a);
@@ -536,6 +553,7 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
   manifest.name = a.name;
   manifest.target = built.target.to_string();
   manifest.hasGpu = built.gpu.has_value();
+  manifest.hasGpuDecode = built.gpuDecode.has_value();
   manifest.gpuWhyNot = built.gpuWhyNot;
   manifest.strategy = a.strategy;
   manifest.decode = a.decode;
@@ -554,6 +572,14 @@ Halide::Module buildModule(Built &built, KernelManifest &manifest) {
     // device fails, NAME_cpu.
     addPipeline(built.gpu->pipeline(), built.gpu->arguments(), "_gpu");
     addPipeline(a.pipeline(), a.arguments(), "_cpu");
+    // The decode kernel is an object of its own (linked beside, using the
+    // main object's runtime): two GPU pipelines in one Halide module share
+    // the device-code state's name, and the second one's kernels are not
+    // found (CL_INVALID_KERNEL_NAME on PoCL).
+    if (built.gpuDecode)
+      built.decodeModule = built.gpuDecode->pipeline().compile_to_module(
+          built.gpuDecode->arguments(), a.name + "_gpu_decode",
+          built.target.with_feature(Halide::Target::NoRuntime));
   } else {
     addPipeline(a.pipeline(), a.arguments(), "");
   }
@@ -748,15 +774,27 @@ bool compileStaticLibrary(const SourceFile &src, const CompileOptions &opts, con
             fs::remove(p, ec);
         }
       } cleanup{{kernelObj, dispatchObj}};
+      const std::string decodeObj = base.string() + ".decode.o";
+      cleanup.paths.push_back(decodeObj);
+      const std::string ext = built.target.has_feature(Halide::Target::CUDA) ? ".ptx" : ".cl";
+      // NAME.ptx (or .cl) and, with a split-key decode kernel, NAME_decode.ptx.
       module.compile({{Halide::OutputFileType::object, kernelObj},
-                      {Halide::OutputFileType::device_code,
-                       base.string() + (built.target.has_feature(Halide::Target::CUDA) ? ".ptx" : ".cl")}});
-      compileDispatcher(name, module, dispatchObj);
-      Halide::create_static_library({kernelObj, dispatchObj}, built.target,
-                                               base.string() + ".a");
+                      {Halide::OutputFileType::device_code, base.string() + ext}});
+      std::vector<std::string> objects{kernelObj, dispatchObj};
+      if (built.decodeModule) {
+        built.decodeModule->compile({{Halide::OutputFileType::object, decodeObj},
+                                     {Halide::OutputFileType::device_code,
+                                      base.string() + "_decode" + ext}});
+        objects.push_back(decodeObj);
+      }
+      compileDispatcher(name, module, manifest.hasGpuDecode, dispatchObj);
+      Halide::create_static_library(objects, built.target, base.string() + ".a");
       Halide::Module header(name, built.target);
       for (const Halide::Internal::LoweredFunc &f : module.functions())
         header.append(f);
+      if (built.decodeModule)
+        for (const Halide::Internal::LoweredFunc &f : built.decodeModule->functions())
+          header.append(f);
       header.append(Halide::Internal::LoweredFunc(name, dispatchArguments(module, name),
                                                   Halide::Internal::Stmt(),
                                                   Halide::LinkageType::ExternalPlusMetadata));
@@ -776,18 +814,21 @@ bool compileSharedObject(const SourceFile &src, const CompileOptions &opts,
   Lowered low;
   if (!frontEnd(src, opts, true, low, err) || !toMlir(src, true, low, err))
     return false;
-  fs::path obj = soPath + ".o", dispatchObj = soPath + ".dispatch.o";
+  fs::path obj = soPath + ".o", dispatchObj = soPath + ".dispatch.o", decodeObj = soPath + ".decode.o";
   bool ok = guarded(err, [&] {
     Built built = buildHalide(low, opts, err);
     Halide::Module module = buildModule(built, manifest);
     module.compile({{Halide::OutputFileType::object, obj.string()}});
+    if (built.decodeModule)
+      built.decodeModule->compile({{Halide::OutputFileType::object, decodeObj.string()}});
     if (manifest.hasGpu)
-      compileDispatcher(built.alg.name, module, dispatchObj.string());
+      compileDispatcher(built.alg.name, module, manifest.hasGpuDecode, dispatchObj.string());
   });
   if (!ok) {
     std::error_code ec;
     fs::remove(obj, ec);
     fs::remove(dispatchObj, ec);
+    fs::remove(decodeObj, ec);
     return false;
   }
   // Link the object (which carries the Halide runtime) into a shared object.
@@ -801,6 +842,8 @@ bool compileSharedObject(const SourceFile &src, const CompileOptions &opts,
   args.push_back(obj.string());
   if (manifest.hasGpu)
     args.push_back(dispatchObj.string());
+  if (manifest.hasGpuDecode)
+    args.push_back(decodeObj.string());
   for (const char *a : {"-lpthread", "-ldl", "-lm"})
     args.push_back(a);
   std::string output;
@@ -808,6 +851,7 @@ bool compileSharedObject(const SourceFile &src, const CompileOptions &opts,
   std::error_code ec;
   fs::remove(obj, ec);
   fs::remove(dispatchObj, ec);
+  fs::remove(decodeObj, ec);
   if (rc == 0)
     return true;
   std::string shown;

@@ -83,6 +83,11 @@ struct KeySource {
   /// Data-dependent masks: this source's key blocks are tested against the
   /// run-time tile map (AttentionAlgorithm::tileMapInput).
   bool usesTileMap = false;
+  /// The number of key blocks, and whether block `blockVar` of query tile
+  /// qt may take part (undefined: every block does): the test of rk's
+  /// where clause, for other reductions over the blocks (split decoding).
+  Halide::Expr nBlocks, blockTest;
+  Halide::Var blockVar{"kb_tested"};
 
   /// Every stage above that is defined, for printing.
   std::vector<Halide::Func> stages() const;
@@ -122,6 +127,16 @@ struct AttentionAlgorithm {
   std::vector<Halide::Func> linearInputs;
   Halide::Func topkState; // topk only: (slot, ii, qt, h, b) -> {score, key}, K best
   Halide::Func acc;   // (dv, ii, qt, h, b): {O, m, l} (softmax) or O, one update per source
+  /// Split decoding (TileSizes::splitKeys; softmax, sigmoid, relu, none, one
+  /// source): the key blocks cut into `splits` runs of consecutive blocks,
+  /// each with its own state accSplit (dv, ii, qt, split, h, b) over
+  /// splitBlocks; acc is then their exact merge over mergeSplits (softmax:
+  /// rescaled to splitMax (ii, qt, h, b), the largest of their maxima).
+  bool splitDecode = false;
+  Halide::Var split{"sp"};
+  Halide::Expr splits;
+  Halide::Func accSplit, splitMax;
+  Halide::RVar splitBlocks, mergeSplits;
   Halide::Func out;   // (dv, i, h, b), q's element type
   Halide::Func lse;   // (i, h, b), f32; defined when outputLse
   std::vector<Halide::Func> extra; // qnorm / knorm etc: compute_root helpers
@@ -198,6 +213,9 @@ struct TileSizes {
   /// reads, when they are another kernel's (the CPU kernel's map serves its
   /// GPU twin); multiples of q and k. 0: the map has this kernel's tiles.
   int mapQ = 0, mapK = 0;
+  /// > 0: split decoding with at most this many splits of the key blocks
+  /// (AttentionAlgorithm::splitDecode), for short query sequences on GPUs.
+  int splitKeys = 0;
 };
 
 /// The strategy attn-select-strategy recorded on `kernelOp` ("dense" or

@@ -48,6 +48,8 @@ struct KernelManifest {
   /// A GPU target: NAME runs NAME_gpu, and NAME_cpu when the device fails.
   /// A kernel without a GPU schedule has only the CPU kernel and says why.
   bool hasGpu = false;
+  /// ... and NAME_gpu_decode, the split-key kernel NAME runs when Lq is short.
+  bool hasGpuDecode = false;
   std::string gpuWhyNot;
   bool hasBackward = false;
   bool hasLse = false;

@@ -141,14 +141,9 @@ void schedule(AttentionAlgorithm &alg, const Target &) {
         .gpu_threads(dvi, ii);
   }
 
-  for (KeySource &src : alg.sources) {
-    Stage update = alg.acc.update(src.accStage - 1);
-    update.split(dv, dvo, dvi, TX, TailStrategy::RoundUp).reorder(dvo, dvi, ii, src.rk);
-    if (alg.outputLse)
-      update.reorder(dvo, dvi, ii, src.rk, qt, h, b).gpu_blocks(qt, h, b);
-    update.gpu_threads(dvi, ii);
-    LoopLevel perBlock(alg.acc, src.rk);
-
+  // The key blocks' stages of a source, computed per block of the loop at
+  // `perBlock`; pvAcc per thread of `state` (the state it updates).
+  auto blockStages = [&](KeySource &src, LoopLevel perBlock, Func state) {
     // One thread per pair of the tile (keys along x).
     auto pairs = [&](Func f) {
       f.compute_at(perBlock)
@@ -182,7 +177,47 @@ void schedule(AttentionAlgorithm &alg, const Target &) {
     rows(src.blockArg);
     pairs(src.weight);
     // Each thread's share of PV, for its (dv, row), in a register.
-    src.pvAcc.compute_at(alg.acc, dvo);
+    src.pvAcc.compute_at(state, dvo);
+  };
+
+  if (alg.splitDecode) {
+    // Split decoding: a block per (split, query tile, head, batch) for its
+    // run of key blocks, its state in global memory; the merge (acc) in the
+    // output's block, one thread per (dv, row) over the splits.
+    Var qs("qs");
+    KeySource &src = alg.sources[0];
+    auto perSplit = [&](Stage st, bool update) {
+      st.split(dv, dvo, dvi, TX, TailStrategy::RoundUp);
+      if (update)
+        st.reorder(dvo, dvi, ii, alg.splitBlocks, qt, alg.split, h, b);
+      else
+        st.reorder(dvo, dvi, ii, qt, alg.split, h, b);
+      st.fuse(qt, alg.split, qs).gpu_blocks(qs, h, b).gpu_threads(dvi, ii);
+    };
+    alg.accSplit.compute_root();
+    perSplit(alg.accSplit, false);
+    perSplit(alg.accSplit.update(), true);
+    blockStages(src, LoopLevel(alg.accSplit, alg.splitBlocks), alg.accSplit);
+    alg.acc.update().split(dv, dvo, dvi, TX, TailStrategy::RoundUp)
+        .reorder(dvo, dvi, ii, alg.mergeSplits);
+    if (alg.outputLse)
+      alg.acc.update().reorder(dvo, dvi, ii, alg.mergeSplits, qt, h, b).gpu_blocks(qt, h, b);
+    alg.acc.update().gpu_threads(dvi, ii);
+    if (alg.splitMax.defined()) {
+      alg.splitMax.compute_at(alg.acc, qt).gpu_threads(ii);
+      alg.splitMax.update().reorder(alg.mergeSplits, ii).gpu_threads(ii);
+    }
+  }
+
+  for (KeySource &src : alg.sources) {
+    if (alg.splitDecode)
+      break;
+    Stage update = alg.acc.update(src.accStage - 1);
+    update.split(dv, dvo, dvi, TX, TailStrategy::RoundUp).reorder(dvo, dvi, ii, src.rk);
+    if (alg.outputLse)
+      update.reorder(dvo, dvi, ii, src.rk, qt, h, b).gpu_blocks(qt, h, b);
+    update.gpu_threads(dvi, ii);
+    blockStages(src, LoopLevel(alg.acc, src.rk), alg.acc);
   }
 
   for (Func &f : alg.rowMaps)

@@ -17,6 +17,12 @@ constexpr int kThreadsX = 32;
 /// large as the tile (the mask is classified per (query tile, key block)).
 TileSizes chooseTiles(const Halide::Target &target, Halide::Type computeType, int valueDim);
 
+/// Decoding: calls with at most this many queries run the split-key kernel
+/// (AttentionAlgorithm::splitDecode), its key blocks cut into at most
+/// kMaxSplits runs, one GPU block each, merged exactly.
+constexpr int kDecodeRows = 16;
+constexpr int kMaxSplits = 64;
+
 /// Empty when `alg` has a GPU schedule, else why not (the driver then
 /// compiles the CPU kernel alone and warns with this reason).
 std::string unsupported(const AttentionAlgorithm &alg, const Halide::Target &target);

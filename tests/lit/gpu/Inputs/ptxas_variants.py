@@ -13,6 +13,7 @@ attnc, ptxas, variants, out = sys.argv[1:5]
 failed = []
 with_ptx = assembled = 0
 cpu_only = []
+decode_kernels = []
 files = sorted(pathlib.Path(variants).glob("*.attn"))
 for f in files:
     d = pathlib.Path(out) / f.stem
@@ -32,15 +33,20 @@ for f in files:
         failed.append(f"{f.name}: has_gpu but no .ptx")
         continue
     with_ptx += 1
+    if manifest.get("has_gpu_decode") and not (d / f"{manifest['name']}_decode.ptx").exists():
+        failed.append(f"{f.name}: has_gpu_decode but no {manifest['name']}_decode.ptx")
+    decode_kernels.append(len(ptx) == 2)
     ok = True
-    for arch in ("sm_80", "sm_90"):
-        p = subprocess.run([ptxas, f"-arch={arch}", str(ptx[0]), "-o", str(d / f"{arch}.cubin")],
-                           capture_output=True, text=True)
-        if p.returncode != 0:
-            failed.append(f"{f.name}: ptxas -arch={arch} failed:\n{p.stderr}")
-            ok = False
+    for p in ptx:  # NAME.ptx and the split-key NAME_decode.ptx
+        for arch in ("sm_80", "sm_90"):
+            r = subprocess.run([ptxas, f"-arch={arch}", str(p), "-o", str(d / f"{p.stem}.{arch}.cubin")],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                failed.append(f"{f.name}: ptxas -arch={arch} {p.name} failed:\n{r.stderr}")
+                ok = False
     assembled += ok
-print(f"variants: {len(files)}, with PTX: {with_ptx}, assembled for sm_80 and sm_90: {assembled}")
+print(f"variants: {len(files)}, with PTX: {with_ptx}, assembled for sm_80 and sm_90: {assembled}, "
+      f"with a split-key decode kernel: {sum(decode_kernels)}")
 for c in cpu_only:
     print(f"cpu only: {c}")
 for msg in failed:
