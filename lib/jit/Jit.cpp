@@ -416,7 +416,10 @@ std::unique_ptr<JitKernel> JitKernel::compile(const SourceFile &src, const JitOp
     }
   }
   k->cacheHit_ = haveCached;
-  k->requireGpu_ = opts.requireGpu;
+  // ATTNC_REQUIRE_GPU=1 asks the same of every kernel of a process (the
+  // Python suite on a GPU target).
+  const char *require = std::getenv("ATTNC_REQUIRE_GPU");
+  k->requireGpu_ = opts.requireGpu || (require && std::string(require) == "1");
   k->compileSeconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return k;

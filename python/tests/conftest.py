@@ -16,6 +16,21 @@ NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "i32": 
                 "i64": np.int64, "bool": np.bool_}
 VARIANTS = sorted((ROOT / "examples" / "variants").glob("*.attn"))
 
+# ATTNC_TEST_TARGET (ctest python_opencl: host-opencl on PoCL): every kernel
+# a test compiles for the host is compiled for that target instead, with
+# ATTNC_REQUIRE_GPU=1 making a GPU failure an error, not a CPU fallback.
+TEST_TARGET = os.environ.get("ATTNC_TEST_TARGET", "host")
+if TEST_TARGET != "host":
+    _compile = attnc.compile
+
+    def _compile_for_test_target(source, kernel=None, target="host", **options):
+        return _compile(source, kernel, TEST_TARGET if target == "host" else target, **options)
+
+    attnc.compile = _compile_for_test_target
+# Tests of the CPU kernel's loop nest or of bit-equal CPU kernels.
+cpu_only = pytest.mark.skipif(TEST_TARGET != "host",
+                              reason=f"checks the CPU kernel itself, not the {TEST_TARGET} one")
+
 
 def pytest_sessionstart(session):
     # The suite must test the package just built, not an older install.

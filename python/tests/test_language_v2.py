@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import attnc
-from conftest import ROOT, assert_close
+from conftest import ROOT, TEST_TARGET, assert_close, cpu_only
 
 V2 = ROOT / "examples" / "variants" / "v2"
 
@@ -39,7 +39,10 @@ def test_bshd_layout_matches_the_bhld_kernel(rng):
         }"""
     )
     t = lambda x: np.ascontiguousarray(x.transpose(0, 2, 1, 3))
-    np.testing.assert_array_equal(out, bhld(t(q), t(k), t(v)))
+    if TEST_TARGET == "host":
+        np.testing.assert_array_equal(out, bhld(t(q), t(k), t(v)))
+    else:  # GPU compilers contract the two kernels' multiply-adds differently
+        np.testing.assert_allclose(out, bhld(t(q), t(k), t(v)), atol=1e-6)
 
 
 def test_bshd_layout_bf16_and_torch_views(rng):
@@ -328,6 +331,7 @@ def test_rope_against_numpy(rng):
     assert not np.allclose(kern(q, k, v, base=500.0), out)
 
 
+@cpu_only
 def test_rope_vectors_are_computed_per_row_not_per_pair():
     stmt = attnc.load(V2 / "rope_causal.attn").emit("stmt")
     # qr and kr are produced once, before the loop over query tiles ...

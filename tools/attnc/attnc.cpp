@@ -135,10 +135,11 @@ int cmdCompile(const std::string &file, const std::string &dir, const std::strin
   if (!ok)
     return 1;
   if (manifest.hasGpu)
-    fmt::print("wrote {0}/{1}.a, {0}/{1}.h and {0}/{1}.{3} (target {2}; the GPU kernel falls back "
-               "to its CPU twin)\n",
+    fmt::print("wrote {0}/{1}.a, {0}/{1}.h and {0}/{1}{4}.{3} (target {2}; the GPU kernel falls "
+               "back to its CPU twin)\n",
                dir, manifest.name, manifest.target,
-               manifest.target.find("cuda") != std::string::npos ? "ptx" : "cl");
+               manifest.target.find("cuda") != std::string::npos ? "ptx" : "cl",
+               manifest.hasGpuDecode ? "{,_decode}" : "");
   else
     fmt::print("wrote {0}/{1}.a and {0}/{1}.h (target {2})\n", dir, manifest.name, manifest.target);
   return 0;
