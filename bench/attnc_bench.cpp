@@ -13,7 +13,8 @@
 // after another (`query n=<N> ns_per_step=<X>`): the latency of a query
 // alone, for comparison with a whole step. `attnc-bench call FILE` times
 // JitKernel::run per call on small shapes (the C++ baseline of the Python
-// package's per-call overhead).
+// package's per-call overhead). `attnc-bench stream` measures the memory
+// bandwidth (read and triad) that decode figures are read against.
 #include "attn/jit/Decoder.h"
 #include "attn/runtime/HullCache.h"
 #include "attn/jit/Jit.h"
@@ -30,6 +31,7 @@
 #include <sstream>
 #include <ctime>
 #include <string>
+#include <thread>
 #include <vector>
 
 using attn::runtime::HullCache;
@@ -258,6 +260,60 @@ int runCall(const std::string &file, int64_t B, int64_t H, int64_t L, int64_t D,
   return 0;
 }
 
+/// STREAM-style memory bandwidth with `threads` threads on arrays of
+/// `bytes` bytes each (far beyond the caches): `read` sums one array (what
+/// an attention kernel's K and V reads are), `triad` computes
+/// a = b + s * c (two reads, one write, STREAM's count of 3 arrays). Pages
+/// are touched before timing; each figure is the best of `reps` runs.
+/// Prints `stream read_GBps=X triad_GBps=Y threads=T bytes=N`.
+int runStream(int64_t bytes, int threads, int reps) {
+  const int64_t n = bytes / static_cast<int64_t>(sizeof(double));
+  std::vector<double> a(n), b(n), c(n);
+  auto parallel = [&](auto body) {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] { body(n * t / threads, n * (t + 1) / threads, t); });
+    for (auto &t : ts)
+      t.join();
+  };
+  parallel([&](int64_t lo, int64_t hi, int) { // first touch by the thread that uses it
+    for (int64_t x = lo; x < hi; ++x) {
+      a[x] = 0.0;
+      b[x] = 1.0;
+      c[x] = 2.0;
+    }
+  });
+  std::vector<double> sums(threads);
+  double bestRead = 0, bestTriad = 0;
+  for (int r = 0; r < reps; ++r) {
+    double t0 = nowNs(false);
+    parallel([&](int64_t lo, int64_t hi, int t) {
+      // Eight accumulators: the sum is bound by loads, not the add latency.
+      double s[8] = {};
+      int64_t x = lo;
+      for (; x + 8 <= hi; x += 8)
+        for (int u = 0; u < 8; ++u)
+          s[u] += b[x + u];
+      for (; x < hi; ++x)
+        s[0] += b[x];
+      sums[t] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+    });
+    double t1 = nowNs(false);
+    parallel([&](int64_t lo, int64_t hi, int) {
+      for (int64_t x = lo; x < hi; ++x)
+        a[x] = b[x] + 3.0 * c[x];
+    });
+    double t2 = nowNs(false);
+    bestRead = std::max(bestRead, 8.0 * n / (t1 - t0));
+    bestTriad = std::max(bestTriad, 24.0 * n / (t2 - t1));
+  }
+  for (double s : sums)
+    gSink = gSink + s + a[n / 2];
+  std::printf("stream read_GBps=%.1f triad_GBps=%.1f threads=%d bytes=%lld\n", bestRead,
+              bestTriad, threads, static_cast<long long>(bytes));
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -323,7 +379,21 @@ int main(int argc, char **argv) {
   linearCmd->add_flag("--retention", linRetention,
                       "with RetNet's per-head decay pow(1 - 2^(-5 - h), i - j)");
 
+  CLI::App *streamCmd = app.add_subcommand(
+      "stream", "STREAM-style memory bandwidth: read (sum of one array) and triad");
+  int64_t streamBytes = int64_t(1) << 30;
+  int streamThreads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int streamReps = 5;
+  streamCmd->add_option("--bytes", streamBytes, "bytes per array (default 1 GiB)")
+      ->check(CLI::Range(int64_t(1) << 16, int64_t(1) << 36));
+  streamCmd->add_option("--threads", streamThreads, "threads (default: one per core)")
+      ->check(CLI::Range(1, 1024));
+  streamCmd->add_option("--reps", streamReps, "runs; the best is printed")->check(CLI::Range(1, 1000));
+
   CLI11_PARSE(app, argc, argv);
+
+  if (streamCmd->parsed())
+    return runStream(streamBytes, streamThreads, streamReps);
 
   if (linearCmd->parsed())
     return runLinearDecode(linSteps, linRetention, linFeatures);
